@@ -1,0 +1,1 @@
+"""Chores of the ``savebucks`` command, one module each; importing registers them."""

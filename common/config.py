@@ -1,0 +1,221 @@
+"""One settings object, read from the environment once and validated at start-up.
+
+Nothing else in the code base reads ``os.environ``. A bad value stops the process with one line
+naming the variable (see ``load_settings``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from decimal import Decimal
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+AppEnv = Literal["development", "test", "production"]
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+_DEV_DATABASE_URL = "postgresql+psycopg://savebucks@127.0.0.1:54329/savebucks"
+_PER_NETWORK = ("POSTBACK_SECRET_", "POSTBACK_SCHEME_", "POSTBACK_ALLOWED_IPS_")
+
+
+class ConfigError(SystemExit):
+    """Start-up refused: the message names the variable at fault."""
+
+
+class NetworkConfig(BaseModel):
+    """How one offer network calls us back (``POSTBACK_*_<NETWORK>``)."""
+
+    name: str
+    secret: str
+    scheme: str = "generic"
+    allowed_ips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    app_env: AppEnv = "development"
+    port: int = Field(3003, ge=1, le=65535)
+    database_url: str = _DEV_DATABASE_URL
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    celery_broker_url: str | None = None
+    # Pub/sub channels are global to a Redis server (not per database number): the prefix keeps
+    # two deployments, or two test runs, sharing one server apart.
+    redis_prefix: str = Field("savebucks", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+
+    db_pool_size: int = Field(10, ge=1, le=200)
+    db_pool_max_overflow: int = Field(5, ge=0, le=200)
+    db_pool_timeout: float = Field(10.0, gt=0)
+    db_statement_timeout_ms: int = Field(15_000, ge=0)
+
+    jwt_secret: str = ""
+    jwt_issuer: str = "savebucks"
+    jwt_audience: str = "savebucks-api"
+    access_token_ttl: int = Field(900, ge=30, le=86_400)
+    refresh_token_ttl: int = Field(2_592_000, ge=300, le=31_536_000)
+    refresh_rotation: bool = False
+    refresh_reuse_grace_seconds: int = Field(10, ge=0, le=300)
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+    password_hash_workers: int = Field(2, ge=1, le=64)
+
+    allowed_origins: CommaList = ("http://localhost:3000",)
+    trusted_proxies: CommaList = ()
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+
+    rate_limit_login: str = "10/minute"
+    rate_limit_register: str = "5/minute"
+    rate_limit_login_email: str = "5/minute"
+    rate_limit_postback: str = "600/minute"
+    rate_limit_chat: str = "10/10second"
+    rate_limit_withdrawal: str = "10/minute"
+
+    sale_hold_seconds: int = Field(604_800, ge=0)
+    min_withdrawal: Money = Decimal("5")
+    auto_pay_limit: Money = Decimal("100")
+
+    flower_basic_auth: str | None = None
+    flower_port: int = Field(5555, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    networks: dict[str, NetworkConfig] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("allowed_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("must be a postgresql:// or postgresql+psycopg:// URL")
+        return value
+
+    @field_validator("redis_url", "celery_broker_url")
+    @classmethod
+    def _redis_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _user_colon_password(cls, value: str | None) -> str | None:
+        if value is not None and (":" not in value or value.startswith(":")):
+            raise ValueError("must be user:password")
+        return value or None
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        if self.app_env == "development":
+            if not self.jwt_secret:
+                # A random key per process: tokens die with the process, which suits development.
+                object.__setattr__(self, "jwt_secret", secrets.token_urlsafe(48))
+            return self
+        if len(self.jwt_secret.encode()) < 32:
+            raise ValueError("JWT_SECRET: must be at least 32 bytes outside development")
+        if not self.flower_basic_auth:
+            raise ValueError("FLOWER_BASIC_AUTH: required outside development (user:password)")
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL with the psycopg 3 driver named, whatever form the operator gave."""
+        url = self.database_url
+        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+    @property
+    def libpq_url(self) -> str:
+        """The URL as libpq (raw psycopg) takes it."""
+        return "postgresql://" + self.sqlalchemy_url.split("://", 1)[1]
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+
+def _read_networks(environ: dict[str, str]) -> dict[str, NetworkConfig]:
+    names = {
+        key[len(prefix):].lower()
+        for key in environ
+        for prefix in _PER_NETWORK
+        if key.startswith(prefix) and len(key) > len(prefix)
+    }
+    networks: dict[str, NetworkConfig] = {}
+    for name in sorted(names):
+        upper = name.upper()
+        secret = environ.get(f"POSTBACK_SECRET_{upper}", "")
+        scheme = environ.get(f"POSTBACK_SCHEME_{upper}", "generic").strip().lower() or "generic"
+        ips = environ.get(f"POSTBACK_ALLOWED_IPS_{upper}", "")
+        if not secret and scheme not in _SCHEMES_WITHOUT_SECRET:
+            raise ValueError(f"POSTBACK_SECRET_{upper}: required for network {name!r}")
+        try:
+            allowed = tuple(ipaddress.ip_network(p.strip(), strict=False) for p in ips.split(",") if p.strip())
+        except ValueError as exc:
+            raise ValueError(f"POSTBACK_ALLOWED_IPS_{upper}: {exc}") from None
+        networks[name] = NetworkConfig(name=name, secret=secret, scheme=scheme, allowed_ips=allowed)
+    return networks
+
+
+# Networks that sign nothing and are trusted by source IP alone (AdGate Media).
+_SCHEMES_WITHOUT_SECRET = frozenset({"adgate"})
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Build and validate the settings; exit with one line naming the bad variable."""
+    env = dict(os.environ if environ is None else environ)
+    try:
+        networks = _read_networks(env)
+        if environ is None:
+            settings = Settings(**overrides)  # type: ignore[arg-type]
+        else:
+            settings = _ExplicitSettings(**{**_lower_keys(env), **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else ""
+        detail = first["msg"].removeprefix("Value error, ")
+        prefix = "" if detail.startswith(f"{name}:") or not name else f"{name}: "
+        raise ConfigError(f"configuration error: {prefix}{detail}") from None
+    except ValueError as exc:
+        raise ConfigError(f"configuration error: {exc}") from None
+    object.__setattr__(settings, "networks", networks)
+    return settings
+
+
+class _ExplicitSettings(Settings):
+    """Settings from a given mapping only (tests, tools), never from the process environment."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **_: object):  # type: ignore[no-untyped-def, override]
+        return (init_settings,)
+
+
+def _lower_keys(environ: dict[str, str]) -> dict[str, str]:
+    fields = Settings.model_fields
+    return {key.lower(): value for key, value in environ.items() if key.lower() in fields}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (workers and the CLI; the web receives its own in create_app)."""
+    return load_settings()

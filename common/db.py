@@ -1,0 +1,67 @@
+"""The declarative base, the column types every model uses, and the engines.
+
+How each process reaches PostgreSQL (measured in ``bench/``, written down in ``docs/database.md``):
+- workers and the CLI use the SQLAlchemy sync engine and ``Session``;
+- the web runs the same sync services in a bounded thread pool for writes, and executes hot reads
+  (Core statements compiled once, see ``common.sql``) on a psycopg ``AsyncConnectionPool``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated
+
+from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, create_engine, func
+from sqlalchemy.orm import DeclarativeBase, mapped_column
+
+from common.config import Settings
+
+# Names for constraints, so that migrations and models agree on them and downgrades can drop them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Money in the account currency, exact: NUMERIC(14, 2) in PostgreSQL, Decimal in Python.
+Money = Annotated[Decimal, mapped_column(Numeric(14, 2))]
+BigId = Annotated[int, mapped_column(BigInteger, primary_key=True, autoincrement=True)]
+CreatedAt = Annotated[
+    dt.datetime, mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+]
+UpdatedAt = Annotated[
+    dt.datetime,
+    mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    ),
+]
+Timestamp = Annotated[dt.datetime, mapped_column(DateTime(timezone=True))]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        int: BigInteger,
+        dt.datetime: DateTime(timezone=True),
+        Decimal: Numeric(14, 2),
+    }
+
+
+def make_sync_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
+    """The engine of workers, the CLI and the web's write threads."""
+    return create_engine(
+        settings.sqlalchemy_url,
+        pool_size=pool_size or settings.db_pool_size,
+        max_overflow=settings.db_pool_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_pre_ping=True,
+        connect_args=_connect_args(settings),
+    )
+
+
+def _connect_args(settings: Settings) -> dict[str, object]:
+    options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c timezone=UTC"
+    return {"options": options, "application_name": "savebucks"}

@@ -1,0 +1,7 @@
+"""Every table, imported here so that ``Base.metadata`` knows the whole schema."""
+
+from common.models.audit import AuditLog
+from common.models.outbox import OutboxEvent
+from common.models.users import User
+
+__all__ = ["AuditLog", "OutboxEvent", "User"]

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+
+from sqlalchemy import CheckConstraint, Index, String, Text, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from common.db import BigId, Base, CreatedAt, Money, UpdatedAt
+
+ROLES = ("user", "admin")
+USER_STATUSES = ("active", "suspended", "banned")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        # Emails are unique whatever their case: the index is on lower(email).
+        Index("uq_users_email_lower", func.lower(text("email")), unique=True),
+        CheckConstraint(f"role IN {ROLES}", name="role"),
+        CheckConstraint(f"status IN {USER_STATUSES}", name="status"),
+        CheckConstraint("balance >= 0", name="balance_not_negative"),
+        CheckConstraint("pending_balance >= 0", name="pending_balance_not_negative"),
+    )
+
+    id: Mapped[BigId]
+    email: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(String(100))
+    avatar: Mapped[str | None] = mapped_column(String(2048))
+    role: Mapped[str] = mapped_column(String(16), server_default="user")
+    status: Mapped[str] = mapped_column(String(16), server_default="active")
+    balance: Mapped[Money] = mapped_column(server_default="0")
+    pending_balance: Mapped[Money] = mapped_column(server_default="0")
+    created_at: Mapped[CreatedAt]
+    updated_at: Mapped[UpdatedAt]
+
+

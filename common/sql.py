@@ -1,0 +1,34 @@
+"""Core statements compiled once, for the paths where SQLAlchemy's own execution costs too much.
+
+The schema and the queries are still described once, with the models and Core ``select()``; a
+``Query`` holds the SQL text the psycopg dialect renders for a statement, so that a hot read is one
+round trip on a raw psycopg connection (prepared by psycopg after a few runs) with no per-request
+compilation. See ``docs/database.md`` for the measurements behind this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.sql import ClauseElement
+
+_DIALECT = psycopg_dialect.dialect()
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A statement rendered to SQL with ``%(name)s`` placeholders, and its default parameters."""
+
+    sql: str
+    defaults: dict[str, Any]
+
+    def params(self, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {**self.defaults, **values} if values else dict(self.defaults)
+
+
+def compile_query(statement: ClauseElement) -> Query:
+    """Render a Core statement once. Use ``bindparam("name")`` for per-call values."""
+    compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    return Query(sql=str(compiled), defaults=dict(compiled.params))

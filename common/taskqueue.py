@@ -1,0 +1,78 @@
+"""The Celery app object, shared so that the web can enqueue tasks by name.
+
+Tasks themselves live in ``workers.tasks``; ``workers.celery_app`` imports this object, registers
+them and adds the beat schedule. The trace id of the enqueuing request rides in a task header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import before_task_publish, task_postrun, task_prerun
+from kombu import Queue
+
+from common.config import Settings, get_settings
+from common.tracing import current_trace_id, trace_id_var
+
+QUEUES = ("sales", "payouts", "leaderboard", "analytics", "events", "default")
+TRACE_HEADER = "trace_id"
+
+# Tasks run for seconds; an unacknowledged task (acks_late) is redelivered after this long, so it
+# must exceed the longest task, including the payout provider's retries.
+VISIBILITY_TIMEOUT = 3600
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("savebucks", set_as_current=False)
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        timezone="UTC",
+        enable_utc=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="default",
+        task_queues=[Queue(name) for name in QUEUES],
+        task_routes={f"{name}.*": {"queue": name} for name in QUEUES},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    return app
+
+
+celery_app = make_celery(get_settings())
+
+
+def enqueue(name: str, *args: Any, countdown: float | None = None, **kwargs: Any) -> None:
+    """Send a task by name (blocking network I/O: from the event loop, run it in a thread)."""
+    celery_app.send_task(name, args=args, kwargs=kwargs, countdown=countdown)
+
+
+@before_task_publish.connect
+def _attach_trace_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    trace_id = current_trace_id()
+    if headers is not None and trace_id and TRACE_HEADER not in headers:
+        headers[TRACE_HEADER] = trace_id
+
+
+@task_prerun.connect
+def _restore_trace_id(task: Any = None, **_: Any) -> None:
+    request = getattr(task, "request", None)
+    trace_id = getattr(request, TRACE_HEADER, None) if request is not None else None
+    if trace_id is None and request is not None:
+        trace_id = (getattr(request, "headers", None) or {}).get(TRACE_HEADER)
+    trace_id_var.set(trace_id)
+
+
+@task_postrun.connect
+def _clear_trace_id(**_: Any) -> None:
+    trace_id_var.set(None)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from common.config import ConfigError, load_settings
+
+STRONG = "x" * 40
+
+
+def test_development_defaults_make_a_random_secret() -> None:
+    one, two = load_settings({}), load_settings({})
+    assert one.app_env == "development" and one.port == 3003
+    assert len(one.jwt_secret) >= 32 and one.jwt_secret != two.jwt_secret
+    assert one.min_withdrawal == Decimal("5") and one.auto_pay_limit == Decimal("100")
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"PORT": "abc"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"APP_ENV": "staging"}, "APP_ENV"),
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"MIN_WITHDRAWAL": "1.234"}, "MIN_WITHDRAWAL"),
+        ({"AUTO_PAY_LIMIT": "-1"}, "AUTO_PAY_LIMIT"),
+        ({"ACCESS_TOKEN_TTL": "0"}, "ACCESS_TOKEN_TTL"),
+        ({"REFRESH_ROTATION": "maybe"}, "REFRESH_ROTATION"),
+        ({"SALE_HOLD_SECONDS": "-5"}, "SALE_HOLD_SECONDS"),
+        ({"FLOWER_BASIC_AUTH": "nopassword"}, "FLOWER_BASIC_AUTH"),
+        ({"APP_ENV": "production", "JWT_SECRET": "short"}, "JWT_SECRET"),
+        ({"APP_ENV": "test", "JWT_SECRET": ""}, "JWT_SECRET"),
+        ({"APP_ENV": "production", "JWT_SECRET": STRONG}, "FLOWER_BASIC_AUTH"),
+        ({"POSTBACK_SCHEME_ACME": "generic"}, "POSTBACK_SECRET_ACME"),
+        ({"POSTBACK_SECRET_ACME": "s", "POSTBACK_ALLOWED_IPS_ACME": "nope"}, "POSTBACK_ALLOWED_IPS_ACME"),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert message.startswith("configuration error: ") and f"{variable}:" in message
+    assert "\n" not in message
+
+
+def test_production_accepts_strong_settings_and_reads_lists() -> None:
+    settings = load_settings(
+        {
+            "APP_ENV": "production",
+            "JWT_SECRET": STRONG,
+            "FLOWER_BASIC_AUTH": "ops:pw",
+            "ALLOWED_ORIGINS": "https://a.example, https://b.example",
+            "POSTBACK_SECRET_CPX": "k",
+            "POSTBACK_SCHEME_CPX": "cpx",
+            "POSTBACK_ALLOWED_IPS_CPX": "10.0.0.0/8,1.2.3.4",
+        }
+    )
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+    network = settings.networks["cpx"]
+    assert network.scheme == "cpx" and network.secret == "k" and len(network.allowed_ips) == 2
+
+
+def test_urls_are_normalised_for_each_driver() -> None:
+    settings = load_settings({"DATABASE_URL": "postgresql://u@h:1/d"})
+    assert settings.sqlalchemy_url == "postgresql+psycopg://u@h:1/d"
+    assert settings.libpq_url == "postgresql://u@h:1/d"
+    assert settings.broker_url == settings.redis_url

@@ -1,0 +1,101 @@
+"""The outbox: committed events reach Redis subscribers, rolled-back ones never do, and the sweep
+delivers what a process that died after commit did not publish."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import redis
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from common.config import Settings
+from common.events import committed_events, emit, publish_events, sweep_unpublished
+from common.models import OutboxEvent
+from common.redis import events_channel
+from common.taskqueue import enqueue
+from common.uow import SyncContext
+
+
+@pytest.fixture
+def subscriber(redis_sync: redis.Redis, settings: Settings) -> Iterator[redis.client.PubSub]:
+    pubsub = redis_sync.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(events_channel(settings))
+    pubsub.get_message(timeout=1)
+    yield pubsub
+    pubsub.close()
+
+
+def _received(pubsub: redis.client.PubSub, count: int, deadline: float = 10.0) -> list[dict]:
+    got: list[dict] = []
+    end = time.monotonic() + deadline
+    while len(got) < count and time.monotonic() < end:
+        message = pubsub.get_message(timeout=0.2)
+        if message and message["type"] == "message":
+            got.append(orjson.loads(message["data"]))
+    return got
+
+
+def test_committed_event_reaches_a_subscriber(session: Session, redis_sync, subscriber, settings) -> None:
+    with session.begin():
+        first = emit(session, event="balance:updated", data={"newBalance": 1.5}, user_id=7)
+        second = emit(session, event="offer:new", data={"offer": {}, "category": "games"})
+    events = committed_events(session)
+    assert [e.id for e in events] == [first.id, second.id] and second.id > first.id
+    publish_events(events, client=redis_sync, channel=events_channel(settings), session=session)
+    got = _received(subscriber, 2)
+    assert [g["id"] for g in got] == [first.id, second.id]
+    assert got[0] == {
+        "id": first.id, "target": "user", "targetId": 7, "event": "balance:updated",
+        "data": {"newBalance": 1.5}, "traceId": None,
+    }
+    assert got[1]["target"] == "all" and got[1]["targetId"] is None
+    published = session.scalars(select(OutboxEvent.published_at).where(OutboxEvent.id == first.id)).one()
+    assert published is not None
+
+
+def test_rolled_back_event_is_never_published(engine: Engine, settings, redis_sync, subscriber, committed) -> None:
+    ctx = SyncContext.create(settings, pool_size=1)
+    try:
+        with pytest.raises(RuntimeError), ctx.transaction() as session:
+            emit(session, event="balance:updated", data={}, user_id=1)
+            raise RuntimeError("the change failed")
+        with ctx.transaction() as session:
+            kept = emit(session, event="balance:updated", data={"n": 2}, user_id=1)
+    finally:
+        ctx.close()
+    got = _received(subscriber, 2, deadline=1.5)
+    assert [g["id"] for g in got] == [kept.id]
+    with Session(engine) as s:
+        assert s.scalars(select(OutboxEvent.id)).all() == [kept.id]
+
+
+def test_sweep_publishes_what_a_dead_process_left(session: Session, redis_sync, subscriber, settings) -> None:
+    with session.begin():
+        lost = emit(session, event="payment:status", data={"paymentId": 3}, user_id=2)
+    committed_events(session)  # the process "died" here: nothing was published
+    assert _received(subscriber, 1, deadline=0.5) == []
+    import datetime as dt
+
+    with session.begin():
+        sent = sweep_unpublished(
+            session, client=redis_sync, channel=events_channel(settings), older_than=dt.timedelta(0)
+        )
+    assert sent == 1
+    assert [g["id"] for g in _received(subscriber, 1)] == [lost.id]
+    with session.begin():
+        again = sweep_unpublished(
+            session, client=redis_sync, channel=events_channel(settings), older_than=dt.timedelta(0)
+        )
+    assert again == 0
+
+
+def test_sweep_task_runs_in_a_real_worker(engine: Engine, settings, subscriber, celery_worker) -> None:
+    with Session(engine) as s, s.begin():
+        lost = emit(s, event="notification:new", data={"id": 1}, user_id=5)
+    enqueue("events.sweep_outbox", 0.0)
+    got = _received(subscriber, 1, deadline=20)
+    assert [g["id"] for g in got] == [lost.id]

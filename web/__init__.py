@@ -1,0 +1,1 @@
+"""The aiohttp application: REST below /api, WebSocket at /ws, /health and /metrics."""

@@ -1,0 +1,64 @@
+"""The application factory: ``create_app(settings)`` wires resources, middlewares and routes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aredis
+from aiohttp import web
+
+from common.config import Settings
+from common.db import make_sync_engine
+from common.redis import events_channel, make_async_redis
+from web.db import Database, PooledDatabase
+from web.health import HealthChecks
+from web.keys import DB, HEALTH, REDIS, SETTINGS, STARTED_AT
+from web.middlewares import MIDDLEWARES
+from web.routes import setup_routes
+
+
+def create_app(settings: Settings, *, db: Database | None = None) -> web.Application:
+    """Build the app. Tests pass ``db`` (a ``BoundDatabase`` inside their transaction)."""
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[STARTED_AT] = time.monotonic()
+    app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(_database(db))
+    app.cleanup_ctx.append(_health)
+    setup_routes(app)
+    return app
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    app[REDIS] = make_async_redis(app[SETTINGS])
+    yield
+    await app[REDIS].aclose()
+
+
+def _database(given: Database | None):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        if given is not None:
+            app[DB] = given
+            yield
+            return
+        db = PooledDatabase(
+            settings, make_sync_engine(settings), app[REDIS], events_channel(settings)
+        )
+        await db.open()
+        app[DB] = db
+        yield
+        await db.close()
+
+    return ctx
+
+
+async def _health(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    broker = None
+    if settings.broker_url != settings.redis_url:
+        broker = aredis.Redis.from_url(settings.broker_url, socket_connect_timeout=2)
+    app[HEALTH] = HealthChecks(broker)
+    yield
+    await app[HEALTH].close()

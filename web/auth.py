@@ -1,0 +1,71 @@
+"""Requiring a signed-in user or an admin: ``@require_user`` / ``@require_admin`` on a handler.
+
+The access token's claims identify the user without a database round trip; the account state
+check (suspended, banned) is ``ACCOUNT_GATE``'s job.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from common.errors import Forbidden, Unauthorized
+from common.security.tokens import AccessClaims, InvalidToken, decode_access_token
+from web.keys import CURRENT_USER, SETTINGS
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticate(request: web.Request) -> AccessClaims:
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("Authentication required")
+    try:
+        claims = decode_access_token(request.app[SETTINGS], token)
+    except InvalidToken:
+        raise Unauthorized("Invalid or expired token") from None
+    gate = request.app.get(ACCOUNT_GATE)
+    if gate is not None and await gate(request.app, claims):
+        raise Forbidden("Account is not active")
+    request[CURRENT_USER] = claims
+    return claims
+
+
+def require_user(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        await authenticate(request)
+        return await handler(request)
+
+    wrapper.auth = "user"  # type: ignore[attr-defined]  (read by the OpenAPI generator)
+    return wrapper
+
+
+def require_admin(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        claims = await authenticate(request)
+        if claims.role != "admin":
+            raise Forbidden("Admin role required")
+        return await handler(request)
+
+    wrapper.auth = "admin"  # type: ignore[attr-defined]
+    return wrapper
+
+
+def current_user(request: web.Request) -> AccessClaims:
+    return request[CURRENT_USER]
+
+
+# Set by the accounts module: ``await gate(app, claims)`` is true when the account is blocked.
+ACCOUNT_GATE = web.AppKey("account_gate", object)

@@ -1,0 +1,82 @@
+"""The response envelope of API.md section 1, and JSON that keeps money exact."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+JSON = "application/json"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # Two-decimal amounts print exactly as the shortest float repr; no arithmetic happens here.
+        return float(value)
+    if isinstance(value, dt.datetime):
+        return iso(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def iso(value: dt.datetime) -> str:
+    """ISO 8601 UTC with a ``Z`` and milliseconds, as every timestamp of the API."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dumps(payload: Any) -> bytes:
+    return orjson.dumps(payload, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def now_iso() -> str:
+    return iso(dt.datetime.now(dt.UTC))
+
+
+def pagination(page: int, limit: int, total: int) -> dict[str, int]:
+    return {"page": page, "limit": limit, "total": total, "totalPages": math.ceil(total / limit)}
+
+
+def ok(
+    data: Any = None,
+    *,
+    status: int = 200,
+    message: str | None = None,
+    page: dict[str, int] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {"success": True}
+    if data is not None:
+        body["data"] = data
+    if message:
+        body["message"] = message
+    if page is not None:
+        body["pagination"] = page
+    body["timestamp"] = now_iso()
+    return web.Response(body=dumps(body), status=status, content_type=JSON, headers=headers)
+
+
+def error(
+    status: int,
+    message: str,
+    *,
+    errors: list[str] | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    trace_id: str | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {"success": False, "message": message}
+    if errors:
+        body["errors"] = errors
+    if code:
+        body["code"] = code
+    if trace_id:
+        body["traceId"] = trace_id
+    body["timestamp"] = now_iso()
+    return web.Response(body=dumps(body), status=status, content_type=JSON, headers=headers)

@@ -1,0 +1,25 @@
+"""The route table. Every API route answers below ``/api`` and below ``/api/v1``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from web.health import health
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Route = tuple[str, str, Handler]
+API_PREFIXES = ("/api", "/api/v1")
+
+
+def api_routes() -> list[Route]:
+    """(method, path below the prefix, handler) for every resource module."""
+    return []
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health, allow_head=True)
+    for method, path, handler in api_routes():
+        for prefix in API_PREFIXES:
+            app.router.add_route(method, prefix + path, handler)

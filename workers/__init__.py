@@ -1,0 +1,1 @@
+"""Celery workers: one module of tasks per domain, the beat schedule, the worker's resources."""

@@ -1,0 +1,9 @@
+"""The beat schedule: every periodic chore in one place (exactly one beat runs it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEDULE: dict[str, dict[str, Any]] = {
+    "events.sweep_outbox": {"task": "events.sweep_outbox", "schedule": 10.0},
+}

@@ -1,0 +1,3 @@
+"""Task modules, one per domain. Task names are ``<queue>.<name>`` so routing follows the name."""
+
+TASK_MODULES = ["workers.tasks.events"]
