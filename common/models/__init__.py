@@ -2,7 +2,15 @@
 
 from common.models.audit import AuditLog
 from common.models.auth import RefreshToken
+from common.models.ledger import LedgerEntry
+from common.models.notifications import Notification
+from common.models.offers import Offer
 from common.models.outbox import OutboxEvent
+from common.models.payments import IdempotencyKey, Payment, SandboxPayout
+from common.models.sales import PostbackLog, Sale
 from common.models.users import User
 
-__all__ = ["AuditLog", "OutboxEvent", "RefreshToken", "User"]
+__all__ = [
+    "AuditLog", "IdempotencyKey", "LedgerEntry", "Notification", "Offer", "OutboxEvent", "Payment",
+    "PostbackLog", "RefreshToken", "Sale", "SandboxPayout", "User",
+]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from common.db import BigId, Base, CreatedAt, Money
+
+SALE_STATUSES = ("pending", "approved", "rejected", "reversed")
+
+
+class Sale(Base):
+    """One completed offer (``UserOfferSale``). (network, external_id) is the network's
+    transaction id: unique, so a repeated postback can never make a second sale."""
+
+    __tablename__ = "sales"
+    __table_args__ = (
+        CheckConstraint(f"status IN {SALE_STATUSES}", name="status"),
+        CheckConstraint("sale_amount >= 0 AND commission_amount >= 0", name="amounts_not_negative"),
+        UniqueConstraint("network", "external_id"),
+        Index("ix_sales_user_id_id", "user_id", "id"),
+        # The beat's approval batch reads only pending sales whose hold has passed.
+        Index("ix_sales_pending_hold_until", "hold_until", postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[BigId]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
+    network: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(128))
+    sale_amount: Mapped[Money]
+    commission_amount: Mapped[Money]
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    hold_until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[CreatedAt]
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PostbackLog(Base):
+    """Every callback as received, with the verdict on it and what it did (support, replays)."""
+
+    __tablename__ = "postback_log"
+    __table_args__ = (
+        Index("ix_postback_log_network_id", "network", "id"),
+        Index("ix_postback_log_created_at", "created_at"),
+    )
+
+    id: Mapped[BigId]
+    network: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(64))
+    sale_id: Mapped[int | None]
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[CreatedAt]
