@@ -57,6 +57,11 @@ from common.redis import events_channel  # noqa: E402
 
 # Rows a migration seeds (reference data) survive the truncation after committed tests.
 KEEP_TABLES = {"alembic_version"}
+# Seeded rows of tables that tests also write to: truncated with the rest, then put back as the
+# migration left them (RESTART IDENTITY gives them their original ids).
+RESEED = [
+    "INSERT INTO chat_rooms (name, is_public) VALUES ('General', true)",  # migration 0004
+]
 
 
 def _sqlalchemy(url: str) -> str:
@@ -149,6 +154,8 @@ def truncate_all(engine: Engine) -> None:
     if tables:
         with engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            for statement in RESEED:
+                conn.execute(text(statement))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from common.models.audit import AuditLog
 from common.models.auth import RefreshToken
+from common.models.chat import ChatMember, ChatMessage, ChatRoom
 from common.models.ledger import LedgerEntry
 from common.models.notifications import Notification
 from common.models.offers import Offer
@@ -11,6 +12,7 @@ from common.models.sales import PostbackLog, Sale
 from common.models.users import User
 
 __all__ = [
-    "AuditLog", "IdempotencyKey", "LedgerEntry", "Notification", "Offer", "OutboxEvent", "Payment",
+    "AuditLog", "ChatMember", "ChatMessage", "ChatRoom", "IdempotencyKey", "LedgerEntry",
+    "Notification", "Offer", "OutboxEvent", "Payment",
     "PostbackLog", "RefreshToken", "Sale", "SandboxPayout", "User",
 ]
