@@ -15,7 +15,9 @@ API_PREFIXES = ("/api", "/api/v1")
 
 def api_routes() -> list[Route]:
     """(method, path below the prefix, handler) for every resource module."""
-    return []
+    from web.handlers import offers
+
+    return [*offers.ROUTES]
 
 
 def setup_routes(app: web.Application) -> None:

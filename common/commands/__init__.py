@@ -1,1 +1,3 @@
 """Chores of the ``savebucks`` command, one module each; importing registers them."""
+
+from common.commands import check_ledger  # noqa: F401

@@ -1,0 +1,41 @@
+"""Money rows for tests, made through the real services so the ledger always adds up."""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from common.services.ledger import post_entry
+from common.services.offers import create_offer
+from tests.factories import make_user
+
+_counter = itertools.count(1)
+
+
+def fund(session: Session, user_id: int, amount: Decimal | str) -> None:
+    """Give a user money the way an admin adjustment would: through the ledger."""
+    post_entry(
+        session, user_id=user_id, amount=Decimal(amount), kind="adjustment",
+        key=f"test-fund:{user_id}:{next(_counter)}",
+    )
+
+
+def make_funded_user(session: Session, amount: Decimal | str = "0", **kwargs: object):  # type: ignore[no-untyped-def]
+    user = make_user(session, **kwargs)  # type: ignore[arg-type]
+    if Decimal(amount):
+        fund(session, user.id, amount)
+        session.refresh(user)
+    return user
+
+
+def make_offer(session: Session, **kwargs: object) -> int:
+    n = next(_counter)
+    values: dict[str, object] = {
+        "title": f"Offer {n}", "category": "games", "network": "testnet",
+        "external_id": f"ext-{n}", "status": "active", "network_payout": Decimal("10"),
+        "user_share": Decimal("0.7"),
+    }
+    values.update(kwargs)
+    return create_offer(session, **values)  # type: ignore[arg-type]

@@ -1,0 +1,131 @@
+"""The public offer catalogue (API.md section 3). Hot reads: statements compiled once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field
+from sqlalchemy import bindparam, func, literal_column, select
+
+from common.errors import NotFound
+from common.models.offers import Offer
+from common.security.tokens import InvalidToken, decode_access_token
+from common.sql import compile_query
+from web.auth import bearer_token
+from web.envelope import ok, pagination
+from web.keys import DB, SETTINGS
+from web.schemas import PageQuery
+from web.validation import parse_query
+
+_o = Offer.__table__
+_COLUMNS = (_o.c.id, _o.c.title, _o.c.description, _o.c.category, _o.c.network, _o.c.payout,
+            _o.c.status, _o.c.created_at)
+
+
+def _page_query(*, category: bool, search: bool) -> Any:
+    # The window count rides on the page's rows: one round trip for page and total.
+    stmt = select(*_COLUMNS, func.count().over().label("total")).where(_o.c.status == "active")
+    if category:
+        stmt = stmt.where(_o.c.category == bindparam("category"))
+    if search:
+        stmt = stmt.where(_o.c.title.ilike(bindparam("search"), escape="\\"))
+    stmt = stmt.order_by(_o.c.id.desc()).limit(bindparam("limit")).offset(bindparam("offset"))
+    return compile_query(stmt)
+
+
+def _count_query(*, category: bool, search: bool) -> Any:
+    stmt = select(func.count().label("total")).where(_o.c.status == "active")
+    if category:
+        stmt = stmt.where(_o.c.category == bindparam("category"))
+    if search:
+        stmt = stmt.where(_o.c.title.ilike(bindparam("search"), escape="\\"))
+    return compile_query(stmt)
+
+
+_PAGES = {(c, s): _page_query(category=c, search=s) for c in (False, True) for s in (False, True)}
+_COUNTS = {(c, s): _count_query(category=c, search=s) for c in (False, True) for s in (False, True)}
+_ONE = compile_query(select(*_COLUMNS).where(_o.c.id == bindparam("id")))
+_CATEGORIES = compile_query(
+    select(_o.c.category, func.count().label("count"))
+    .where(_o.c.status == "active")
+    .group_by(_o.c.category)
+    .order_by(literal_column("count").desc(), _o.c.category)
+)
+
+
+MAX_ID = 2**63 - 1
+
+
+class OfferQuery(PageQuery):
+    category: str | None = Field(None, max_length=64)
+    search: str | None = Field(None, max_length=100)
+
+
+def offer_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "description": row["description"],
+        "category": row["category"],
+        "network": row["network"],
+        "payout": row["payout"],
+        "status": row["status"],
+        "createdAt": row["created_at"],
+    }
+
+
+def _like(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_offers(request: web.Request) -> web.Response:
+    q = parse_query(request, OfferQuery)
+    key = (bool(q.category), bool(q.search))
+    params: dict[str, Any] = {"limit": q.limit, "offset": q.offset}
+    if q.category:
+        params["category"] = q.category
+    if q.search:
+        params["search"] = _like(q.search)
+    rows = await request.app[DB].fetch_all(_PAGES[key], params)
+    if rows:
+        total = rows[0]["total"]
+    elif q.page > 1:  # past the last page the window has no row to ride on
+        counted = await request.app[DB].fetch_one(_COUNTS[key], params)
+        total = counted["total"] if counted else 0
+    else:
+        total = 0
+    return ok([offer_json(r) for r in rows], page=pagination(q.page, q.limit, total))
+
+
+def _is_admin(request: web.Request) -> bool:
+    token = bearer_token(request)
+    if token is None:
+        return False
+    try:
+        return decode_access_token(request.app[SETTINGS], token).role == "admin"
+    except InvalidToken:
+        return False
+
+
+async def get_offer(request: web.Request) -> web.Response:
+    offer_id = int(request.match_info["id"])
+    if offer_id > MAX_ID:
+        raise NotFound("Offer not found")
+    row = await request.app[DB].fetch_one(_ONE, {"id": offer_id})
+    if row is None or (row["status"] != "active" and not _is_admin(request)):
+        raise NotFound("Offer not found")
+    return ok(offer_json(row))
+
+
+async def categories(request: web.Request) -> web.Response:
+    rows = await request.app[DB].fetch_all(_CATEGORIES)
+    return ok([{"category": r["category"], "count": r["count"]} for r in rows])
+
+
+ROUTES = [
+    ("GET", "/offers", list_offers),
+    ("GET", "/offers/categories", categories),
+    ("GET", "/offers/{id:\\d+}", get_offer),
+]
