@@ -1,0 +1,70 @@
+"""Bare baselines, run as a server subprocess beside the real app in the same benchmark:
+
+- ``json``: an aiohttp handler that answers a small JSON body (the ceiling of the stack);
+- ``sql``: an aiohttp handler that runs one SQL statement (``--sql``, with ``$id`` taken from the
+  URL's ``id`` query parameter) on a raw psycopg ``AsyncConnectionPool`` and answers its rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import orjson
+import uvloop
+from aiohttp import web
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+
+def json_app() -> web.Application:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps({"status": "ok"}), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/health", handler)
+    app.router.add_get("/bare", handler)
+    return app
+
+
+def sql_app(sql: str, pool_size: int) -> web.Application:
+    url = os.environ["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
+    pool = AsyncConnectionPool(url, min_size=2, max_size=pool_size, open=False,
+                               kwargs={"autocommit": True, "row_factory": dict_row})
+
+    async def lifespan(app: web.Application):  # type: ignore[no-untyped-def]
+        await pool.open()
+        yield
+        await pool.close()
+
+    async def handler(request: web.Request) -> web.Response:
+        params = dict(request.query)
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(sql, params)).fetchall()
+        return web.Response(body=orjson.dumps({"success": True, "data": rows}, default=str),
+                            content_type="application/json")
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="{}", content_type="application/json")
+
+    app = web.Application()
+    app.cleanup_ctx.append(lifespan)
+    app.router.add_get("/health", health)
+    app.router.add_get("/bare", handler)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=["json", "sql"], default="json")
+    parser.add_argument("--sql", default="SELECT 1 AS one")
+    parser.add_argument("--pool", type=int, default=10)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    app = json_app() if args.mode == "json" else sql_app(args.sql, args.pool)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None,
+                loop=uvloop.new_event_loop())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""What every benchmark shares: a database of its own, servers in subprocesses, a load generator
+and a table printer. Benchmarks print figures; they never pass or fail on a time.
+
+Load comes from ``wrk`` (Debian's package) when it is installed, since a load generator written in
+Python would compete with the server for the same two cores; otherwise from a bounded aiohttp
+client loop. Every request goes to 127.0.0.1, bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BENCH_DB = "savebucks_bench"
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    """The environment of benchmark servers: a database of their own, quiet logs, test secrets."""
+    base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    parts = urllib.parse.urlsplit(base)
+    env = dict(os.environ)
+    env.update(
+        APP_ENV="test",
+        DATABASE_URL=parts._replace(path=f"/{BENCH_DB}").geturl(),
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        REDIS_PREFIX="sbbench",
+        JWT_SECRET="bench-secret-that-is-long-enough-for-hs256-0123456789",
+        FLOWER_BASIC_AUTH="ops:bench",
+        LOG_LEVEL="WARNING",
+        BCRYPT_ROUNDS=os.environ.get("BCRYPT_ROUNDS", "12"),
+    )
+    env.update(extra)
+    return env
+
+
+def prepare_database(env: dict[str, str], *, fresh: bool = True) -> str:
+    """Create (or recreate) the benchmark database and migrate it; returns its libpq URL."""
+    from sqlalchemy import create_engine, text
+
+    url = env["DATABASE_URL"]
+    parts = urllib.parse.urlsplit(url.replace("+psycopg", ""))
+    admin = create_engine(
+        parts._replace(scheme="postgresql+psycopg", path="/postgres").geturl(),
+        isolation_level="AUTOCOMMIT",
+    )
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": BENCH_DB}).first()
+        if fresh and exists:
+            conn.execute(text(f'DROP DATABASE "{BENCH_DB}" WITH (FORCE)'))
+        if fresh or not exists:
+            conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
+    admin.dispose()
+    subprocess.run([PYTHON, "-m", "common.cli", "migrate"], env=env, check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+    return parts.geturl()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server(argv: Sequence[str], *, env: dict[str, str], ready_path: str = "/health",
+           port: int | None = None, timeout: float = 30.0) -> Iterator[str]:
+    """Run a server subprocess listening on ``port``; yields its base URL once it answers."""
+    import urllib.request
+
+    port = port or free_port()
+    proc = subprocess.Popen([*argv, "--port", str(port)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                with urllib.request.urlopen(base + ready_path, timeout=1):
+                    break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not answer {ready_path} in {timeout}s") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def web_server(env: dict[str, str], **kwargs: object) -> contextlib.AbstractContextManager[str]:
+    return server([PYTHON, "-m", "web"], env=env, **kwargs)  # type: ignore[arg-type]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(name: str, url: str, *, connections: int = 64, seconds: int = 10, threads: int = 2,
+        method: str = "GET", headers: dict[str, str] | None = None, body: str | None = None) -> Result:
+    """Load ``url`` with wrk for a fixed time; latency percentiles from its ``--latency`` table."""
+    lua = ""
+    if method != "GET" or body is not None or headers:
+        lines = [f'wrk.method = "{method}"']
+        if body is not None:
+            lines.append(f"wrk.body = [[{body}]]")
+        for key, value in (headers or {}).items():
+            lines.append(f'wrk.headers["{key}"] = "{value}"')
+        lua = "\n".join(lines)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    try:
+        out = subprocess.run(
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+             script.name, url],
+            capture_output=True, text=True, check=True, timeout=seconds + 30,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    took = float(re.search(r"requests in ([\d.]+)s", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    return Result(name, total, took, p50, p99, errors)
+
+
+async def _client_load(name: str, url: str, *, connections: int, seconds: float, max_requests: int,
+                       method: str, headers: dict[str, str] | None, body: bytes | None) -> Result:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.monotonic() < deadline and len(latencies) < max_requests:
+            started = time.perf_counter()
+            async with session.request(method, url, headers=headers, data=body) as resp:
+                await resp.read()
+                if resp.status >= 400:
+                    errors += 1
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.monotonic()
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+    took = time.monotonic() - started
+    return _summary(name, latencies, took, errors)
+
+
+def client_load(name: str, url: str, *, connections: int = 64, seconds: float = 10.0,
+                max_requests: int = 200_000, method: str = "GET",
+                headers: dict[str, str] | None = None, body: bytes | None = None) -> Result:
+    """The same measurement from a Python client, for when wrk is absent (or for odd requests)."""
+    return asyncio.run(_client_load(name, url, connections=connections, seconds=seconds,
+                                    max_requests=max_requests, method=method, headers=headers,
+                                    body=body))
+
+
+def load(name: str, url: str, **kwargs: object) -> Result:
+    if shutil.which("wrk"):
+        return wrk(name, url, **kwargs)  # type: ignore[arg-type]
+    kwargs.pop("threads", None)
+    if isinstance(kwargs.get("body"), str):
+        kwargs["body"] = kwargs["body"].encode()  # type: ignore[union-attr]
+    return client_load(name, url, **kwargs)  # type: ignore[arg-type]
+
+
+def _summary(name: str, latencies: list[float], took: float, errors: int) -> Result:
+    if not latencies:
+        return Result(name, 0, took, float("nan"), float("nan"), errors)
+    ordered = sorted(latencies)
+    return Result(name, len(ordered), took, statistics.median(ordered),
+                  ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], errors)
+
+
+def percentiles(samples_ms: Sequence[float]) -> tuple[float, float]:
+    ordered = sorted(samples_ms)
+    if not ordered:
+        return float("nan"), float("nan")
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def table(title: str, results: Sequence[Result], *, baseline: str | None = None) -> str:
+    """A markdown table; with ``baseline`` named, each row shows its share of that row's req/s."""
+    base = next((r for r in results if r.name == baseline), None)
+    extra_keys = sorted({k for r in results for k in r.extra})
+    head = ["variant", "req/s", "p50 ms", "p99 ms", "errors"]
+    if base:
+        head += ["vs baseline req/s", "vs baseline p99"]
+    head += extra_keys
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        row = [r.name, f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", str(r.errors)]
+        if base:
+            row += [f"{r.rps / base.rps:.0%}" if base.rps else "-",
+                    f"{r.p99_ms / base.p99_ms:.2f}x" if base.p99_ms else "-"]
+        row += [r.extra.get(k, "") for k in extra_keys]
+        lines.append("| " + " | ".join(row) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text, flush=True)
+    return text
