@@ -81,6 +81,23 @@ def emit(
     return emitted
 
 
+def emit_many(session: Session, events: Sequence[tuple[str, dict[str, Any], int]]) -> None:
+    """``emit`` for many ``(event, data, user_id)`` at once: one round trip (batch paths)."""
+    if not events:
+        return
+    trace_id = current_trace_id()
+    rows = [
+        {"target": "user", "target_id": uid, "event": ev, "data": data, "trace_id": trace_id}
+        for ev, data, uid in events
+    ]
+    ids = session.execute(
+        insert(_outbox).returning(_outbox.c.id, sort_by_parameter_order=True), rows
+    ).scalars().all()
+    pending = session.info.setdefault(_PENDING, [])
+    for event_id, (ev, data, uid) in zip(ids, events, strict=True):
+        pending.append(Event(event_id, "user", uid, ev, data, trace_id))
+
+
 def committed_events(session: Session) -> list[Event]:
     """Take the events emitted in the transaction that just committed (call after commit)."""
     return session.info.pop(_PENDING, [])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
+from common.config import NetworkConfig, Settings
 from common.services.ledger import check_ledger
 
 
@@ -30,3 +32,39 @@ def committed(committed: Engine) -> Iterator[Engine]:
     yield committed
     with committed.connect() as conn:
         assert _problems(conn) == []
+
+
+def _network(name: str, secret: str, scheme: str = "generic", ips: tuple[str, ...] = ()) -> NetworkConfig:
+    return NetworkConfig(
+        name=name, secret=secret, scheme=scheme,
+        allowed_ips=tuple(ipaddress.ip_network(i) for i in ips),
+    )
+
+
+NETWORKS = {
+    "testnet": _network("testnet", "test-secret"),
+    "cpx": _network("cpx", "cpx-secret", "cpx", ("127.0.0.0/8",)),
+    "sr": _network("sr", "sr-secret", "superrewards"),
+    "tapjoy": _network("tapjoy", "tj-secret", "tapjoy"),
+    "locked": _network("locked", "locked-secret", ips=("192.0.2.1/32",)),
+}
+
+
+@pytest.fixture(scope="session")
+def money_settings(settings: Settings) -> Settings:
+    """The test settings with offer networks configured (and no sale hold unless changed)."""
+    return settings.model_copy(update={"networks": NETWORKS})
+
+
+@pytest.fixture
+async def money_client(aiohttp_client, money_settings: Settings, bound_db):  # type: ignore[no-untyped-def]
+    from web.app import create_app
+
+    return await aiohttp_client(create_app(money_settings, db=bound_db))
+
+
+@pytest.fixture
+async def live_money_client(aiohttp_client, money_settings: Settings, committed: Engine):  # type: ignore[no-untyped-def]
+    from web.app import create_app
+
+    return await aiohttp_client(create_app(money_settings))

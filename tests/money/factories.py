@@ -39,3 +39,12 @@ def make_offer(session: Session, **kwargs: object) -> int:
     }
     values.update(kwargs)
     return create_offer(session, **values)  # type: ignore[arg-type]
+
+
+def generic_params(secret: str = "test-secret", **values: object) -> dict[str, str]:
+    """A signed generic postback (API.md section 4)."""
+    from common.postbacks import generic_signature
+
+    params = {"status": "1", "amount": "10.00", **{k: str(v) for k, v in values.items()}}
+    params["sig"] = generic_signature(secret, params)
+    return params

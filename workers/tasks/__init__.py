@@ -1,3 +1,6 @@
 """Task modules, one per domain. Task names are ``<queue>.<name>`` so routing follows the name."""
 
-TASK_MODULES = ["workers.tasks.events"]
+TASK_MODULES = [
+    "workers.tasks.events",
+    "workers.tasks.sales",
+]

@@ -1,0 +1,113 @@
+"""The callback schemes we speak (NETWORKS.md). A network picks one with POSTBACK_SCHEME_<NAME>."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+from common.postbacks.base import (
+    WALL_OFFER, Adapter, Callback, PostbackInvalid, PostbackRefused, Reply,
+)
+
+_CREDIT = {"1", "approved", "completed"}
+_REVERSE = {"2", "reversed", "chargeback"}
+
+
+def generic_signature(secret: str, params: Mapping[str, str]) -> str:
+    """API.md section 4: HMAC-SHA256 of the other parameters sorted by name, ``k=v&k=v``."""
+    message = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "sig")
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+class Generic(Adapter):
+    """Ours (API.md section 4): ``user_id, offer_id, txn_id, amount, status, sig``."""
+
+    scheme = "generic"
+
+    def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
+        if not self._same(generic_signature(self.config.secret, params), params.get("sig")):
+            raise PostbackRefused("bad signature")
+        status = self._required(params, "status").lower()
+        if status not in _CREDIT | _REVERSE:
+            raise PostbackInvalid("unknown status")
+        return Callback(
+            kind="credit" if status in _CREDIT else "reversal",
+            txn_id=self._required(params, "txn_id"),
+            user_id=self._user(params, "user_id"),
+            offer_external_id=self._required(params, "offer_id"),
+            amount=self._amount(params, "amount"),
+        )
+
+
+class Cpx(Adapter):
+    """CPX Research: ``user_id, trans_id, amount_usd, status`` (1 complete, 2 cancelled),
+    ``secure_hash`` = MD5 of ``trans_id-secret``. Surveys carry no offer id: the network's wall
+    offer (external id ``*``) holds the payout rule."""
+
+    scheme = "cpx"
+
+    def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
+        txn = self._required(params, "trans_id")
+        if not self._same(_md5(f"{txn}-{self.config.secret}"), params.get("secure_hash")):
+            raise PostbackRefused("bad secure_hash")
+        status = self._required(params, "status")
+        if status not in ("1", "2"):
+            raise PostbackInvalid("unknown status")
+        return Callback(
+            kind="credit" if status == "1" else "reversal",
+            txn_id=txn,
+            user_id=self._user(params, "user_id"),
+            offer_external_id=params.get("offer_id") or WALL_OFFER,
+            amount=self._amount(params, "amount_usd"),
+        )
+
+
+class SuperRewards(Adapter):
+    """SuperRewards: ``uid, id, new, total, oid``; ``sig`` = MD5 of ``id:new:uid:secret``; a
+    negative ``new`` reverses; the reply body is ``1`` (success) or ``0`` (failure)."""
+
+    scheme = "superrewards"
+
+    def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
+        txn, new, uid = (self._required(params, n) for n in ("id", "new", "uid"))
+        if not self._same(_md5(f"{txn}:{new}:{uid}:{self.config.secret}"), params.get("sig")):
+            raise PostbackRefused("bad sig")
+        amount = self._amount(params, "new")
+        return Callback(
+            kind="reversal" if amount < 0 else "credit",
+            txn_id=txn,
+            user_id=self._user(params, "uid"),
+            offer_external_id=params.get("oid") or WALL_OFFER,
+            amount=abs(amount),
+        )
+
+    def accepted(self) -> Reply:
+        return Reply(200, "1")
+
+    def refused(self) -> Reply:
+        return Reply(403, "0")
+
+
+class Tapjoy(Adapter):
+    """Tapjoy / Unity Offerwall: ``snuid`` user, ``id`` per request, ``currency``;
+    ``verifier`` = MD5 of ``id:snuid:currency:secret``; 403 means "do not retry"."""
+
+    scheme = "tapjoy"
+
+    def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
+        txn, snuid, currency = (self._required(params, n) for n in ("id", "snuid", "currency"))
+        expected = _md5(f"{txn}:{snuid}:{currency}:{self.config.secret}")
+        if not self._same(expected, params.get("verifier")):
+            raise PostbackRefused("bad verifier")
+        amount = self._amount(params, "currency")
+        if amount < 0:
+            raise PostbackInvalid("negative currency")
+        return Callback(
+            kind="credit", txn_id=txn, user_id=self._user(params, "snuid"),
+            offer_external_id=params.get("offer_id") or WALL_OFFER, amount=amount,
+        )

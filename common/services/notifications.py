@@ -1,0 +1,78 @@
+"""Stored notifications; each one is also pushed as ``notification:new``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, insert, update
+from sqlalchemy.orm import Session
+
+from common.events import emit_many
+from common.models.notifications import Notification
+
+_n = Notification.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotification:
+    user_id: int
+    type: str
+    title: str
+    body: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def notification_json(row: Any) -> dict[str, Any]:
+    """The API's notification: ``{id, type, title, body, data, read, readAt, createdAt}``."""
+    read_at: dt.datetime | None = row["read_at"]
+    created: dt.datetime = row["created_at"]
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "title": row["title"],
+        "body": row["body"],
+        "data": row["data"],
+        "read": read_at is not None,
+        "readAt": _iso(read_at) if read_at else None,
+        "createdAt": _iso(created),
+    }
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def notify(session: Session, items: Sequence[NewNotification]) -> list[int]:
+    """Store notifications and emit ``notification:new`` for each, in the caller's transaction."""
+    if not items:
+        return []
+    rows = session.execute(
+        insert(_n).returning(*_n.c, sort_by_parameter_order=True),
+        [
+            {"user_id": n.user_id, "type": n.type, "title": n.title, "body": n.body, "data": n.data}
+            for n in items
+        ],
+    ).mappings().all()
+    emit_many(session, [("notification:new", notification_json(r), r["user_id"]) for r in rows])
+    return [r["id"] for r in rows]
+
+
+def mark_read(session: Session, *, user_id: int, notification_id: int) -> bool:
+    """Mark one of the user's notifications read; False when it is not theirs or unknown."""
+    found = session.execute(
+        update(_n)
+        .where(_n.c.id == notification_id, _n.c.user_id == user_id)
+        .values(read_at=func.coalesce(_n.c.read_at, func.now()))
+        .returning(_n.c.id)
+    ).first()
+    return found is not None
+
+
+def mark_all_read(session: Session, *, user_id: int) -> int:
+    result = session.execute(
+        update(_n).where(_n.c.user_id == user_id, _n.c.read_at.is_(None)).values(read_at=func.now())
+    )
+    return result.rowcount

@@ -1,0 +1,245 @@
+"""Sales: a postback's credit makes a pending sale; approval credits the ledger; a reversal
+rejects a pending sale or debits an approved one (docs/money.md).
+
+Every transition is one guarded UPDATE (``WHERE status = ...``): a task delivered twice, or an
+approval racing a reversal, does its work once and the loser does nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
+
+from common.errors import InvalidInput
+from common.events import emit_many
+from common.models.audit import AuditLog
+from common.models.offers import Offer
+from common.money import commission
+from common.services.ledger import post_entry
+from common.services.notifications import NewNotification, notify
+
+_offers = Offer.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class SaleOutcome:
+    sale_id: int | None
+    status: str | None
+    outcome: str
+
+
+# Insert the sale unless (network, external_id) exists, and add its commission to the user's
+# pending balance only when it was inserted: one statement, so a repeat changes nothing.
+_CREDIT = text(
+    """
+    WITH owner AS (SELECT id FROM users WHERE id = :user_id), sale AS (
+        INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount,
+                           commission_amount, status, hold_until)
+        SELECT owner.id, :offer_id, :network, :external_id, :sale_amount, :commission,
+               'pending', now() + make_interval(secs => :hold)
+        FROM owner
+        ON CONFLICT (network, external_id) DO NOTHING
+        RETURNING id, user_id, commission_amount
+    ), pending AS (
+        UPDATE users SET pending_balance = users.pending_balance + sale.commission_amount
+        FROM sale WHERE users.id = sale.user_id
+    )
+    SELECT (SELECT id FROM sale) AS sale_id, EXISTS (SELECT 1 FROM owner) AS user_exists
+    """
+)
+_EXISTING = text("SELECT id, status FROM sales WHERE network = :network AND external_id = :external_id")
+
+
+class UnknownOffer(InvalidInput):
+    outcome = "unknown_offer"
+
+
+class UnknownUser(InvalidInput):
+    outcome = "unknown_user"
+
+
+def credit_sale(
+    session: Session,
+    *,
+    network: str,
+    external_id: str,
+    user_id: int,
+    offer_external_id: str,
+    amount: Decimal,
+    hold_seconds: int,
+) -> SaleOutcome:
+    """A network reports a completion: a pending sale, once per (network, external_id)."""
+    existing = session.execute(_EXISTING, {"network": network, "external_id": external_id}).first()
+    if existing is not None:  # the common repeat: answer without touching anything
+        return SaleOutcome(existing.id, existing.status, "duplicate")
+    offer = session.execute(
+        select(_offers.c.id, _offers.c.payout_type, _offers.c.user_share, _offers.c.fixed_payout)
+        .where(_offers.c.network == network, _offers.c.external_id == offer_external_id)
+    ).first()
+    if offer is None:
+        raise UnknownOffer(f"Unknown offer {offer_external_id!r} for network {network!r}")
+    earned = commission(
+        payout_type=offer.payout_type, user_share=offer.user_share,
+        fixed_payout=offer.fixed_payout, network_amount=amount,
+    )
+    row = session.execute(
+        _CREDIT,
+        {
+            "user_id": user_id, "offer_id": offer.id, "network": network,
+            "external_id": external_id, "sale_amount": max(amount, Decimal(0)),
+            "commission": earned, "hold": hold_seconds,
+        },
+    ).one()
+    if row.sale_id is not None:
+        return SaleOutcome(row.sale_id, "pending", "credited")
+    if not row.user_exists:
+        raise UnknownUser(f"Unknown user {user_id}")
+    again = session.execute(_EXISTING, {"network": network, "external_id": external_id}).one()
+    return SaleOutcome(again.id, again.status, "duplicate")
+
+
+# Approve the selected pending sales, post one ledger credit each (unless its key exists), and
+# move pending_balance and balance in ONE update per user (a row is updated once per statement).
+_APPROVE = """
+WITH sale AS (
+    UPDATE sales SET status = 'approved', decided_at = now()
+    WHERE id IN ({selection}) AND status = 'pending'
+    RETURNING id, user_id, commission_amount, offer_id
+), entry AS (
+    INSERT INTO ledger_entries (user_id, amount, kind, reference_type, reference_id, idempotency_key)
+    SELECT user_id, commission_amount, 'sale_credit', 'sale', id, 'sale_credit:' || id
+    FROM sale WHERE commission_amount > 0
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, user_id, amount, reference_id
+), total AS (
+    SELECT sale.user_id, sum(sale.commission_amount) AS pending, coalesce(sum(entry.amount), 0) AS credited
+    FROM sale LEFT JOIN entry ON entry.reference_id = sale.id GROUP BY sale.user_id
+), moved AS (
+    UPDATE users SET pending_balance = users.pending_balance - total.pending,
+                     balance = users.balance + total.credited
+    FROM total WHERE users.id = total.user_id
+    RETURNING users.id, users.balance
+)
+SELECT sale.id, sale.user_id, sale.commission_amount, entry.amount AS credited,
+       moved.balance, offers.title
+FROM sale
+LEFT JOIN entry ON entry.reference_id = sale.id
+JOIN moved ON moved.id = sale.user_id
+JOIN offers ON offers.id = sale.offer_id
+ORDER BY sale.user_id, sale.id
+"""
+_APPROVE_ONE = text(_APPROVE.format(selection=":sale_id"))
+_APPROVE_DUE = text(
+    _APPROVE.format(
+        selection="SELECT id FROM sales WHERE status = 'pending' AND hold_until <= now() "
+        "ORDER BY hold_until LIMIT :batch FOR UPDATE SKIP LOCKED"
+    )
+)
+
+
+def approve_sale(session: Session, *, sale_id: int) -> bool:
+    """pending -> approved for one sale (admin, or a task); False when it was not pending."""
+    return bool(_approved(session, session.execute(_APPROVE_ONE, {"sale_id": sale_id}).all()))
+
+
+def approve_due_sales(session: Session, *, batch: int = 500) -> int:
+    """Approve up to ``batch`` sales whose hold has passed; concurrent batches skip each
+    other's rows (SKIP LOCKED). Returns how many were approved."""
+    return _approved(session, session.execute(_APPROVE_DUE, {"batch": batch}).all())
+
+
+def _approved(session: Session, rows: list[Any]) -> int:
+    """The events and notifications of approved sales (rows ordered by user, then sale)."""
+    events: list[tuple[str, dict[str, Any], int]] = []
+    by_user: dict[int, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_user[row.user_id].append(row)
+    for user_id, sales in by_user.items():
+        # Replay the user's new balance entry by entry, ending at the committed value.
+        running = sales[0].balance - sum((s.credited or Decimal(0)) for s in sales)
+        for s in sales:
+            if s.credited:
+                running += s.credited
+                events.append(("balance:updated", {
+                    "newBalance": float(running), "change": float(s.credited),
+                    "reason": "sale_credit"}, user_id))
+    emit_many(session, events)
+    notify(session, [
+        NewNotification(
+            user_id=r.user_id, type="sale_approved", title="Offer reward approved",
+            body=f"{r.title}: {r.commission_amount} added to your balance",
+            data={"saleId": r.id, "amount": float(r.commission_amount)},
+        )
+        for r in rows
+    ])
+    return len(rows)
+
+
+_REJECT = text(
+    """
+    WITH sale AS (
+        UPDATE sales SET status = 'rejected', decided_at = now()
+        WHERE id = :sale_id AND status = 'pending'
+        RETURNING id, user_id, commission_amount
+    )
+    UPDATE users SET pending_balance = users.pending_balance - sale.commission_amount
+    FROM sale WHERE users.id = sale.user_id
+    RETURNING sale.id
+    """
+)
+_REVERSE = text(
+    """
+    UPDATE sales SET status = 'reversed', decided_at = now()
+    WHERE id = :sale_id AND status = 'approved'
+    RETURNING id, user_id, commission_amount
+    """
+)
+_LOCK_BALANCE = text("SELECT balance FROM users WHERE id = :user_id FOR UPDATE")
+
+
+def reject_sale(session: Session, *, sale_id: int) -> bool:
+    """pending -> rejected; the commission leaves the pending balance. False if not pending."""
+    return session.execute(_REJECT, {"sale_id": sale_id}).first() is not None
+
+
+def reverse_sale(session: Session, *, sale_id: int) -> str:
+    """A network takes a sale back: pending -> rejected, or approved -> reversed with a
+    ``sale_reversal`` debit. A debit the balance cannot cover takes what is there (the balance
+    never goes below zero) and records the shortfall in the audit log for review
+    (docs/money.md). Returns the outcome."""
+    if reject_sale(session, sale_id=sale_id):
+        return "rejected"
+    sale = session.execute(_REVERSE, {"sale_id": sale_id}).first()
+    if sale is None:
+        return "already_final"
+    balance = session.execute(_LOCK_BALANCE, {"user_id": sale.user_id}).scalar_one()
+    debit = min(balance, sale.commission_amount)
+    if debit > 0:
+        post_entry(
+            session, user_id=sale.user_id, amount=-debit, kind="sale_reversal",
+            key=f"sale_reversal:{sale.id}", reference_type="sale", reference_id=sale.id,
+        )
+    shortfall = sale.commission_amount - debit
+    if shortfall > 0:
+        session.execute(insert(AuditLog).values(
+            action="sale.reversal_shortfall", actor_id=None, target_type="sale",
+            target_id=str(sale.id),
+            after={"userId": sale.user_id, "commission": str(sale.commission_amount),
+                   "debited": str(debit), "shortfall": str(shortfall)},
+        ))
+    return "reversed"
+
+
+def reverse_by_external_id(session: Session, *, network: str, external_id: str) -> SaleOutcome:
+    """A reversal postback: find the sale by the network's transaction id and reverse it."""
+    found = session.execute(_EXISTING, {"network": network, "external_id": external_id}).first()
+    if found is None:
+        return SaleOutcome(None, None, "unknown_sale")
+    outcome = reverse_sale(session, sale_id=found.id)
+    status = session.execute(text("SELECT status FROM sales WHERE id = :id"), {"id": found.id})
+    return SaleOutcome(found.id, status.scalar_one(), outcome)
