@@ -105,10 +105,12 @@ def credit_sale(
 
 # Approve the selected pending sales, post one ledger credit each (unless its key exists), and
 # move pending_balance and balance in ONE update per user (a row is updated once per statement).
+# The batch's selection is materialised first: inside ``IN (...)`` a LIMIT with SKIP LOCKED may be
+# evaluated more than once and approve more than the batch.
 _APPROVE = """
-WITH sale AS (
+WITH picked AS MATERIALIZED ({selection}), sale AS (
     UPDATE sales SET status = 'approved', decided_at = now()
-    WHERE id IN ({selection}) AND status = 'pending'
+    WHERE id IN (SELECT id FROM picked) AND status = 'pending'
     RETURNING id, user_id, commission_amount, offer_id
 ), entry AS (
     INSERT INTO ledger_entries (user_id, amount, kind, reference_type, reference_id, idempotency_key)
@@ -133,7 +135,7 @@ JOIN moved ON moved.id = sale.user_id
 JOIN offers ON offers.id = sale.offer_id
 ORDER BY sale.user_id, sale.id
 """
-_APPROVE_ONE = text(_APPROVE.format(selection=":sale_id"))
+_APPROVE_ONE = text(_APPROVE.format(selection="SELECT CAST(:sale_id AS bigint) AS id"))
 _APPROVE_DUE = text(
     _APPROVE.format(
         selection="SELECT id FROM sales WHERE status = 'pending' AND hold_until <= now() "

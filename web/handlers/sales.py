@@ -1,0 +1,83 @@
+"""``GET /api/sales``: the user's own sales (API.md section 4)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aiohttp import web
+from sqlalchemy import bindparam, func, select
+
+from common.models.offers import Offer
+from common.models.sales import Sale
+from common.sql import compile_query
+from web.auth import current_user, require_user
+from web.envelope import ok, pagination
+from web.keys import DB
+from web.schemas import PageQuery
+from web.validation import parse_query
+
+_s, _o = Sale.__table__, Offer.__table__
+
+
+def _page(*, status: bool) -> Any:
+    stmt = (
+        select(_s, _o.c.title.label("offer_title"), func.count().over().label("total"))
+        .join(_o, _o.c.id == _s.c.offer_id)
+        .where(_s.c.user_id == bindparam("user_id"))
+    )
+    if status:
+        stmt = stmt.where(_s.c.status == bindparam("status"))
+    return compile_query(
+        stmt.order_by(_s.c.id.desc()).limit(bindparam("limit")).offset(bindparam("offset"))
+    )
+
+
+def _count(*, status: bool) -> Any:
+    stmt = select(func.count().label("total")).where(_s.c.user_id == bindparam("user_id"))
+    if status:
+        stmt = stmt.where(_s.c.status == bindparam("status"))
+    return compile_query(stmt)
+
+
+_PAGES = {flag: _page(status=flag) for flag in (False, True)}
+_COUNTS = {flag: _count(status=flag) for flag in (False, True)}
+
+
+class SalesQuery(PageQuery):
+    status: Literal["pending", "approved", "rejected", "reversed"] | None = None
+
+
+def sale_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "userId": row["user_id"],
+        "offerId": row["offer_id"],
+        "offerTitle": row["offer_title"],
+        "externalId": row["external_id"],
+        "saleAmount": row["sale_amount"],
+        "commissionAmount": row["commission_amount"],
+        "status": row["status"],
+        "createdAt": row["created_at"],
+        "decidedAt": row["decided_at"],
+    }
+
+
+@require_user
+async def list_sales(request: web.Request) -> web.Response:
+    q = parse_query(request, SalesQuery)
+    params: dict[str, Any] = {"user_id": current_user(request).user_id, "limit": q.limit,
+                              "offset": q.offset}
+    if q.status:
+        params["status"] = q.status
+    rows = await request.app[DB].fetch_all(_PAGES[bool(q.status)], params)
+    if rows:
+        total = rows[0]["total"]
+    elif q.page > 1:
+        counted = await request.app[DB].fetch_one(_COUNTS[bool(q.status)], params)
+        total = counted["total"] if counted else 0
+    else:
+        total = 0
+    return ok([sale_json(r) for r in rows], page=pagination(q.page, q.limit, total))
+
+
+ROUTES = [("GET", "/sales", list_sales)]
