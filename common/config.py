@@ -84,6 +84,18 @@ class Settings(BaseSettings):
     sale_hold_seconds: int = Field(604_800, ge=0)
     min_withdrawal: Money = Decimal("5")
     auto_pay_limit: Money = Decimal("100")
+    # The payout provider (docs/money.md). The sandbox behaves like a real one: latency, declines
+    # and transient errors at these rates, and magic destinations for deterministic behaviour.
+    payout_provider: Literal["sandbox"] = "sandbox"
+    payout_sandbox_latency_ms: int = Field(50, ge=0, le=10_000)
+    payout_sandbox_decline_rate: float = Field(0.0, ge=0, le=1)
+    payout_sandbox_error_rate: float = Field(0.0, ge=0, le=1)
+    payout_sandbox_timeout_rate: float = Field(0.0, ge=0, le=1)
+    payout_max_attempts: int = Field(6, ge=1, le=20)
+    payout_stuck_seconds: int = Field(300, ge=1)
+    # Test only (honoured when APP_ENV=test): a payout task pauses at this named point so that a
+    # test can SIGKILL the worker there.
+    payout_test_pause_at: str = ""
 
     flower_basic_auth: str | None = None
     flower_port: int = Field(5555, ge=1, le=65535)

@@ -7,4 +7,5 @@ from typing import Any
 SCHEDULE: dict[str, dict[str, Any]] = {
     "events.sweep_outbox": {"task": "events.sweep_outbox", "schedule": 10.0},
     "sales.approve_due": {"task": "sales.approve_due", "schedule": 10.0},
+    "payouts.recover": {"task": "payouts.recover", "schedule": 60.0},
 }

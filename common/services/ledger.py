@@ -15,14 +15,16 @@ from sqlalchemy.orm import Session
 from common.errors import InvalidInput
 from common.events import emit
 
-# Lock the user row only when the entry leaves the balance >= 0 (FOR UPDATE re-checks the
-# condition on the newest row version, so concurrent debits serialise on it), append the entry
+# Lock the user row only when the entry leaves the balance >= 0 (the lock re-checks the condition
+# on the newest row version, so concurrent debits serialise on it), append the entry
 # unless its key exists, and add the amount only when the entry was appended. The last column
-# tells a repeated key (nothing to do) from a refused debit.
+# tells a repeated key (nothing to do) from a refused debit. NO KEY UPDATE, not UPDATE: rows
+# inserted earlier in the transaction with a foreign key to the user (a payment) hold KEY SHARE
+# on it, and two such transactions upgrading to FOR UPDATE would deadlock.
 _POST = text(
     """
     WITH owner AS (
-        SELECT id FROM users WHERE id = :user_id AND balance + :amount >= 0 FOR UPDATE
+        SELECT id FROM users WHERE id = :user_id AND balance + :amount >= 0 FOR NO KEY UPDATE
     ), entry AS (
         INSERT INTO ledger_entries (user_id, amount, kind, reference_type, reference_id,
                                     idempotency_key)

@@ -201,7 +201,7 @@ _REVERSE = text(
     RETURNING id, user_id, commission_amount
     """
 )
-_LOCK_BALANCE = text("SELECT balance FROM users WHERE id = :user_id FOR UPDATE")
+_LOCK_BALANCE = text("SELECT balance FROM users WHERE id = :user_id FOR NO KEY UPDATE")
 
 
 def reject_sale(session: Session, *, sale_id: int) -> bool:

@@ -2,5 +2,6 @@
 
 TASK_MODULES = [
     "workers.tasks.events",
+    "workers.tasks.payouts",
     "workers.tasks.sales",
 ]

@@ -1,0 +1,206 @@
+"""Withdrawals and payouts (docs/money.md).
+
+payment ``pending -> processing -> paid | failed``, ``pending -> cancelled`` (by the user) and
+``pending -> failed`` (rejected by an admin), each transition one guarded UPDATE. The amount is
+held (ledger ``payout_hold``) when the request is accepted; ``failed`` and ``cancelled`` give it
+back (``payout_release``). Every transition emits ``payment:status``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.orm import Session
+
+from common.errors import Conflict, InvalidInput, NotFound
+from common.events import emit
+from common.models.payments import Payment
+from common.money import CENT
+from common.services.ledger import post_entry
+from common.services.notifications import NewNotification, notify
+
+_p = Payment.__table__
+
+
+def payment_json(row: Any) -> dict[str, Any]:
+    """The API's ``Payment`` (money stays Decimal; the envelope prints it)."""
+    return {
+        "id": row["id"], "amount": row["amount"], "method": row["method"],
+        "destination": row["destination"], "status": row["status"],
+        "failureReason": row["failure_reason"], "createdAt": row["created_at"],
+        "updatedAt": row["updated_at"],
+    }
+
+
+def _status_event(session: Session, row: Any) -> None:
+    emit(session, event="payment:status", user_id=row["user_id"], data={
+        "paymentId": row["id"], "status": row["status"], "amount": float(row["amount"])})
+
+
+def _release(session: Session, row: Any) -> None:
+    post_entry(session, user_id=row["user_id"], amount=row["amount"], kind="payout_release",
+               key=f"payout_release:{row['id']}", reference_type="payment", reference_id=row["id"])
+
+
+def validate_amount(amount: Decimal, *, minimum: Decimal) -> None:
+    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(CENT):
+        raise InvalidInput("Invalid amount", errors=["amount: must be positive with at most 2 decimals"])
+    if amount < minimum:
+        raise InvalidInput("Amount below the minimum withdrawal",
+                           errors=[f"amount: the minimum withdrawal is {minimum}"])
+
+
+def request_withdrawal(
+    session: Session,
+    *,
+    user_id: int,
+    amount: Decimal,
+    method: str,
+    destination: str,
+    minimum: Decimal,
+    auto_pay_limit: Decimal,
+) -> dict[str, Any]:
+    """Accept a withdrawal and hold its amount in this transaction; over the balance raises
+    ``InsufficientFunds`` (422) and the caller's rollback leaves nothing held."""
+    validate_amount(amount, minimum=minimum)
+    row = session.execute(
+        insert(_p).values(user_id=user_id, amount=amount, method=method, destination=destination,
+                          needs_approval=amount > auto_pay_limit)
+        .returning(*_p.c)
+    ).mappings().one()
+    post_entry(session, user_id=user_id, amount=-amount, kind="payout_hold",
+               key=f"payout_hold:{row['id']}", reference_type="payment", reference_id=row["id"])
+    _status_event(session, row)
+    return dict(row)
+
+
+def get_payment(session: Session, *, user_id: int, payment_id: int) -> dict[str, Any]:
+    row = session.execute(
+        select(_p).where(_p.c.id == payment_id, _p.c.user_id == user_id)
+    ).mappings().first()
+    if row is None:
+        raise NotFound("Payment not found")
+    return dict(row)
+
+
+def cancel_payment(session: Session, *, user_id: int, payment_id: int) -> dict[str, Any]:
+    """The user cancels a payment still ``pending``: the hold goes back to the balance."""
+    row = session.execute(
+        update(_p)
+        .where(_p.c.id == payment_id, _p.c.user_id == user_id, _p.c.status == "pending")
+        .values(status="cancelled", updated_at=text("now()"))
+        .returning(*_p.c)
+    ).mappings().first()
+    if row is None:
+        current = get_payment(session, user_id=user_id, payment_id=payment_id)
+        raise Conflict(f"Payment is {current['status']}; only a pending payment can be cancelled")
+    _release(session, row)
+    _status_event(session, row)
+    return dict(row)
+
+
+def approve_payment(session: Session, *, payment_id: int) -> bool:
+    """An admin approves a payment over the auto-pay limit; the caller enqueues the payout."""
+    return session.execute(
+        update(_p)
+        .where(_p.c.id == payment_id, _p.c.status == "pending", _p.c.needs_approval,
+               _p.c.approved_at.is_(None))
+        .values(approved_at=text("now()"), updated_at=text("now()"))
+        .returning(_p.c.id)
+    ).first() is not None
+
+
+def reject_payment(session: Session, *, payment_id: int, reason: str) -> bool:
+    """An admin refuses a pending payment: failed, and the hold goes back."""
+    row = session.execute(
+        update(_p).where(_p.c.id == payment_id, _p.c.status == "pending")
+        .values(status="failed", failure_reason=reason, updated_at=text("now()"))
+        .returning(*_p.c)
+    ).mappings().first()
+    if row is None:
+        return False
+    _release(session, row)
+    _status_event(session, row)
+    _outcome_notification(session, row)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutJob:
+    payment_id: int
+    user_id: int
+    amount: Decimal
+    method: str
+    destination: str
+
+
+def start_payout(session: Session, *, payment_id: int) -> PayoutJob | None:
+    """``pending -> processing`` (only once approved when approval is needed). A payment already
+    ``processing`` is returned too: its earlier attempt died, and the provider is idempotent.
+    None when there is nothing to pay (final, cancelled, or waiting for an admin)."""
+    row = session.execute(
+        update(_p)
+        .where(_p.c.id == payment_id, _p.c.status == "pending",
+               (~_p.c.needs_approval) | _p.c.approved_at.is_not(None))
+        .values(status="processing", updated_at=text("now()"))
+        .returning(*_p.c)
+    ).mappings().first()
+    if row is not None:
+        _status_event(session, row)
+    else:
+        row = session.execute(
+            select(_p).where(_p.c.id == payment_id, _p.c.status == "processing")
+        ).mappings().first()
+        if row is None:
+            return None
+    return PayoutJob(row["id"], row["user_id"], row["amount"], row["method"], row["destination"])
+
+
+def finish_payout(
+    session: Session, *, payment_id: int, paid: bool, reference: str | None = None,
+    reason: str | None = None,
+) -> bool:
+    """``processing -> paid | failed``; failed gives the hold back. False if already final."""
+    row = session.execute(
+        update(_p).where(_p.c.id == payment_id, _p.c.status == "processing")
+        .values(status="paid" if paid else "failed", provider_reference=reference,
+                failure_reason=None if paid else reason, updated_at=text("now()"))
+        .returning(*_p.c)
+    ).mappings().first()
+    if row is None:
+        return False
+    if not paid:
+        _release(session, row)
+    _status_event(session, row)
+    _outcome_notification(session, row)
+    return True
+
+
+def _outcome_notification(session: Session, row: Any) -> None:
+    paid = row["status"] == "paid"
+    notify(session, [NewNotification(
+        user_id=row["user_id"], type="payment_paid" if paid else "payment_failed",
+        title="Withdrawal paid" if paid else "Withdrawal failed",
+        body=(f"{row['amount']} sent to {row['destination']}" if paid else
+              f"{row['amount']} returned to your balance: {row['failure_reason'] or 'failed'}"),
+        data={"paymentId": row["id"], "amount": float(row["amount"]), "status": row["status"]},
+    )])
+
+
+_STUCK = text(
+    """
+    SELECT id FROM payments
+    WHERE (status = 'processing' OR (status = 'pending' AND (NOT needs_approval OR approved_at IS NOT NULL)))
+      AND updated_at < now() - make_interval(secs => :older_than)
+    ORDER BY id LIMIT :limit
+    """
+)
+
+
+def stuck_payments(session: Session, *, older_than: float, limit: int = 500) -> list[int]:
+    """Payments a payout task should be working on but is not: a worker died mid-payout
+    (processing), or the enqueue after acceptance was lost (pending)."""
+    return list(session.execute(_STUCK, {"older_than": older_than, "limit": limit}).scalars())

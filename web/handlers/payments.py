@@ -1,0 +1,149 @@
+"""Withdrawals (API.md section 5). ``POST /payments`` requires ``Idempotency-Key``."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+from pydantic import Field
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
+
+from common.errors import DomainError, NotFound
+from common.models.payments import Payment
+from common.payouts import BREAKER_NAME  # noqa: F401  (registers the breaker for /health)
+from common.services.idempotency import claim_key, release_key, store_response
+from common.services.payments import cancel_payment, payment_json, request_withdrawal
+from common.sql import compile_query
+from common.taskqueue import enqueue
+from web.auth import current_user, require_user
+from web.envelope import dumps, error, ok, pagination
+from web.keys import DB, SETTINGS
+from web.schemas import Model, PageQuery
+from web.validation import BadRequest, parse_query, read_json, validate
+
+log = logging.getLogger(__name__)
+MAX_ID = 2**63 - 1
+_p = Payment.__table__
+_PAGE = compile_query(
+    select(_p, func.count().over().label("total"))
+    .where(_p.c.user_id == bindparam("user_id"))
+    .order_by(_p.c.id.desc()).limit(bindparam("limit")).offset(bindparam("offset"))
+)
+_COUNT = compile_query(select(func.count().label("total")).where(_p.c.user_id == bindparam("user_id")))
+_ONE = compile_query(select(_p).where(_p.c.id == bindparam("id"), _p.c.user_id == bindparam("user_id")))
+
+
+class WithdrawalBody(Model):
+    amount: Decimal = Field(max_digits=14, decimal_places=2)
+    method: Literal["paypal", "crypto", "giftcard"]
+    destination: str = Field(min_length=3, max_length=256)
+
+
+def _hash(body: Any) -> bytes:
+    return hashlib.sha256(orjson.dumps(body, default=str, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def _withdraw_and_store(session: Session, *, user_id: int, key: str, **kwargs: Any) -> dict[str, Any]:
+    """The withdrawal and its stored answer commit together."""
+    payment = request_withdrawal(session, user_id=user_id, **kwargs)
+    store_response(session, user_id=user_id, key=key, status=202,
+                   body={"data": orjson.loads(dumps(payment_json(payment)))})
+    return payment
+
+
+def _replay(status: int, body: dict[str, Any]) -> web.Response:
+    headers = {"Idempotent-Replayed": "true"}
+    if status < 400:
+        return ok(body.get("data"), status=status, headers=headers)
+    return error(status, body.get("message", ""), errors=body.get("errors"), code=body.get("code"),
+                 headers=headers)
+
+
+@require_user
+async def create_payment(request: web.Request) -> web.Response:
+    settings, db = request.app[SETTINGS], request.app[DB]
+    user_id = current_user(request).user_id
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key or len(key) > 255:
+        raise BadRequest("Idempotency-Key header required (1..255 characters)")
+    raw = await read_json(request)
+    body = validate(WithdrawalBody, raw)
+    stored = await db.run(claim_key, user_id=user_id, key=key, request_hash=_hash(raw))
+    if stored is not None:
+        return _replay(stored.status, stored.body)
+    try:
+        payment = await db.run(
+            _withdraw_and_store, user_id=user_id, key=key, amount=body.amount, method=body.method,
+            destination=body.destination, minimum=settings.min_withdrawal,
+            auto_pay_limit=settings.auto_pay_limit,
+        )
+    except DomainError as exc:  # a refusal is the first answer too: replayed for this key
+        await db.run(store_response, user_id=user_id, key=key, status=exc.status,
+                     body={"message": exc.message, "errors": exc.errors, "code": exc.code})
+        raise
+    except BaseException:
+        await db.run(release_key, user_id=user_id, key=key)
+        raise
+    if not payment["needs_approval"]:
+        await _enqueue_payout(payment["id"])
+    return ok(payment_json(payment), status=202)
+
+
+async def _enqueue_payout(payment_id: int) -> None:
+    """A lost enqueue delays the payout until the recovery sweep; it loses nothing."""
+    try:
+        await asyncio.to_thread(enqueue, "payouts.pay", payment_id)
+    except Exception:
+        log.warning("payout left to the recovery sweep", exc_info=True, extra={"paymentId": payment_id})
+
+
+@require_user
+async def list_payments(request: web.Request) -> web.Response:
+    q = parse_query(request, PageQuery)
+    params = {"user_id": current_user(request).user_id, "limit": q.limit, "offset": q.offset}
+    rows = await request.app[DB].fetch_all(_PAGE, params)
+    if rows:
+        total = rows[0]["total"]
+    elif q.page > 1:
+        counted = await request.app[DB].fetch_one(_COUNT, params)
+        total = counted["total"] if counted else 0
+    else:
+        total = 0
+    return ok([payment_json(r) for r in rows], page=pagination(q.page, q.limit, total))
+
+
+def _payment_id(request: web.Request) -> int:
+    payment_id = int(request.match_info["id"])
+    if payment_id > MAX_ID:
+        raise NotFound("Payment not found")
+    return payment_id
+
+
+@require_user
+async def get_payment(request: web.Request) -> web.Response:
+    row = await request.app[DB].fetch_one(
+        _ONE, {"id": _payment_id(request), "user_id": current_user(request).user_id})
+    if row is None:
+        raise NotFound("Payment not found")
+    return ok(payment_json(row))
+
+
+@require_user
+async def cancel(request: web.Request) -> web.Response:
+    row = await request.app[DB].run(
+        cancel_payment, user_id=current_user(request).user_id, payment_id=_payment_id(request))
+    return ok(payment_json(row))
+
+
+ROUTES = [
+    ("POST", "/payments", create_payment),
+    ("GET", "/payments", list_payments),
+    ("GET", "/payments/{id:\\d+}", get_payment),
+    ("POST", "/payments/{id:\\d+}/cancel", cancel),
+]
