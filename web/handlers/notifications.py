@@ -1,0 +1,87 @@
+"""The user's notifications (API.md section 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import field_validator
+from sqlalchemy import bindparam, func, select
+
+from common.errors import NotFound
+from common.models.notifications import Notification
+from common.services.notifications import mark_all_read, mark_read, notification_json
+from common.sql import compile_query
+from web.auth import current_user, require_user
+from web.envelope import ok, pagination
+from web.keys import DB
+from web.schemas import PageQuery
+from web.validation import parse_query
+
+MAX_ID = 2**63 - 1
+_n = Notification.__table__
+
+
+def _page(*, unread: bool) -> Any:
+    stmt = select(_n, func.count().over().label("total")).where(_n.c.user_id == bindparam("user_id"))
+    if unread:
+        stmt = stmt.where(_n.c.read_at.is_(None))
+    return compile_query(stmt.order_by(_n.c.id.desc()).limit(bindparam("limit")).offset(bindparam("offset")))
+
+
+def _count(*, unread: bool) -> Any:
+    stmt = select(func.count().label("total")).where(_n.c.user_id == bindparam("user_id"))
+    if unread:
+        stmt = stmt.where(_n.c.read_at.is_(None))
+    return compile_query(stmt)
+
+
+_PAGES = {flag: _page(unread=flag) for flag in (False, True)}
+_COUNTS = {flag: _count(unread=flag) for flag in (False, True)}
+
+
+class NotificationQuery(PageQuery):
+    unread: bool = False
+
+    @field_validator("unread", mode="before")
+    @classmethod
+    def _flag(cls, value: object) -> object:
+        return value.lower() in ("true", "1", "yes") if isinstance(value, str) else value
+
+
+@require_user
+async def list_notifications(request: web.Request) -> web.Response:
+    q = parse_query(request, NotificationQuery)
+    params = {"user_id": current_user(request).user_id, "limit": q.limit, "offset": q.offset}
+    rows = await request.app[DB].fetch_all(_PAGES[q.unread], params)
+    if rows:
+        total = rows[0]["total"]
+    elif q.page > 1:
+        counted = await request.app[DB].fetch_one(_COUNTS[q.unread], params)
+        total = counted["total"] if counted else 0
+    else:
+        total = 0
+    return ok([notification_json(r) for r in rows], page=pagination(q.page, q.limit, total))
+
+
+@require_user
+async def read_one(request: web.Request) -> web.Response:
+    notification_id = int(request.match_info["id"])
+    found = notification_id <= MAX_ID and await request.app[DB].run(
+        mark_read, user_id=current_user(request).user_id, notification_id=notification_id)
+    if not found:
+        raise NotFound("Notification not found")
+    return ok({"id": notification_id, "read": True})
+
+
+@require_user
+async def read_all(request: web.Request) -> web.Response:
+    count = await request.app[DB].run(mark_all_read, user_id=current_user(request).user_id)
+    return ok({"updated": count})
+
+
+ROUTES = [
+    ("GET", "/notifications", list_notifications),
+    ("POST", "/notifications/read-all", read_all),
+    ("POST", "/notifications/{id:\\d+}/read", read_one),
+]
