@@ -1,3 +1,3 @@
 """Chores of the ``savebucks`` command, one module each; importing registers them."""
 
-from common.commands import check_ledger  # noqa: F401
+from common.commands import check_ledger, seed_demo  # noqa: F401
