@@ -1,0 +1,278 @@
+"""The money paths, each beside a bare baseline in the same run (figures printed, no verdicts):
+
+1. sale approvals/s through the beat batch path vs bare psycopg running the approval statement;
+2. postbacks: req/s and p50/p99 at 50 concurrent (new sales, and repeats of one transaction);
+3. GET /api/offers (page of 20 out of 10,000, category filter) vs a bare aiohttp + raw psycopg
+   handler running the same SQL;
+4. postback -> ``balance:updated`` seen by a Redis subscriber, with SALE_HOLD_SECONDS=0.
+
+    .venv/bin/python bench/money.py [--seconds 10] [--sales 20000] [--latency-samples 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.lib import (  # noqa: E402
+    PYTHON, ROOT, Result, bench_env, load, percentiles, server, table, web_server,
+)
+
+DB_NAME = "savebucks_bench_money"
+SECRET = "bench-secret"
+CATEGORIES = ["games", "surveys", "shopping", "apps", "videos", "finance", "travel", "food",
+              "music", "sports"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    url = urllib.parse.urlsplit(base)._replace(path=f"/{DB_NAME}").geturl()
+    return bench_env(DATABASE_URL=url, REDIS_PREFIX="sbbench_money",
+                     POSTBACK_SECRET_BENCH=SECRET, PAYOUT_SANDBOX_LATENCY_MS="0", **extra)
+
+
+def _prepare(env: dict[str, str]) -> str:
+    from sqlalchemy import create_engine, text
+
+    url = env["DATABASE_URL"]
+    admin = create_engine(urllib.parse.urlsplit(url)._replace(path="/postgres").geturl(),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
+    admin.dispose()
+    subprocess.run([PYTHON, "-m", "common.cli", "migrate"], env=env, check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+def _seed(libpq: str, users: int) -> None:
+    import psycopg
+
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO users (email, password_hash, name) "
+            "SELECT 'u' || g || '@bench.local', 'x', 'User ' || g FROM generate_series(1, %s) g",
+            (users,))
+        conn.execute(
+            "INSERT INTO offers (title, description, category, network, external_id, status, "
+            "network_payout, payout) SELECT 'Offer ' || g, 'Bench offer', "
+            "(%s::text[])[1 + g %% 10], 'bench', 'o' || g, "
+            "CASE WHEN g %% 20 = 0 THEN 'paused' ELSE 'active' END, 10, 7 "
+            "FROM generate_series(1, 10000) g", (CATEGORIES,))
+        conn.execute("ANALYZE")
+
+
+def _pending_sales(libpq: str, count: int, tag: str) -> None:
+    import psycopg
+
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount, "
+            "commission_amount, status, hold_until) "
+            "SELECT 1 + g %% 500, 1, 'seed', %s || g, 1.00, 0.70, 'pending', now() - interval '1 s' "
+            "FROM generate_series(1, %s) g", (tag, count))
+        conn.execute(
+            "UPDATE users SET pending_balance = pending_balance + t.total FROM ("
+            "SELECT user_id, sum(commission_amount) total FROM sales "
+            "WHERE status = 'pending' AND external_id LIKE %s GROUP BY user_id) t "
+            "WHERE users.id = t.user_id", (tag + "%",))
+
+
+def bench_approvals(env: dict[str, str], libpq: str, count: int) -> list[Result]:
+    """The beat task's loop (approval, ledger, events, notifications per batch) against bare
+    psycopg running the same approval statement in the same batches (no events)."""
+    import psycopg
+
+    os.environ.update(env)
+    from common.config import load_settings
+    from common.services.sales import _APPROVE_DUE, approve_due_sales
+    from common.uow import SyncContext
+
+    ctx = SyncContext.create(load_settings(), pool_size=2)
+    _pending_sales(libpq, count, "beat-")
+    started = time.perf_counter()
+    done = 0
+    while True:
+        with ctx.transaction() as session:
+            n = approve_due_sales(session, batch=500)
+        done += n
+        if n == 0:
+            break
+    ours = time.perf_counter() - started
+    ctx.close()
+
+    _pending_sales(libpq, count, "bare-")
+    sql = str(_APPROVE_DUE.compile(dialect=__import__(
+        "sqlalchemy.dialects.postgresql.psycopg", fromlist=["dialect"]).dialect()))
+    started = time.perf_counter()
+    bare_done = 0
+    with psycopg.connect(libpq) as conn:
+        while True:
+            with conn.transaction():
+                rows = conn.execute(sql, {"batch": 500}).fetchall()
+            bare_done += len(rows)
+            if not rows:
+                break
+    bare = time.perf_counter() - started
+    return [
+        Result("bare psycopg, approval statement", bare_done, bare, float("nan"), float("nan")),
+        Result("beat batch path (ledger + events + notifications)", done, ours, float("nan"),
+               float("nan")),
+    ]
+
+
+def _signed(params: dict[str, str]) -> dict[str, str]:
+    from common.postbacks import generic_signature
+
+    return {**params, "sig": generic_signature(SECRET, params)}
+
+
+async def _postback_load(base: str, *, connections: int, seconds: float, max_requests: int,
+                         unique: bool) -> Result:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(10**9))
+    deadline = time.monotonic() + seconds
+    repeat = _signed({"user_id": "1", "offer_id": "o1", "txn_id": "repeat", "amount": "2.00",
+                      "status": "1"})
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.monotonic() < deadline and len(latencies) < max_requests:
+            n = next(counter)
+            params = _signed({"user_id": str(1 + n % 500), "offer_id": "o1",
+                              "txn_id": f"u{n}-{time.time_ns()}", "amount": "2.00",
+                              "status": "1"}) if unique else repeat
+            t0 = time.perf_counter()
+            async with session.get(f"{base}/api/postbacks/bench", params=params) as resp:
+                await resp.read()
+                errors += resp.status != 200
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    started = time.monotonic()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+    took = time.monotonic() - started
+    p50, p99 = percentiles(latencies)
+    name = "postback, new sale each" if unique else "postback, repeats of one txn"
+    return Result(name, len(latencies), took, p50, p99, errors)
+
+
+def bench_postbacks(env: dict[str, str], seconds: int) -> list[Result]:
+    with web_server(env) as web:
+        return [asyncio.run(_postback_load(web, connections=50, seconds=seconds,
+                                           max_requests=100_000, unique=unique))
+                for unique in (True, False)]
+
+
+def bench_offers(env: dict[str, str], seconds: int, connections: int) -> list[Result]:
+    from web.handlers.offers import _PAGES
+
+    # The bare handler passes query strings as they come: cast them as the app's driver would.
+    sql = _PAGES[(True, False)].sql.replace("%(limit)s", "%(limit)s::int").replace(
+        "%(offset)s", "%(offset)s::int")
+    results = []
+    with server([PYTHON, "bench/bare.py", "--mode", "sql", "--sql", sql], env=env) as bare:
+        results.append(load("bare aiohttp + psycopg, same SQL",
+                            f"{bare}/bare?category=games&limit=20&offset=0",
+                            seconds=seconds, connections=connections))
+    with web_server(env) as web:
+        results.append(load("GET /api/offers?category=games&limit=20",
+                            f"{web}/api/offers?category=games&limit=20",
+                            seconds=seconds, connections=connections))
+    return results
+
+
+def bench_event_latency(env: dict[str, str], samples: int) -> Result:
+    """Time from sending a credit postback to its ``balance:updated`` on the events channel."""
+    import orjson
+    import redis
+    import urllib.request
+
+    env = {**env, "SALE_HOLD_SECONDS": "0"}
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    pubsub = client.pubsub()
+    pubsub.subscribe(f"{env['REDIS_PREFIX']}:events")
+    sent: dict[int, float] = {}
+    seen: dict[int, float] = {}
+
+    def listen() -> None:
+        while len(seen) < samples:
+            message = pubsub.get_message(timeout=1.0)
+            if message and message["type"] == "message":
+                event = orjson.loads(message["data"])
+                if event["event"] == "balance:updated" and event["targetId"] not in seen:
+                    seen[event["targetId"]] = time.perf_counter()
+            if stop.is_set():
+                return
+
+    stop = threading.Event()
+    listener = threading.Thread(target=listen, daemon=True)
+    celery = str(Path(PYTHON).parent / "celery")
+    worker = subprocess.Popen(
+        [celery, "-A", "workers.celery_app", "worker", "-Q", "sales,events", "-c", "2",
+         "--loglevel", "WARNING", "-n", "benchmoney@%h"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with web_server(env) as web:
+            listener.start()
+            time.sleep(3)  # let the worker connect before the first sample
+            for n in range(samples):
+                user = 1000 + n
+                query = urllib.parse.urlencode(_signed({
+                    "user_id": str(user), "offer_id": "o1", "txn_id": f"lat-{n}",
+                    "amount": "1.00", "status": "1"}))
+                sent[user] = time.perf_counter()
+                with urllib.request.urlopen(f"{web}/api/postbacks/bench?{query}", timeout=10):
+                    pass
+                time.sleep(0.02)
+            deadline = time.monotonic() + 30
+            while len(seen) < samples and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        stop.set()
+        worker.terminate()
+        worker.wait(30)
+        pubsub.close()
+        client.close()
+    latencies = [(seen[u] - sent[u]) * 1000 for u in sent if u in seen]
+    p50, p99 = percentiles(latencies)
+    return Result("postback -> balance:updated", len(latencies), 0.0, p50, p99,
+                  samples - len(latencies))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--sales", type=int, default=20_000)
+    parser.add_argument("--latency-samples", type=int, default=200)
+    args = parser.parse_args()
+    env = _env()
+    libpq = _prepare(env)
+    _seed(libpq, users=1500)
+
+    table(f"Sale approvals, {args.sales} due sales, batches of 500",
+          bench_approvals(env, libpq, args.sales), baseline="bare psycopg, approval statement")
+    table(f"GET /api/offers, 10,000 offers, {args.connections} connections, {args.seconds}s",
+          bench_offers(env, args.seconds, args.connections),
+          baseline="bare aiohttp + psycopg, same SQL")
+    table(f"Postbacks at 50 concurrent, {args.seconds}s", bench_postbacks(env, args.seconds))
+    table(f"Postback to balance:updated, SALE_HOLD_SECONDS=0, {args.latency_samples} samples",
+          [bench_event_latency(env, args.latency_samples)])
+
+
+if __name__ == "__main__":
+    main()
