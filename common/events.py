@@ -98,6 +98,16 @@ def emit_many(session: Session, events: Sequence[tuple[str, dict[str, Any], int]
         pending.append(Event(event_id, "user", uid, ev, data, trace_id))
 
 
+def adopt_emitted(session: Session, rows: Iterable[Any]) -> None:
+    """Publish after commit the outbox rows that SQL inserted in this transaction (batch paths
+    that write their events in the statement that makes the change). ``rows`` carry ``id,
+    target, target_id, event, data, trace_id``."""
+    pending = session.info.setdefault(_PENDING, [])
+    pending.extend(
+        Event(r.id, r.target, r.target_id, r.event, r.data, r.trace_id) for r in rows
+    )
+
+
 def committed_events(session: Session) -> list[Event]:
     """Take the events emitted in the transaction that just committed (call after commit)."""
     return session.info.pop(_PENDING, [])

@@ -7,7 +7,6 @@ approval racing a reversal, does its work once and the loser does nothing.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -16,12 +15,12 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from common.errors import InvalidInput
-from common.events import emit_many
+from common.events import adopt_emitted
 from common.models.audit import AuditLog
 from common.models.offers import Offer
 from common.money import commission
 from common.services.ledger import post_entry
-from common.services.notifications import NewNotification, notify
+from common.tracing import current_trace_id
 
 _offers = Offer.__table__
 
@@ -103,10 +102,13 @@ def credit_sale(
     return SaleOutcome(again.id, again.status, "duplicate")
 
 
-# Approve the selected pending sales, post one ledger credit each (unless its key exists), and
-# move pending_balance and balance in ONE update per user (a row is updated once per statement).
+# Approve the selected pending sales in ONE statement: the guarded transition, one ledger credit
+# per sale (unless its key exists), pending_balance and balance moved in one update per user (a
+# row is updated once per statement), a ``sale_approved`` notification per sale, and their events
+# (``balance:updated`` with the balance after each entry, ``notification:new``) in the outbox.
 # The batch's selection is materialised first: inside ``IN (...)`` a LIMIT with SKIP LOCKED may be
-# evaluated more than once and approve more than the batch.
+# evaluated more than once and approve more than the batch. The notification's JSON mirrors
+# ``notification_json`` (common/services/notifications.py).
 _APPROVE = """
 WITH picked AS MATERIALIZED ({selection}), sale AS (
     UPDATE sales SET status = 'approved', decided_at = now()
@@ -119,21 +121,45 @@ WITH picked AS MATERIALIZED ({selection}), sale AS (
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, user_id, amount, reference_id
 ), total AS (
-    SELECT sale.user_id, sum(sale.commission_amount) AS pending, coalesce(sum(entry.amount), 0) AS credited
+    SELECT sale.user_id, sum(sale.commission_amount) AS pending,
+           coalesce(sum(entry.amount), 0) AS credited
     FROM sale LEFT JOIN entry ON entry.reference_id = sale.id GROUP BY sale.user_id
 ), moved AS (
     UPDATE users SET pending_balance = users.pending_balance - total.pending,
                      balance = users.balance + total.credited
     FROM total WHERE users.id = total.user_id
     RETURNING users.id, users.balance
+), running AS (
+    SELECT entry.user_id, entry.reference_id AS sale_id, entry.amount,
+           moved.balance - coalesce(sum(entry.amount) OVER (
+               PARTITION BY entry.user_id ORDER BY entry.reference_id DESC
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS new_balance
+    FROM entry JOIN moved ON moved.id = entry.user_id
+), note AS (
+    INSERT INTO notifications (user_id, type, title, body, data)
+    SELECT sale.user_id, 'sale_approved', 'Offer reward approved',
+           offers.title || ': ' || sale.commission_amount || ' added to your balance',
+           jsonb_build_object('saleId', sale.id, 'amount', sale.commission_amount)
+    FROM sale JOIN offers ON offers.id = sale.offer_id
+    RETURNING id, user_id, type, title, body, data, created_at
+), event AS (
+    INSERT INTO outbox (target, target_id, event, data, trace_id)
+    SELECT 'user', user_id, event, data, CAST(:trace_id AS varchar) FROM (
+        SELECT user_id, sale_id AS seq, 0 AS kind, 'balance:updated' AS event,
+               jsonb_build_object('newBalance', new_balance, 'change', amount,
+                                  'reason', 'sale_credit') AS data
+        FROM running
+        UNION ALL
+        SELECT user_id, id, 1, 'notification:new',
+               jsonb_build_object('id', id, 'type', type, 'title', title, 'body', body,
+                                  'data', data, 'read', false, 'readAt', NULL,
+                                  'createdAt', to_char(created_at AT TIME ZONE 'UTC',
+                                                       'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+        FROM note
+    ) ordered ORDER BY kind, user_id, seq
+    RETURNING id, target, target_id, event, data, trace_id
 )
-SELECT sale.id, sale.user_id, sale.commission_amount, entry.amount AS credited,
-       moved.balance, offers.title
-FROM sale
-LEFT JOIN entry ON entry.reference_id = sale.id
-JOIN moved ON moved.id = sale.user_id
-JOIN offers ON offers.id = sale.offer_id
-ORDER BY sale.user_id, sale.id
+SELECT (SELECT count(*) FROM sale) AS approved, event.* FROM event ORDER BY event.id
 """
 _APPROVE_ONE = text(_APPROVE.format(selection="SELECT CAST(:sale_id AS bigint) AS id"))
 _APPROVE_DUE = text(
@@ -146,40 +172,20 @@ _APPROVE_DUE = text(
 
 def approve_sale(session: Session, *, sale_id: int) -> bool:
     """pending -> approved for one sale (admin, or a task); False when it was not pending."""
-    return bool(_approved(session, session.execute(_APPROVE_ONE, {"sale_id": sale_id}).all()))
+    return _approved(session, _APPROVE_ONE, {"sale_id": sale_id}) > 0
 
 
 def approve_due_sales(session: Session, *, batch: int = 500) -> int:
     """Approve up to ``batch`` sales whose hold has passed; concurrent batches skip each
     other's rows (SKIP LOCKED). Returns how many were approved."""
-    return _approved(session, session.execute(_APPROVE_DUE, {"batch": batch}).all())
+    return _approved(session, _APPROVE_DUE, {"batch": batch})
 
 
-def _approved(session: Session, rows: list[Any]) -> int:
-    """The events and notifications of approved sales (rows ordered by user, then sale)."""
-    events: list[tuple[str, dict[str, Any], int]] = []
-    by_user: dict[int, list[Any]] = defaultdict(list)
-    for row in rows:
-        by_user[row.user_id].append(row)
-    for user_id, sales in by_user.items():
-        # Replay the user's new balance entry by entry, ending at the committed value.
-        running = sales[0].balance - sum((s.credited or Decimal(0)) for s in sales)
-        for s in sales:
-            if s.credited:
-                running += s.credited
-                events.append(("balance:updated", {
-                    "newBalance": float(running), "change": float(s.credited),
-                    "reason": "sale_credit"}, user_id))
-    emit_many(session, events)
-    notify(session, [
-        NewNotification(
-            user_id=r.user_id, type="sale_approved", title="Offer reward approved",
-            body=f"{r.title}: {r.commission_amount} added to your balance",
-            data={"saleId": r.id, "amount": float(r.commission_amount)},
-        )
-        for r in rows
-    ])
-    return len(rows)
+def _approved(session: Session, statement: Any, params: dict[str, Any]) -> int:
+    rows = session.execute(statement, {**params, "trace_id": current_trace_id()}).all()
+    adopt_emitted(session, rows)
+    # Every approved sale has its notification:new event, so the count is in every row.
+    return rows[0].approved if rows else 0
 
 
 _REJECT = text(

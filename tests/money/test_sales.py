@@ -6,13 +6,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
+import orjson
 import pytest
 import redis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from common.config import Settings
 from common.models import Notification, OutboxEvent, Sale, User
+from common.services.notifications import notification_json
 from common.services.sales import approve_due_sales, approve_sale, credit_sale, reverse_sale
 from common.taskqueue import enqueue
 from common.uow import SyncContext
@@ -52,7 +54,10 @@ def test_batch_approves_due_sales_only(session: Session) -> None:
     balances = [e.data["newBalance"] for e in session.query(OutboxEvent).filter_by(event="balance:updated").order_by(OutboxEvent.id)]
     assert balances == [7.0, 14.0, 21.0]
     assert session.query(Notification).filter_by(type="sale_approved").count() == 3
-    assert session.query(OutboxEvent).filter_by(event="notification:new").count() == 3
+    pushed = session.query(OutboxEvent).filter_by(event="notification:new").order_by(OutboxEvent.id).all()
+    stored = session.execute(select(Notification.__table__).order_by(Notification.id)).mappings().all()
+    assert [e.data for e in pushed] == [orjson.loads(orjson.dumps(notification_json(r))) for r in stored]
+    assert stored[0]["data"] == {"saleId": due[0], "amount": 7.0}
 
 
 def test_approve_twice_credits_once_and_reversal_after_approval_debits(session: Session) -> None:
