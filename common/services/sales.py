@@ -11,19 +11,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
 from common.errors import InvalidInput
 from common.events import adopt_emitted
 from common.models.audit import AuditLog
-from common.models.offers import Offer
 from common.money import commission
 from common.services.ledger import post_entry
 from common.tracing import current_trace_id
-
-_offers = Offer.__table__
-
 
 @dataclass(frozen=True, slots=True)
 class SaleOutcome:
@@ -52,6 +48,15 @@ _CREDIT = text(
     """
 )
 _EXISTING = text("SELECT id, status FROM sales WHERE network = :network AND external_id = :external_id")
+# The sale if this transaction id was seen, and the offer's payout rule: one round trip.
+_LOOKUP = text(
+    """
+    SELECT s.id AS sale_id, s.status, o.id AS offer_id, o.payout_type, o.user_share, o.fixed_payout
+    FROM (SELECT 1) AS one
+    LEFT JOIN sales s ON s.network = :network AND s.external_id = :external_id
+    LEFT JOIN offers o ON o.network = :network AND o.external_id = :offer
+    """
+)
 
 
 class UnknownOffer(InvalidInput):
@@ -73,23 +78,20 @@ def credit_sale(
     hold_seconds: int,
 ) -> SaleOutcome:
     """A network reports a completion: a pending sale, once per (network, external_id)."""
-    existing = session.execute(_EXISTING, {"network": network, "external_id": external_id}).first()
-    if existing is not None:  # the common repeat: answer without touching anything
-        return SaleOutcome(existing.id, existing.status, "duplicate")
-    offer = session.execute(
-        select(_offers.c.id, _offers.c.payout_type, _offers.c.user_share, _offers.c.fixed_payout)
-        .where(_offers.c.network == network, _offers.c.external_id == offer_external_id)
-    ).first()
-    if offer is None:
+    found = session.execute(_LOOKUP, {"network": network, "external_id": external_id,
+                                      "offer": offer_external_id}).one()
+    if found.sale_id is not None:  # the common repeat: answer without touching anything
+        return SaleOutcome(found.sale_id, found.status, "duplicate")
+    if found.offer_id is None:
         raise UnknownOffer(f"Unknown offer {offer_external_id!r} for network {network!r}")
     earned = commission(
-        payout_type=offer.payout_type, user_share=offer.user_share,
-        fixed_payout=offer.fixed_payout, network_amount=amount,
+        payout_type=found.payout_type, user_share=found.user_share,
+        fixed_payout=found.fixed_payout, network_amount=amount,
     )
     row = session.execute(
         _CREDIT,
         {
-            "user_id": user_id, "offer_id": offer.id, "network": network,
+            "user_id": user_id, "offer_id": found.offer_id, "network": network,
             "external_id": external_id, "sale_amount": max(amount, Decimal(0)),
             "commission": earned, "hold": hold_seconds,
         },
