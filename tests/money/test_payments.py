@@ -133,3 +133,16 @@ async def test_concurrent_requests_with_one_key_execute_once(live_client, commit
     assert len(ids) == 1
     with committed.connect() as conn:
         assert conn.execute(text("SELECT balance FROM users")).scalar_one() == Decimal("90.00")
+
+
+def test_expired_keys_are_taken_over_and_purged(session: Session) -> None:
+    from common.services.idempotency import claim_key, purge_expired, store_response
+
+    user = make_funded_user(session, "0")
+    assert claim_key(session, user_id=user.id, key="k", request_hash=b"a" * 32) is None
+    store_response(session, user_id=user.id, key="k", status=202, body={"data": 1})
+    assert claim_key(session, user_id=user.id, key="k", request_hash=b"a" * 32).status == 202  # type: ignore[union-attr]
+    session.execute(text("UPDATE idempotency_keys SET expires_at = now() - interval '1 s'"))
+    assert claim_key(session, user_id=user.id, key="k", request_hash=b"b" * 32) is None
+    session.execute(text("UPDATE idempotency_keys SET expires_at = now() - interval '1 s'"))
+    assert purge_expired(session) == 1

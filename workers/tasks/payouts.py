@@ -19,6 +19,7 @@ from common.payouts import (
     payout_key,
 )
 from common.redis import key as redis_key
+from common.services.idempotency import purge_expired
 from common.services.payments import PayoutJob, finish_payout, start_payout, stuck_payments
 from common.taskqueue import celery_app, enqueue
 from workers.context import context
@@ -106,3 +107,10 @@ def recover(older_than: float | None = None) -> int:
     for payment_id in ids:
         enqueue("payouts.pay", payment_id)
     return len(ids)
+
+
+@celery_app.task(name="payouts.purge_idempotency_keys")
+def purge_idempotency_keys() -> int:
+    """Drop Idempotency-Keys past their 24 hours (an expired key is also reusable before this)."""
+    with context().transaction() as session:
+        return purge_expired(session)
