@@ -12,6 +12,7 @@ from common.config import Settings
 from common.db import make_sync_engine
 from common.redis import events_channel, make_async_redis
 from web.db import Database, PooledDatabase
+from web.docs import setup_docs
 from web.health import HealthChecks
 from web.keys import DB, HEALTH, REDIS, SETTINGS, STARTED_AT
 from web.middlewares import MIDDLEWARES
@@ -27,6 +28,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> web.Applica
     app.cleanup_ctx.append(_database(db))
     app.cleanup_ctx.append(_health)
     setup_routes(app)
+    setup_docs(app)
     return app
 
 

@@ -7,12 +7,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import datetime as dt
+from typing import Literal
+
 import redis.asyncio as aredis
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from common.breakers import breaker_states
 from web.envelope import dumps, now_iso
 from web.keys import DB, HEALTH, REDIS, SETTINGS, uptime
+from web.openapi import describe
 
 CHECK_TIMEOUT = 2.0
 Check = Callable[[], Awaitable[Any]]
@@ -47,6 +52,41 @@ async def _timed(check: Check) -> tuple[dict[str, Any], Any]:
     return result, detail
 
 
+class Check(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok", "error"]
+    responseTime: float  # noqa: N815  (milliseconds; the API's names)
+    error: str | None = None  # the exception's class name when ``status`` is error
+    breakers: dict[str, Literal["closed", "open", "half_open"]] | None = None
+
+
+class Checks(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    database: Check
+    redis: Check
+    broker: Check
+    external_apis: Check
+
+
+class HealthReport(BaseModel):
+    """The body of ``GET /health`` (no envelope)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok", "error"]
+    timestamp: dt.datetime
+    uptime: float  # seconds since this process started
+    checks: Checks
+
+
+@describe(
+    "Health of this web instance and what it needs",
+    description="No envelope. 200 when every check is ok, else 503 with the same body.",
+    tags=["operations"], response=HealthReport, envelope=False,
+    statuses={503: "A check failed"},
+)
 async def health(request: web.Request) -> web.Response:
     app = request.app
     db, redis = app[DB], app[REDIS]

@@ -14,6 +14,7 @@ from common.errors import DomainError, RateLimited
 from common.tracing import accept_trace_id, trace_id_var
 from web import envelope
 from web.keys import CLIENT_IP, SETTINGS, TRACE_ID
+from web.metrics import observe_request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 access_log = logging.getLogger("savebucks.access")
@@ -72,13 +73,15 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
             response.headers["X-Trace-ID"] = trace_id
         return response
     finally:
+        elapsed = time.perf_counter() - started
+        observe_request(request, status, elapsed)
         access_log.info(
             "request",
             extra={
                 "method": request.method,
                 "path": request.path,
                 "status": status,
-                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "ms": round(elapsed * 1000, 2),
                 "ip": request[CLIENT_IP],
             },
         )

@@ -1,0 +1,130 @@
+"""Run every benchmark in turn and gather their tables into one markdown file.
+
+    bench/run_all [--only health,auth] [--out bench/results/latest.md] [-- --seconds 5]
+
+A benchmark is a ``bench/*.py`` script with a ``__main__`` block that prints ``table(...)`` (see
+bench/lib.py); each prints its figures with its bare baseline beside them. One that fails is
+reported in the file with the end of its output, and the others still run. Arguments after
+``--`` go to every benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.lib import PYTHON, ROOT  # noqa: E402
+
+BENCH = ROOT / "bench"
+DEFAULT_OUT = BENCH / "results" / "latest.md"
+TIMEOUT = 30 * 60
+_NOT_BENCHMARKS = {"__init__.py", "lib.py", "run_all.py"}
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: int
+    seconds: float
+    tables: list[str]
+    tail: str
+
+
+def benchmarks() -> list[Path]:
+    found = []
+    for path in sorted(BENCH.glob("*.py")):
+        text = path.read_text()
+        if path.name not in _NOT_BENCHMARKS and "table(" in text and "__main__" in text:
+            found.append(path)
+    return found
+
+
+def tables_in(output: str) -> list[str]:
+    """The markdown tables ``bench.lib.table`` printed: a ``### title`` and the ``|`` rows."""
+    blocks, current = [], None
+    for line in output.splitlines():
+        if line.startswith("### "):
+            current = [line, ""]
+            blocks.append(current)
+        elif current is not None and line.startswith("|"):
+            current.append(line)
+        elif current is not None and len(current) > 2:
+            current = None
+    return ["\n".join(block) for block in blocks if len(block) > 2]
+
+
+def run(path: Path, extra: list[str]) -> Outcome:
+    started = time.monotonic()
+    name = f"bench/{path.name}"
+    print(f"run_all: {name} ...", file=sys.stderr, flush=True)
+    try:
+        done = subprocess.run(
+            [PYTHON, str(path), *extra], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+        )
+        status, output, errors = done.returncode, done.stdout, done.stderr
+    except subprocess.TimeoutExpired as exc:
+        status, output = -1, exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        errors = f"timed out after {TIMEOUT} s"
+    tail = "\n".join((output + "\n" + errors).strip().splitlines()[-15:])
+    return Outcome(name, status, time.monotonic() - started, tables_in(output), tail)
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def report(outcomes: list[Outcome]) -> str:
+    lines = [
+        "# SaveBucks benchmarks",
+        "",
+        f"- run: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}, commit {_commit()}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"- load generator: {'wrk' if shutil.which('wrk') else 'bounded aiohttp client (no wrk)'}",
+        "- each table has its bare baseline in the same run; compare rows within a table, not "
+        "across machines",
+        "",
+    ]
+    for o in outcomes:
+        state = "ok" if o.status == 0 else f"FAILED (exit {o.status})"
+        lines += [f"## {o.name}: {state}, {o.seconds:.0f} s", ""]
+        lines += [*(t + "\n" for t in o.tables)] if o.tables else ["(no table printed)", ""]
+        if o.status != 0:
+            lines += ["```", o.tail, "```", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated benchmark names (without .py)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(own)
+    chosen = benchmarks()
+    if args.only:
+        wanted = {n.strip().removesuffix(".py") for n in args.only.split(",")}
+        chosen = [p for p in chosen if p.stem in wanted]
+    outcomes = [run(path, extra) for path in chosen]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report(outcomes))
+    print(f"run_all: wrote {args.out}", file=sys.stderr)
+    return 0 if all(o.status == 0 for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

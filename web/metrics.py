@@ -1,0 +1,270 @@
+"""``GET /metrics`` (Prometheus text) and the per-request observation the middleware makes.
+
+The process's own objects (``common.metrics``: HTTP, WebSocket, events, plus prometheus-client's
+process and GC collectors) are rendered from the default registry. The figures that live
+elsewhere are read when scraped, concurrently and each with a timeout, so a slow dependency
+leaves its family out rather than stalling the scrape: queue depths (broker), outbox backlog
+(PostgreSQL), circuit breaker states, Celery task figures and the last ledger check (Redis).
+See docs/operations.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections.abc import Awaitable, Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.metrics_core import Metric
+from sqlalchemy import func, select
+
+from common.breakers import breaker_states
+from common.metrics import (
+    HTTP_BUCKETS,
+    TASK_BUCKETS,
+    TaskFigures,
+    read_ledger_check,
+    read_task_figures,
+)
+from common.models.outbox import OutboxEvent
+from common.sql import compile_query
+from common.taskqueue import QUEUES
+from web.keys import DB, HEALTH, REDIS, SETTINGS
+
+log = logging.getLogger(__name__)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+READ_TIMEOUT = 2.0
+UNMATCHED = "unmatched"
+# kombu's Redis transport keeps a queue's prioritised messages in sibling lists.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+_UNACKED = "unacked"
+# Counting stops here: past it the figure is "at least this many" and the scrape stays cheap.
+BACKLOG_CAP = 100_000
+
+_o = OutboxEvent.__table__
+_unpublished = (
+    select(_o.c.created_at).where(_o.c.published_at.is_(None)).limit(BACKLOG_CAP).subquery()
+)
+_BACKLOG = compile_query(
+    select(
+        func.count().label("backlog"),
+        func.coalesce(
+            func.extract("epoch", func.now() - func.min(_unpublished.c.created_at)), 0
+        ).label("age"),
+    )
+)
+_BREAKER_STATES = ("closed", "half_open", "open")
+
+
+def route_label(request: web.Request) -> str:
+    """The route's template (``/api/offers/{id}``), never the raw path: bounded cardinality."""
+    info = request.match_info
+    route = info.route if info.http_exception is None else None
+    resource = route.resource if route is not None else None
+    return resource.canonical if resource is not None else UNMATCHED
+
+
+class RequestStats(Collector):
+    """Requests by (method, route, status) and latency by (method, route), in plain dicts.
+
+    Observed on the event loop's thread only, so no lock is needed; prometheus-client's labelled
+    ``Counter``/``Histogram`` take a lock per series per call and cost about five times as much
+    (bench/health.py, docs/operations.md). Rendered as ``savebucks_http_requests_total`` and
+    ``savebucks_http_request_duration_seconds``. The keys are bounded by the route table.
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str], int] = {}
+        self.latency: dict[tuple[str, str], list[float]] = {}  # bucket counts..., sum
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, str(status))
+        self.requests[key] = self.requests.get(key, 0) + 1
+        if status == 101:  # an upgraded socket's "latency" would be its whole lifetime
+            return
+        series = self.latency.get((method, route))
+        if series is None:
+            series = self.latency[(method, route)] = [0.0] * (len(HTTP_BUCKETS) + 2)
+        series[bisect.bisect_left(HTTP_BUCKETS, seconds)] += 1
+        series[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "savebucks_http_requests", "HTTP requests by method, route template and status",
+            labels=["method", "route", "status"],
+        )
+        for labels, count in list(self.requests.items()):
+            requests.add_metric(list(labels), count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "savebucks_http_request_duration_seconds",
+            "Time to produce the response, by method and route template",
+            labels=["method", "route"],
+        )
+        for labels, series in list(self.latency.items()):
+            cumulative, running = [], 0.0
+            for bound, count in zip((*map(str, HTTP_BUCKETS), "+Inf"), series[:-1], strict=True):
+                running += count
+                cumulative.append((bound, running))
+            latency.add_metric(list(labels), cumulative, series[-1])
+        yield latency
+
+
+REQUESTS = RequestStats()
+REGISTRY.register(REQUESTS)
+
+
+def observe_request(request: web.Request, status: int, seconds: float) -> None:
+    REQUESTS.observe(request.method, route_label(request), status, seconds)
+
+
+FAILED = object()
+
+
+async def _bounded(what: str, coro: Awaitable[Any]) -> Any:
+    try:
+        return await asyncio.wait_for(coro, READ_TIMEOUT)
+    except Exception as exc:  # a failing source drops its family; the scrape still answers
+        log.warning("metrics source failed", extra={"source": what, "error": type(exc).__name__})
+        return FAILED
+
+
+async def _queue_depths(app: web.Application) -> dict[str, int]:
+    broker = app[HEALTH].broker or app[REDIS]
+    async with broker.pipeline(transaction=False) as pipe:
+        for queue in QUEUES:
+            pipe.llen(queue)
+            for step in _PRIORITY_STEPS:
+                pipe.llen(f"{queue}{_PRIORITY_SEPARATOR}{step}")
+        pipe.hlen(_UNACKED)
+        sizes = await pipe.execute()
+    per_queue = 1 + len(_PRIORITY_STEPS)
+    depths = {q: sum(sizes[i * per_queue:(i + 1) * per_queue]) for i, q in enumerate(QUEUES)}
+    depths[_UNACKED] = sizes[-1]
+    return depths
+
+
+async def _outbox(app: web.Application) -> tuple[int, float]:
+    row = await app[DB].fetch_one(_BACKLOG)
+    return (int(row["backlog"]), float(row["age"])) if row else (0, 0.0)
+
+
+async def _sources(app: web.Application) -> dict[str, Any]:
+    redis, settings = app[REDIS], app[SETTINGS]
+    names = ("queues", "outbox", "breakers", "tasks", "ledger")
+    values = await asyncio.gather(
+        _bounded("queues", _queue_depths(app)),
+        _bounded("outbox", _outbox(app)),
+        _bounded("breakers", breaker_states(redis, settings)),
+        _bounded("tasks", read_task_figures(redis, settings)),
+        _bounded("ledger", read_ledger_check(redis, settings)),
+    )
+    return dict(zip(names, values, strict=True))
+
+
+def _families(sources: dict[str, Any]) -> Iterator[Metric]:
+    scrape = GaugeMetricFamily(
+        "savebucks_metrics_source_up", "1 when the source answered this scrape", labels=["source"]
+    )
+    for name, value in sources.items():
+        scrape.add_metric([name], 0 if value is FAILED else 1)
+    yield scrape
+    live = {name: value for name, value in sources.items() if value is not FAILED}
+    if (queues := live.get("queues")) is not None:
+        yield from _queue_families(queues)
+    if (outbox := live.get("outbox")) is not None:
+        yield GaugeMetricFamily(
+            "savebucks_outbox_backlog", f"Unpublished outbox events (counted up to {BACKLOG_CAP})",
+            value=outbox[0],
+        )
+        yield GaugeMetricFamily(
+            "savebucks_outbox_oldest_unpublished_seconds",
+            "Age of the oldest unpublished outbox event (0 when none)", value=outbox[1],
+        )
+    if (breakers := live.get("breakers")) is not None:
+        yield _breaker_family(breakers)
+    if (tasks := live.get("tasks")) is not None:
+        yield from _task_families(tasks)
+    if (ledger := live.get("ledger")) is not None:  # None: no ledger check has run yet
+        yield from _ledger_families(ledger)
+
+
+def _queue_families(depths: dict[str, int]) -> Iterator[Metric]:
+    family = GaugeMetricFamily(
+        "savebucks_celery_queue_length", "Messages waiting in each Celery queue", labels=["queue"]
+    )
+    for queue in QUEUES:
+        family.add_metric([queue], depths[queue])
+    yield family
+    yield GaugeMetricFamily(
+        "savebucks_celery_unacked", "Messages reserved by workers and not yet acknowledged",
+        value=depths[_UNACKED],
+    )
+
+
+def _breaker_family(states: dict[str, str]) -> Metric:
+    family = GaugeMetricFamily(
+        "savebucks_circuit_breaker_state",
+        "1 for the state each circuit breaker is in", labels=["breaker", "state"],
+    )
+    for name, current in states.items():
+        for state in _BREAKER_STATES:
+            family.add_metric([name, state], 1 if current == state else 0)
+    return family
+
+
+def _task_families(tasks: dict[str, TaskFigures]) -> Iterator[Metric]:
+    outcomes = CounterMetricFamily(
+        "savebucks_celery_tasks", "Finished Celery task runs by task and outcome (cluster-wide)",
+        labels=["task", "outcome"],
+    )
+    durations = HistogramMetricFamily(
+        "savebucks_celery_task_duration_seconds",
+        "Celery task run time by task (cluster-wide)", labels=["task"],
+    )
+    for name, figures in tasks.items():
+        for outcome, count in figures.outcomes.items():
+            outcomes.add_metric([name, outcome], count)
+        cumulative, running = [], 0
+        for bound, count in zip((*map(str, TASK_BUCKETS), "+Inf"), figures.buckets, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        durations.add_metric([name], cumulative, figures.seconds_sum)
+    yield outcomes
+    yield durations
+
+
+def _ledger_families(result: dict[str, Any]) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "savebucks_ledger_check_ok", "1 when the last ledger check found every balance right",
+        value=1 if result.get("ok") else 0,
+    )
+    yield GaugeMetricFamily(
+        "savebucks_ledger_check_problems", "Problems the last ledger check listed",
+        value=result.get("problems", 0),
+    )
+    yield GaugeMetricFamily(
+        "savebucks_ledger_check_timestamp_seconds", "When the last ledger check ran (Unix time)",
+        value=result.get("checkedAt", 0),
+    )
+
+
+class _Snapshot(Collector):
+    def __init__(self, sources: dict[str, Any]) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        return _families(self.sources)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(await _sources(request.app)))
+    body = generate_latest(REGISTRY) + generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
