@@ -15,6 +15,8 @@ from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import ok, pagination
 from web.keys import DB
+from web.money_schemas import IdPath, NotificationOut, ReadAllOut, ReadOut
+from web.openapi import describe
 from web.schemas import PageQuery
 from web.validation import parse_query
 
@@ -49,6 +51,8 @@ class NotificationQuery(PageQuery):
         return value.lower() in ("true", "1", "yes") if isinstance(value, str) else value
 
 
+@describe("The user's notifications, newest first (unread=true)", tags=["notifications"],
+          query=NotificationQuery, response=NotificationOut, list=True)
 @require_user
 async def list_notifications(request: web.Request) -> web.Response:
     q = parse_query(request, NotificationQuery)
@@ -64,6 +68,8 @@ async def list_notifications(request: web.Request) -> web.Response:
     return ok([notification_json(r) for r in rows], page=pagination(q.page, q.limit, total))
 
 
+@describe("Mark one notification read", tags=["notifications"], path=IdPath, response=ReadOut,
+          statuses={404: "No such notification of this user"})
 @require_user
 async def read_one(request: web.Request) -> web.Response:
     notification_id = int(request.match_info["id"])
@@ -74,6 +80,7 @@ async def read_one(request: web.Request) -> web.Response:
     return ok({"id": notification_id, "read": True})
 
 
+@describe("Mark every notification read", tags=["notifications"], response=ReadAllOut)
 @require_user
 async def read_all(request: web.Request) -> web.Response:
     count = await request.app[DB].run(mark_all_read, user_id=current_user(request).user_id)

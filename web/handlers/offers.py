@@ -15,6 +15,8 @@ from common.sql import compile_query
 from web.auth import bearer_token
 from web.envelope import ok, pagination
 from web.keys import DB, SETTINGS
+from web.money_schemas import CategoryCount, IdPath, OfferOut
+from web.openapi import describe
 from web.schemas import PageQuery
 from web.validation import parse_query
 
@@ -83,6 +85,8 @@ def _like(term: str) -> str:
     return f"%{escaped}%"
 
 
+@describe("Active offers (filters category, search)", tags=["offers"], query=OfferQuery,
+          response=OfferOut, list=True)
 async def list_offers(request: web.Request) -> web.Response:
     q = parse_query(request, OfferQuery)
     key = (bool(q.category), bool(q.search))
@@ -112,6 +116,8 @@ def _is_admin(request: web.Request) -> bool:
         return False
 
 
+@describe("One offer: 404 unless active (admins see every status)", tags=["offers"],
+          path=IdPath, response=OfferOut, statuses={404: "No such active offer"})
 async def get_offer(request: web.Request) -> web.Response:
     offer_id = int(request.match_info["id"])
     if offer_id > MAX_ID:
@@ -122,6 +128,7 @@ async def get_offer(request: web.Request) -> web.Response:
     return ok(offer_json(row))
 
 
+@describe("Active offer counts by category", tags=["offers"], response=CategoryCount, list=True)
 async def categories(request: web.Request) -> web.Response:
     rows = await request.app[DB].fetch_all(_CATEGORIES)
     return ok([{"category": r["category"], "count": r["count"]} for r in rows])

@@ -24,6 +24,8 @@ from common.taskqueue import enqueue
 from web.auth import current_user, require_user
 from web.envelope import dumps, error, ok, pagination
 from web.keys import DB, SETTINGS
+from web.money_schemas import IdPath, PaymentOut
+from web.openapi import describe
 from web.schemas import Model, PageQuery
 from web.validation import BadRequest, parse_query, read_json, validate
 
@@ -65,6 +67,13 @@ def _replay(status: int, body: dict[str, Any]) -> web.Response:
                  headers=headers)
 
 
+@describe(
+    "Request a withdrawal (funds held at acceptance)", tags=["payments"], body=WithdrawalBody,
+    response=PaymentOut, status=202,
+    headers={"Idempotency-Key": "required; the same key and body replay the first answer"},
+    statuses={409: "Idempotency-Key reused with another body, or still in progress",
+              422: "Over the balance, under MIN_WITHDRAWAL, or more than 2 decimals"},
+)
 @require_user
 async def create_payment(request: web.Request) -> web.Response:
     settings, db = request.app[SETTINGS], request.app[DB]
@@ -103,6 +112,8 @@ async def _enqueue_payout(payment_id: int) -> None:
         log.warning("payout left to the recovery sweep", exc_info=True, extra={"paymentId": payment_id})
 
 
+@describe("The user's own payments", tags=["payments"], query=PageQuery, response=PaymentOut,
+          list=True)
 @require_user
 async def list_payments(request: web.Request) -> web.Response:
     q = parse_query(request, PageQuery)
@@ -125,6 +136,8 @@ def _payment_id(request: web.Request) -> int:
     return payment_id
 
 
+@describe("One of the user's payments", tags=["payments"], path=IdPath, response=PaymentOut,
+          statuses={404: "No such payment of this user"})
 @require_user
 async def get_payment(request: web.Request) -> web.Response:
     row = await request.app[DB].fetch_one(
@@ -134,6 +147,9 @@ async def get_payment(request: web.Request) -> web.Response:
     return ok(payment_json(row))
 
 
+@describe("Cancel a pending payment (the hold returns to the balance)", tags=["payments"],
+          path=IdPath, response=PaymentOut,
+          statuses={404: "No such payment of this user", 409: "Not pending"})
 @require_user
 async def cancel(request: web.Request) -> web.Response:
     row = await request.app[DB].run(

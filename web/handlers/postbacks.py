@@ -20,6 +20,8 @@ from common.services.postbacks import log_postback, record_callback
 from common.taskqueue import enqueue
 from web.envelope import error, ok
 from web.keys import CLIENT_IP, DB, SETTINGS
+from web.money_schemas import GenericPostbackQuery, NetworkPath, PostbackAck
+from web.openapi import describe
 
 log = logging.getLogger(__name__)
 MAX_PARAMS = 50
@@ -56,6 +58,14 @@ async def _refuse(
     return _reply(reply, None, message)
 
 
+@describe(
+    "Offer-network callback (server to server)", tags=["postbacks"], path=NetworkPath,
+    query=GenericPostbackQuery, response=PostbackAck,
+    description="Parameters, signature and reply follow the network's scheme (docs/money.md). "
+    "A repeated transaction id is acknowledged again and changes nothing.",
+    statuses={403: "Unknown network, source IP not allowed, or bad signature",
+              422: "Unknown user or offer"},
+)
 async def postback(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     network = request.match_info["network"].lower()

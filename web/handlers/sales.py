@@ -13,6 +13,8 @@ from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import ok, pagination
 from web.keys import DB
+from web.money_schemas import SaleOut
+from web.openapi import describe
 from web.schemas import PageQuery
 from web.validation import parse_query
 
@@ -62,6 +64,8 @@ def sale_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@describe("The user's own sales (filter status)", tags=["sales"], query=SalesQuery,
+          response=SaleOut, list=True)
 @require_user
 async def list_sales(request: web.Request) -> web.Response:
     q = parse_query(request, SalesQuery)
