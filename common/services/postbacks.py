@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from common.models.sales import PostbackLog
 from common.postbacks import Callback
 from common.services.sales import SaleOutcome, credit_sale, reverse_by_external_id
+from common.sql import Query
 from common.tracing import current_trace_id
 
 _log = PostbackLog.__table__
@@ -58,3 +59,57 @@ def record_callback(
         outcome=result.outcome, sale_id=result.sale_id,
     )
     return result
+
+
+# The web's hot path for credits (web/handlers/postbacks.py): each statement is atomic on its own,
+# so it runs on the web's autocommit pool (``fetch_one``) without a thread, a session or a
+# transaction block. Same rules as ``credit_sale``: the lookup reads the transaction id and the
+# offer's payout rule; the credit inserts the sale unless (network, external_id) exists, adds the
+# commission to pending_balance only when inserted, and writes the log row, all in one statement.
+HOT_LOOKUP = Query(
+    sql="""
+    SELECT s.id AS sale_id, s.status, o.id AS offer_id, o.payout_type, o.user_share, o.fixed_payout
+    FROM (SELECT 1) AS one
+    LEFT JOIN sales s ON s.network = %(network)s AND s.external_id = %(external_id)s
+    LEFT JOIN offers o ON o.network = %(network)s AND o.external_id = %(offer)s
+    """,
+    defaults={},
+)
+HOT_LOG = Query(
+    sql="""
+    INSERT INTO postback_log (network, method, params, ip, verdict, outcome, sale_id, trace_id)
+    VALUES (%(network)s, %(method)s, %(params)s, %(ip)s, %(verdict)s, %(outcome)s, %(sale_id)s,
+            %(trace_id)s)
+    RETURNING id
+    """,
+    defaults={"sale_id": None, "outcome": None},
+)
+HOT_CREDIT = Query(
+    sql="""
+    WITH owner AS (SELECT id FROM users WHERE id = %(user_id)s), sale AS (
+        INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount,
+                           commission_amount, status, hold_until)
+        SELECT owner.id, %(offer_id)s, %(network)s, %(external_id)s, %(sale_amount)s,
+               %(commission)s, 'pending', now() + make_interval(secs => %(hold)s)
+        FROM owner
+        ON CONFLICT (network, external_id) DO NOTHING
+        RETURNING id, user_id, commission_amount
+    ), pending AS (
+        UPDATE users SET pending_balance = users.pending_balance + sale.commission_amount
+        FROM sale WHERE users.id = sale.user_id
+    ), logged AS (
+        INSERT INTO postback_log (network, method, params, ip, verdict, outcome, sale_id, trace_id)
+        SELECT %(network)s, %(method)s, %(params)s, %(ip)s, 'accepted',
+               CASE WHEN EXISTS (SELECT 1 FROM sale) THEN 'credited'
+                    WHEN NOT EXISTS (SELECT 1 FROM owner) THEN 'unknown_user'
+                    ELSE 'duplicate' END,
+               (SELECT id FROM sale), %(trace_id)s
+    )
+    SELECT (SELECT id FROM sale) AS sale_id, EXISTS (SELECT 1 FROM owner) AS user_exists
+    """,
+    defaults={},
+)
+HOT_EXISTING = Query(
+    sql="SELECT id, status FROM sales WHERE network = %(network)s AND external_id = %(external_id)s",
+    defaults={},
+)

@@ -2,6 +2,8 @@
 
 Checks run before anything is written: a known network, the source IP, the signature. The
 sale change and the log row commit together; a refused callback leaves only its log row.
+Credits, the hot path, run as single self-contained statements on the autocommit pool
+(``common/services/postbacks.py``, ``HOT_*``); reversals run the service in a transaction.
 """
 
 from __future__ import annotations
@@ -9,17 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from decimal import Decimal
 
 from aiohttp import web
+from psycopg.types.json import Jsonb
 
 from common.errors import DomainError
+from common.money import commission
 from common.postbacks import (
-    PostbackInvalid, PostbackRefused, Reply, adapter_for, source_allowed,
+    Adapter, Callback, PostbackInvalid, PostbackRefused, Reply, adapter_for, source_allowed,
 )
-from common.services.postbacks import log_postback, record_callback
+from common.services.postbacks import (
+    HOT_CREDIT, HOT_EXISTING, HOT_LOG, HOT_LOOKUP, log_postback, record_callback,
+)
 from common.taskqueue import enqueue
 from web.envelope import error, ok
-from web.keys import CLIENT_IP, DB, SETTINGS
+from web.keys import CLIENT_IP, DB, SETTINGS, TRACE_ID
 from web.money_schemas import GenericPostbackQuery, NetworkPath, PostbackAck
 from web.openapi import describe
 
@@ -83,6 +90,8 @@ async def postback(request: web.Request) -> web.Response:
     except PostbackInvalid as exc:
         return await _refuse(request, network, params, "invalid", Reply(400, adapter.refused().text),
                              f"Invalid callback: {exc}")
+    if callback.kind == "credit":
+        return await _credit(request, network, params, callback, adapter)
     try:
         result = await request.app[DB].run(
             record_callback, network=network, method=request.method, params=params,
@@ -91,9 +100,43 @@ async def postback(request: web.Request) -> web.Response:
     except DomainError as exc:  # unknown user or offer: logged, and the network may retry
         return await _refuse(request, network, params, "accepted", Reply(422, adapter.refused().text),
                              exc.message, outcome=getattr(exc, "outcome", "refused"))
-    if result.outcome == "credited" and settings.sale_hold_seconds == 0:
-        await _enqueue_approval(result.sale_id)
     return _reply(adapter.accepted(), {"saleId": result.sale_id, "status": result.status}, "")
+
+
+async def _credit(
+    request: web.Request, network: str, params: dict[str, str], callback: Callback, adapter: Adapter,
+) -> web.Response:
+    """The hot path: each statement atomic on its own, on the autocommit pool (no thread)."""
+    db, hold = request.app[DB], request.app[SETTINGS].sale_hold_seconds
+    logged = {"network": network, "method": request.method, "params": Jsonb(params),
+              "ip": request[CLIENT_IP], "trace_id": request[TRACE_ID]}
+    found = await db.fetch_one(HOT_LOOKUP, {
+        "network": network, "external_id": callback.txn_id, "offer": callback.offer_external_id})
+    assert found is not None
+    if found["sale_id"] is not None:  # a repeat: acknowledged again, nothing changes
+        await db.fetch_one(HOT_LOG, {**logged, "verdict": "accepted", "outcome": "duplicate",
+                                     "sale_id": found["sale_id"]})
+        return _reply(adapter.accepted(), {"saleId": found["sale_id"], "status": found["status"]}, "")
+    if found["offer_id"] is None:
+        await db.fetch_one(HOT_LOG, {**logged, "verdict": "accepted", "outcome": "unknown_offer"})
+        return _reply(Reply(422, adapter.refused().text), None, "Unknown offer")
+    earned = commission(payout_type=found["payout_type"], user_share=found["user_share"],
+                        fixed_payout=found["fixed_payout"], network_amount=callback.amount)
+    row = await db.fetch_one(HOT_CREDIT, {
+        **logged, "user_id": callback.user_id, "offer_id": found["offer_id"],
+        "external_id": callback.txn_id, "sale_amount": max(callback.amount, Decimal(0)),
+        "commission": earned, "hold": hold})
+    assert row is not None
+    if row["sale_id"] is not None:
+        if hold == 0:
+            await _enqueue_approval(row["sale_id"])
+        return _reply(adapter.accepted(), {"saleId": row["sale_id"], "status": "pending"}, "")
+    if not row["user_exists"]:
+        return _reply(Reply(422, adapter.refused().text), None, "Unknown user")
+    # A concurrent callback inserted it after this statement's snapshot: answer with its sale.
+    again = await db.fetch_one(HOT_EXISTING, {"network": network, "external_id": callback.txn_id})
+    assert again is not None
+    return _reply(adapter.accepted(), {"saleId": again["id"], "status": again["status"]}, "")
 
 
 async def _enqueue_approval(sale_id: int | None) -> None:
