@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 SCHEDULE: dict[str, dict[str, Any]] = {
+    "analytics.fill_daily": {"task": "analytics.fill_daily", "schedule": 300.0},
     "events.sweep_outbox": {"task": "events.sweep_outbox", "schedule": 10.0},
     "sales.approve_due": {"task": "sales.approve_due", "schedule": 10.0},
     "payouts.recover": {"task": "payouts.recover", "schedule": 60.0},

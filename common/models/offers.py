@@ -41,5 +41,7 @@ class Offer(Base):
     fixed_payout: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     network_payout: Mapped[Money] = mapped_column(server_default="0")
     payout: Mapped[Money] = mapped_column(server_default="0")
+    # Why an admin rejected it (kept for the offer's network contact and the audit).
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]

@@ -16,6 +16,7 @@ from common.money import parse_amount
 Kind = Literal["credit", "reversal"]
 # A network's callback without an offer id credits the network's offer with this external id.
 WALL_OFFER = "*"
+MAX_VALUE = 128
 
 
 class PostbackRefused(Exception):
@@ -79,7 +80,14 @@ class Adapter:
         value = params.get(name)
         if value is None or not value.strip():
             raise PostbackInvalid(f"missing parameter {name}")
+        if len(value) > MAX_VALUE:  # ids are stored in columns of this size
+            raise PostbackInvalid(f"{name} longer than {MAX_VALUE} characters")
         return value.strip()
+
+    @classmethod
+    def _optional(cls, params: Mapping[str, str], name: str) -> str:
+        """An optional offer id: absent means the network's wall offer."""
+        return cls._required(params, name) if (params.get(name) or "").strip() else WALL_OFFER
 
     @classmethod
     def _user(cls, params: Mapping[str, str], name: str) -> int:

@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Mapping
 
 from common.postbacks.base import (
-    WALL_OFFER, Adapter, Callback, PostbackInvalid, PostbackRefused, Reply,
+    Adapter, Callback, PostbackInvalid, PostbackRefused, Reply,
 )
 
 _CREDIT = {"1", "approved", "completed"}
@@ -62,7 +62,7 @@ class Cpx(Adapter):
             kind="credit" if status == "1" else "reversal",
             txn_id=txn,
             user_id=self._user(params, "user_id"),
-            offer_external_id=params.get("offer_id") or WALL_OFFER,
+            offer_external_id=self._optional(params, "offer_id"),
             amount=self._amount(params, "amount_usd"),
         )
 
@@ -82,7 +82,7 @@ class SuperRewards(Adapter):
             kind="reversal" if amount < 0 else "credit",
             txn_id=txn,
             user_id=self._user(params, "uid"),
-            offer_external_id=params.get("oid") or WALL_OFFER,
+            offer_external_id=self._optional(params, "oid"),
             amount=abs(amount),
         )
 
@@ -109,5 +109,5 @@ class Tapjoy(Adapter):
             raise PostbackInvalid("negative currency")
         return Callback(
             kind="credit", txn_id=txn, user_id=self._user(params, "snuid"),
-            offer_external_id=params.get("offer_id") or WALL_OFFER, amount=amount,
+            offer_external_id=self._optional(params, "offer_id"), amount=amount,
         )

@@ -175,3 +175,11 @@ async def test_fifty_concurrent_identical_postbacks_make_one_sale(live_money_cli
         assert conn.execute(text("SELECT pending_balance FROM users")).scalar_one() == Decimal("0.70")
         outcomes = conn.execute(text("SELECT outcome, count(*) FROM postback_log GROUP BY 1")).all()
     assert dict(outcomes) == {"credited": 1, "duplicate": 49}
+
+
+async def test_overlong_ids_are_refused_as_invalid(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(session)
+    session.commit()
+    params = generic_params(user_id=user.id, offer_id="o1", txn_id="t" * 200)
+    assert (await money_client.get("/api/postbacks/testnet", params=params)).status == 400
+    assert session.query(PostbackLog).one().verdict == "invalid"

@@ -1,6 +1,7 @@
 """Task modules, one per domain. Task names are ``<queue>.<name>`` so routing follows the name."""
 
 TASK_MODULES = [
+    "workers.tasks.analytics",
     "workers.tasks.events",
     "workers.tasks.payouts",
     "workers.tasks.sales",

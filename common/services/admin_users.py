@@ -1,0 +1,109 @@
+"""Admin reads of users and balance adjustments (API.md section 7, docs/api.md "Admin").
+
+Status changes are ``common.services.accounts.set_user_status`` (it revokes refresh tokens,
+audits and emits ``account:status``); this module does not re-implement them.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy.orm import Session
+
+from common.errors import InvalidInput, NotFound
+from common.models import LedgerEntry, Sale, User
+from common.services.audit import record_audit
+from common.services.ledger import post_entry
+
+_u, _l, _s = User.__table__, LedgerEntry.__table__, Sale.__table__
+_PUBLIC = (_u.c.id, _u.c.email, _u.c.name, _u.c.avatar, _u.c.role, _u.c.status, _u.c.balance,
+           _u.c.pending_balance, _u.c.created_at, _u.c.updated_at)
+
+
+def user_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"], "email": row["email"], "name": row["name"], "avatar": row["avatar"],
+        "role": row["role"], "status": row["status"], "balance": row["balance"],
+        "pendingBalance": row["pending_balance"], "createdAt": row["created_at"],
+        "updatedAt": row["updated_at"],
+    }
+
+
+def _filtered(stmt: Select[Any], *, search: str | None, status: str | None,
+              role: str | None) -> Select[Any]:
+    if search:
+        like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(or_(_u.c.email.ilike(like), _u.c.name.ilike(like)))
+    if status:
+        stmt = stmt.where(_u.c.status == status)
+    if role:
+        stmt = stmt.where(_u.c.role == role)
+    return stmt
+
+
+def list_users(session: Session, *, search: str | None, status: str | None, role: str | None,
+               limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """Newest first; returns (page, total)."""
+    flt = {"search": search, "status": status, "role": role}
+    total = session.execute(_filtered(select(func.count()).select_from(_u), **flt)).scalar_one()
+    rows = session.execute(
+        _filtered(select(*_PUBLIC), **flt).order_by(_u.c.id.desc()).limit(limit).offset(offset)
+    ).mappings()
+    return [user_json(r) for r in rows], total
+
+
+_SUMMARY = text(
+    """
+    SELECT kind, count(*) AS entries, sum(amount) AS total
+    FROM ledger_entries WHERE user_id = :user_id GROUP BY kind ORDER BY kind
+    """
+)
+_SALES = text(
+    """
+    SELECT status, count(*) AS n, coalesce(sum(commission_amount), 0) AS total
+    FROM sales WHERE user_id = :user_id GROUP BY status ORDER BY status
+    """
+)
+
+
+def user_detail(session: Session, *, user_id: int) -> dict[str, Any]:
+    """The profile plus the ledger summary: totals by entry kind and sales by status."""
+    row = session.execute(select(*_PUBLIC).where(_u.c.id == user_id)).mappings().first()
+    if row is None:
+        raise NotFound("User not found")
+    by_kind = {r.kind: {"entries": r.entries, "total": r.total}
+               for r in session.execute(_SUMMARY, {"user_id": user_id})}
+    sales = {r.status: {"count": r.n, "commission": r.total}
+             for r in session.execute(_SALES, {"user_id": user_id})}
+    ledger_total = sum((v["total"] for v in by_kind.values()), Decimal(0))
+    return {**user_json(row), "ledger": {"total": ledger_total, "byKind": by_kind}, "sales": sales}
+
+
+def adjust_balance(session: Session, *, actor_id: int, user_id: int, amount: Decimal, reason: str,
+                   key: str, ip: str | None, trace_id: str | None) -> dict[str, Any]:
+    """Post a signed ``adjustment`` through the ledger, once per (admin, Idempotency-Key).
+
+    Raises ``InsufficientFunds`` (422) for a debit over the balance, ``NotFound`` for no user.
+    """
+    if amount == 0:
+        raise InvalidInput("Amount must not be zero", errors=["amount: non-zero"])
+    before = session.execute(select(_u.c.balance).where(_u.c.id == user_id)).scalar()
+    if before is None:
+        raise NotFound("User not found")
+    posted = post_entry(
+        session, user_id=user_id, amount=amount, kind="adjustment",
+        key=f"adjustment:{actor_id}:{key}", reference_type="user", reference_id=user_id,
+        reason=reason,
+    )
+    balance = posted.balance if posted else before
+    record_audit(
+        session, action="user.adjust_balance", actor_id=actor_id, target_type="user",
+        target_id=user_id, before={"balance": str(before)},
+        after={"balance": str(balance), "amount": str(amount), "reason": reason,
+               "idempotencyKey": key},
+        ip=ip, trace_id=trace_id,
+    )
+    return {"userId": user_id, "amount": amount, "balance": balance, "reason": reason,
+            "entryId": posted.entry_id if posted else None}

@@ -1,0 +1,8 @@
+"""The admin API (API.md section 7), one module per resource; every route is ``@require_admin``."""
+
+from __future__ import annotations
+
+from web.handlers.admin import analytics, audit, offers, payments, sales, users
+
+ROUTES = [*users.ROUTES, *offers.ROUTES, *sales.ROUTES, *payments.ROUTES, *analytics.ROUTES,
+          *audit.ROUTES]

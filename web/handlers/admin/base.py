@@ -1,0 +1,47 @@
+"""What every admin handler shares: the audit context of the request, ids, pages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from common.errors import NotFound
+from common.taskqueue import enqueue
+from web.auth import current_user
+from web.envelope import ok, pagination
+from web.keys import CLIENT_IP, DB, TRACE_ID
+from web.schemas import PageQuery
+
+log = logging.getLogger(__name__)
+MAX_ID = 2**63 - 1
+
+
+def audit_context(request: web.Request) -> dict[str, Any]:
+    """Who (the admin), from where (client IP) and under which trace id: for ``record_audit``."""
+    return {"actor_id": current_user(request).user_id, "ip": request.get(CLIENT_IP),
+            "trace_id": request.get(TRACE_ID)}
+
+
+def path_id(request: web.Request, what: str) -> int:
+    value = int(request.match_info["id"])
+    if value > MAX_ID:
+        raise NotFound(f"{what} not found")
+    return value
+
+
+async def paged(request: web.Request, q: PageQuery, fn: Callable[..., Any], **filters: Any) -> web.Response:
+    rows, total = await request.app[DB].run(fn, limit=q.limit, offset=q.offset, **filters)
+    return ok(rows, page=pagination(q.page, q.limit, total))
+
+
+async def enqueue_after_commit(name: str, *args: Any) -> None:
+    """A lost enqueue is logged: sales left pending are approved by the beat after their hold,
+    and approved payments by the payout recovery sweep."""
+    try:
+        await asyncio.to_thread(enqueue, name, *args)
+    except Exception:
+        log.warning("enqueue failed", exc_info=True, extra={"task": name, "args": list(args)})

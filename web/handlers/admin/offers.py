@@ -1,0 +1,119 @@
+"""Admin: offers (list all, create pending, read, update, soft delete, approve, reject)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from common.services.admin_offers import (
+    admin_create_offer, get_offer, list_offers, set_offer_status, update_offer,
+)
+from web.auth import require_admin
+from web.envelope import ok
+from web.handlers.admin.base import audit_context, paged, path_id
+from web.keys import DB
+from web.schemas import Model, PageQuery
+from web.validation import parse_body, parse_query
+
+Share = Field(None, ge=0, le=1, max_digits=5, decimal_places=4)
+Amount = Field(None, ge=0, max_digits=14, decimal_places=2)
+
+
+class OffersQuery(PageQuery):
+    status: Literal["pending", "active", "rejected", "paused"] | None = None
+
+
+class OfferBody(Model):
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=5000)
+    category: str = Field(min_length=1, max_length=64)
+    network: str = Field(min_length=1, max_length=64)
+    externalId: str = Field(min_length=1, max_length=128)
+    payoutType: Literal["share", "fixed"] = "share"
+    userShare: Decimal = Field(Decimal("0.7"), ge=0, le=1, max_digits=5, decimal_places=4)
+    fixedPayout: Decimal | None = Amount
+    networkPayout: Decimal = Field(Decimal(0), ge=0, max_digits=14, decimal_places=2)
+
+
+class OfferChanges(Model):
+    title: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=5000)
+    category: str | None = Field(None, min_length=1, max_length=64)
+    payoutType: Literal["share", "fixed"] | None = None
+    userShare: Decimal | None = Share
+    fixedPayout: Decimal | None = Amount
+    networkPayout: Decimal | None = Amount
+
+
+class RejectBody(Model):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+_COLUMNS = {"externalId": "external_id", "payoutType": "payout_type", "userShare": "user_share",
+            "fixedPayout": "fixed_payout", "networkPayout": "network_payout"}
+
+
+def _columns(values: dict[str, object]) -> dict[str, object]:
+    return {_COLUMNS.get(k, k): v for k, v in values.items()}
+
+
+@require_admin
+async def offers(request: web.Request) -> web.Response:
+    q = parse_query(request, OffersQuery)
+    return await paged(request, q, list_offers, status=q.status)
+
+
+@require_admin
+async def create(request: web.Request) -> web.Response:
+    body = await parse_body(request, OfferBody)
+    row = await request.app[DB].run(admin_create_offer, audit=audit_context(request),
+                                    **_columns(body.model_dump()))
+    return ok(row, status=201)
+
+
+@require_admin
+async def offer(request: web.Request) -> web.Response:
+    return ok(await request.app[DB].run(get_offer, offer_id=path_id(request, "Offer")))
+
+
+@require_admin
+async def update(request: web.Request) -> web.Response:
+    body = await parse_body(request, OfferChanges)
+    changes = _columns(body.model_dump(exclude_unset=True, exclude_none=True))
+    return ok(await request.app[DB].run(update_offer, offer_id=path_id(request, "Offer"),
+                                        changes=changes, audit=audit_context(request)))
+
+
+async def _status(request: web.Request, status: str, reason: str | None = None) -> web.Response:
+    return ok(await request.app[DB].run(set_offer_status, offer_id=path_id(request, "Offer"),
+                                        status=status, reason=reason, audit=audit_context(request)))
+
+
+@require_admin
+async def delete(request: web.Request) -> web.Response:
+    return await _status(request, "paused")
+
+
+@require_admin
+async def approve(request: web.Request) -> web.Response:
+    return await _status(request, "active")
+
+
+@require_admin
+async def reject(request: web.Request) -> web.Response:
+    body = await parse_body(request, RejectBody)
+    return await _status(request, "rejected", body.reason)
+
+
+ROUTES = [
+    ("GET", "/admin/offers", offers),
+    ("POST", "/admin/offers", create),
+    ("GET", "/admin/offers/{id:\\d+}", offer),
+    ("PUT", "/admin/offers/{id:\\d+}", update),
+    ("DELETE", "/admin/offers/{id:\\d+}", delete),
+    ("POST", "/admin/offers/{id:\\d+}/approve", approve),
+    ("POST", "/admin/offers/{id:\\d+}/reject", reject),
+]

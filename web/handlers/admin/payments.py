@@ -1,0 +1,55 @@
+"""Admin: payments (list by status; approve queues the payout, 202; reject gives the hold back)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from common.services.admin_queue import decide_payment, list_payments
+from web.auth import require_admin
+from web.envelope import ok
+from web.handlers.admin.base import audit_context, enqueue_after_commit, paged, path_id
+from web.keys import DB
+from web.schemas import Model, PageQuery
+from web.validation import parse_query, read_json, validate
+
+
+class PaymentsQuery(PageQuery):
+    status: Literal["pending", "processing", "paid", "failed", "cancelled"] | None = None
+
+
+class RejectBody(Model):
+    reason: str = Field("Rejected by an administrator", min_length=1, max_length=500)
+
+
+@require_admin
+async def payments(request: web.Request) -> web.Response:
+    q = parse_query(request, PaymentsQuery)
+    return await paged(request, q, list_payments, status=q.status)
+
+
+@require_admin
+async def approve(request: web.Request) -> web.Response:
+    payment_id = path_id(request, "Payment")
+    data = await request.app[DB].run(decide_payment, payment_id=payment_id, approve=True,
+                                     reason=None, audit=audit_context(request))
+    await enqueue_after_commit("payouts.pay", payment_id)
+    return ok(data, status=202)
+
+
+@require_admin
+async def reject(request: web.Request) -> web.Response:
+    raw = await read_json(request) if request.can_read_body else {}
+    body = validate(RejectBody, raw or {})
+    data = await request.app[DB].run(decide_payment, payment_id=path_id(request, "Payment"),
+                                     approve=False, reason=body.reason, audit=audit_context(request))
+    return ok(data, status=202)
+
+
+ROUTES = [
+    ("GET", "/admin/payments", payments),
+    ("POST", "/admin/payments/{id:\\d+}/approve", approve),
+    ("POST", "/admin/payments/{id:\\d+}/reject", reject),
+]

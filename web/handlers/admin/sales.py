@@ -1,0 +1,50 @@
+"""Admin: sales (list by status; approve and reject run in the workers, 202)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+
+from common.services.admin_queue import list_sales, request_sale_decision
+from web.auth import require_admin
+from web.envelope import ok
+from web.handlers.admin.base import audit_context, enqueue_after_commit, paged, path_id
+from web.keys import DB
+from web.schemas import PageQuery
+from web.validation import parse_query
+
+
+class SalesQuery(PageQuery):
+    status: Literal["pending", "approved", "rejected", "reversed"] | None = None
+
+
+@require_admin
+async def sales(request: web.Request) -> web.Response:
+    q = parse_query(request, SalesQuery)
+    return await paged(request, q, list_sales, status=q.status)
+
+
+async def _decide(request: web.Request, decision: str) -> web.Response:
+    sale_id = path_id(request, "Sale")
+    data = await request.app[DB].run(request_sale_decision, sale_id=sale_id, decision=decision,
+                                     audit=audit_context(request))
+    await enqueue_after_commit(f"sales.{decision}_sale", sale_id)
+    return ok(data, status=202)
+
+
+@require_admin
+async def approve(request: web.Request) -> web.Response:
+    return await _decide(request, "approve")
+
+
+@require_admin
+async def reject(request: web.Request) -> web.Response:
+    return await _decide(request, "reject")
+
+
+ROUTES = [
+    ("GET", "/admin/sales", sales),
+    ("POST", "/admin/sales/{id:\\d+}/approve", approve),
+    ("POST", "/admin/sales/{id:\\d+}/reject", reject),
+]

@@ -1,0 +1,112 @@
+"""Admin: users (list, profile with ledger summary, status, balance adjustment)."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+from pydantic import Field
+from sqlalchemy.orm import Session
+
+from common.errors import DomainError
+from common.models import User
+from common.services.accounts import set_user_status
+from common.services.admin_users import adjust_balance, list_users, user_detail, user_json
+from common.services.idempotency import claim_key, release_key, store_response
+from web.auth import current_user, require_admin
+from web.envelope import dumps, error, ok
+from web.handlers.admin.base import audit_context, paged, path_id
+from web.keys import DB
+from web.schemas import Model, PageQuery
+from web.validation import BadRequest, parse_body, parse_query, read_json, validate
+
+
+class UsersQuery(PageQuery):
+    search: str | None = Field(None, max_length=100)
+    status: Literal["active", "suspended", "banned"] | None = None
+    role: Literal["user", "admin"] | None = None
+
+
+class StatusBody(Model):
+    status: Literal["active", "suspended", "banned"]
+    reason: str = Field("", max_length=500)
+
+
+class AdjustBody(Model):
+    amount: Decimal = Field(max_digits=14, decimal_places=2)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@require_admin
+async def users(request: web.Request) -> web.Response:
+    q = parse_query(request, UsersQuery)
+    return await paged(request, q, list_users, search=q.search, status=q.status, role=q.role)
+
+
+@require_admin
+async def user(request: web.Request) -> web.Response:
+    return ok(await request.app[DB].run(user_detail, user_id=path_id(request, "User")))
+
+
+@require_admin
+async def status(request: web.Request) -> web.Response:
+    body = await parse_body(request, StatusBody)
+    return ok(await request.app[DB].run(
+        _set_status, user_id=path_id(request, "User"), status=body.status, reason=body.reason,
+        **audit_context(request)))
+
+
+def _set_status(session: Session, **kwargs: Any) -> dict[str, Any]:
+    """The auth engineer's ``set_user_status`` (revokes tokens, audits, closes sockets)."""
+    user = set_user_status(session, **kwargs)
+    return user_json({c.name: getattr(user, c.name) for c in User.__table__.c})
+
+
+def _adjust_and_store(session: Session, *, key: str, **kwargs: Any) -> dict[str, Any]:
+    """The adjustment and its stored answer commit together (as withdrawals do)."""
+    result = adjust_balance(session, key=key, **kwargs)
+    store_response(session, user_id=kwargs["actor_id"], key=key, status=200,
+                   body={"data": orjson.loads(dumps(result))})
+    return result
+
+
+@require_admin
+async def adjust(request: web.Request) -> web.Response:
+    db, admin_id = request.app[DB], current_user(request).user_id
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key or len(key) > 200:
+        raise BadRequest("Idempotency-Key header required (1..200 characters)")
+    user_id = path_id(request, "User")
+    raw = await read_json(request)
+    body = validate(AdjustBody, raw)
+    digest = hashlib.sha256(orjson.dumps({"user": user_id, "body": raw}, default=str,
+                                         option=orjson.OPT_SORT_KEYS)).digest()
+    stored = await db.run(claim_key, user_id=admin_id, key=key, request_hash=digest)
+    if stored is not None:
+        headers = {"Idempotent-Replayed": "true"}
+        if stored.status < 400:
+            return ok(stored.body.get("data"), status=stored.status, headers=headers)
+        return error(stored.status, stored.body.get("message", ""), errors=stored.body.get("errors"),
+                     code=stored.body.get("code"), headers=headers)
+    try:
+        result = await db.run(_adjust_and_store, key=key, user_id=user_id, amount=body.amount,
+                              reason=body.reason, **audit_context(request))
+    except DomainError as exc:
+        await db.run(store_response, user_id=admin_id, key=key, status=exc.status,
+                     body={"message": exc.message, "errors": exc.errors, "code": exc.code})
+        raise
+    except BaseException:
+        await db.run(release_key, user_id=admin_id, key=key)
+        raise
+    return ok(result)
+
+
+ROUTES = [
+    ("GET", "/admin/users", users),
+    ("GET", "/admin/users/{id:\\d+}", user),
+    ("PUT", "/admin/users/{id:\\d+}/status", status),
+    ("POST", "/admin/users/{id:\\d+}/adjust-balance", adjust),
+]
