@@ -16,6 +16,7 @@ from web.docs import setup_docs
 from web.health import HealthChecks
 from web.keys import DB, HEALTH, REDIS, SETTINGS, STARTED_AT
 from web.middlewares import MIDDLEWARES
+from web.realtime import setup_realtime
 from web.routes import setup_routes
 
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> web.Applica
     app.cleanup_ctx.append(_database(db))
     app.cleanup_ctx.append(_health)
     setup_routes(app)
+    setup_realtime(app)
     setup_docs(app)
     return app
 

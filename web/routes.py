@@ -15,11 +15,12 @@ API_PREFIXES = ("/api", "/api/v1")
 
 def api_routes() -> list[Route]:
     """(method, path below the prefix, handler) for every resource module."""
-    from web.handlers import notifications, offers, payments, postbacks, sales
+    from web.handlers import chat, notifications, offers, payments, postbacks, sales
     from web.handlers import admin
 
     return [
-        *notifications.ROUTES, *offers.ROUTES, *payments.ROUTES, *postbacks.ROUTES, *sales.ROUTES,
+        *chat.ROUTES, *notifications.ROUTES, *offers.ROUTES, *payments.ROUTES, *postbacks.ROUTES,
+        *sales.ROUTES,
         *admin.ROUTES,
     ]
 

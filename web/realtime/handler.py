@@ -1,0 +1,249 @@
+"""``GET /ws``: the upgrade, authentication, the replay of missed events, and the read loop.
+
+1. The ``Origin`` (when a browser sends one) must be an allowed origin, checked before the
+   upgrade: a refused origin gets the 403 envelope and no socket.
+2. The token comes from ``?token=`` or from a first ``auth`` frame within ``WS_AUTH_TIMEOUT``;
+   a bad one closes with 4401, a blocked account with 4403.
+3. ``ready {userId}``, then the user's events after ``since`` (or ``sync:refetch``), then live
+   events: the hub holds the live ones while the replay is sent, so each arrives once, in order.
+4. Client frames are answered one at a time; a bad frame gets ``error {message, code}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from aiohttp.abc import AbstractStreamWriter
+from sqlalchemy import bindparam, select
+
+from common.errors import DomainError, Forbidden, Unauthorized
+from common.models.users import User
+from common.security.tokens import AccessClaims, InvalidToken, decode_access_token
+from common.sql import compile_query
+from web.auth import ACCOUNT_GATE
+from web.keys import DB, SETTINGS
+from web.realtime import chat, protocol
+from web.realtime.connection import WRITE_HIGH_WATER, Connection
+from web.realtime.keys import HUB
+from web.realtime.protocol import FrameError
+from web.realtime.resume import missed_events, parse_since
+
+log = logging.getLogger(__name__)
+EventHandler = Callable[[web.Application, Connection, dict[str, Any]], Awaitable[bytes | None]]
+_STATUS = compile_query(select(User.status).where(User.id == bindparam("user_id")))
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    app, settings = request.app, request.app[SETTINGS]
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in settings.allowed_origins:
+        raise Forbidden("Origin not allowed")
+    ws = web.WebSocketResponse(
+        heartbeat=settings.ws_heartbeat,
+        max_msg_size=settings.ws_max_frame_bytes,
+        # Deflate costs a compressor per socket (memory) and per frame per socket (CPU) on fan-out.
+        compress=False,
+    )
+    stream = await ws.prepare(request)
+    _limit_buffers(request, settings.ws_socket_send_buffer)
+    hub = app[HUB]
+    hub.pending.add(ws)
+    try:
+        login = await _authenticate(app, ws, request)
+    finally:
+        hub.pending.discard(ws)
+    if login is not None:
+        await _serve(app, request, ws, stream, *login)
+    return ws
+
+
+def _limit_buffers(request: web.Request, send_buffer: int) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    # Paused exactly when Connection queues, so that its writer's drain() really waits.
+    transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+    sock = transport.get_extra_info("socket")
+    if send_buffer and sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+
+
+async def _serve(app: web.Application, request: web.Request, ws: web.WebSocketResponse,
+                 stream: AbstractStreamWriter, claims: AccessClaims, since: int | None) -> None:
+    hub, settings = app[HUB], app[SETTINGS]
+    conn = Connection(ws, request, stream, claims.user_id, limit=settings.ws_send_queue)
+    if not hub.register(conn):
+        await _close(ws, protocol.TOO_MANY, "too many sockets")
+        return
+    try:
+        await _start(app, conn, since)
+        _expire_at(conn, claims.expires_at + settings.ws_token_grace)
+        await _read_loop(app, conn)
+    except (ConnectionError, RuntimeError):  # the peer vanished mid-replay
+        pass
+    finally:
+        hub.unregister(conn)
+        conn.stop()
+        if conn.close_task is not None:
+            await conn.close_task
+
+
+async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
+    if not ws.closed:
+        await ws.close(code=code, message=reason.encode())
+
+
+# -- authentication -----------------------------------------------------------------------------
+
+async def _authenticate(app: web.Application, ws: web.WebSocketResponse,
+                        request: web.Request) -> tuple[AccessClaims, int | None] | None:
+    """The token's claims and ``since``, or None once the socket was closed with the reason."""
+    token: object = request.query.get("token")
+    since: object = request.query.get("since")
+    if not token:
+        first = await _auth_frame(ws, app[SETTINGS].ws_auth_timeout)
+        if first is None:
+            await _close(ws, protocol.UNAUTHORIZED, "authentication required")
+            return None
+        token, since = first.get("token"), first.get("since")
+    claims = _claims(app, token)
+    if claims is None:
+        await _close(ws, protocol.UNAUTHORIZED, "invalid or expired token")
+        return None
+    refused = await _account_refusal(app, claims)
+    if refused is not None:
+        await _close(ws, refused, "account not active")
+        return None
+    return claims, parse_since(since)
+
+
+async def _auth_frame(ws: web.WebSocketResponse, timeout: float) -> dict[str, Any] | None:
+    """The data of the first frame if it is ``auth``; None on timeout or anything else."""
+    try:
+        msg = await ws.receive(timeout=timeout)
+    except TimeoutError:
+        return None
+    if msg.type is not WSMsgType.TEXT:
+        return None
+    try:
+        event, data = protocol.parse_frame(msg.data)
+    except FrameError:
+        return None
+    return data if event == "auth" else None
+
+
+def _claims(app: web.Application, token: object) -> AccessClaims | None:
+    if not isinstance(token, str) or not token or len(token) > 4096:
+        return None
+    try:
+        return decode_access_token(app[SETTINGS], token)
+    except InvalidToken:
+        return None
+
+
+async def _account_refusal(app: web.Application, claims: AccessClaims) -> int | None:
+    """The close code when the account may not connect (blocked, or gone), else None."""
+    gate = app.get(ACCOUNT_GATE)
+    if gate is not None:
+        try:
+            return protocol.FORBIDDEN if await gate(app, claims) else None  # type: ignore[operator]
+        except Unauthorized:  # the token claims a role the user no longer has
+            return protocol.UNAUTHORIZED
+    row = await app[DB].fetch_one(_STATUS, {"user_id": claims.user_id})
+    if row is None:
+        return protocol.UNAUTHORIZED
+    return None if row["status"] == "active" else protocol.FORBIDDEN
+
+
+def _expire_at(conn: Connection, deadline: float) -> None:
+    """Close the socket (4401) once its token, plus the grace, has expired."""
+    if conn.expiry is not None:
+        conn.expiry.cancel()
+    delay = max(0.0, deadline - time.time())
+    conn.expiry = asyncio.get_running_loop().call_later(
+        delay, conn.close_soon, protocol.UNAUTHORIZED, "token expired"
+    )
+
+
+# -- start and read loop ------------------------------------------------------------------------
+
+async def _start(app: web.Application, conn: Connection, since: int | None) -> None:
+    """``ready``, the replay, then the live events held meanwhile (writer started)."""
+    send = conn.ws.send_frame
+    await send(protocol.encode("ready", {"userId": conn.user_id}), WSMsgType.TEXT)
+    replayed, floor = frozenset[int](), 0
+    if since is not None:
+        replay = await missed_events(
+            app[DB], user_id=conn.user_id, since=since, limit=app[SETTINGS].ws_history_limit
+        )
+        if replay.refetch is not None:
+            await send(protocol.encode(protocol.REFETCH, replay.refetch), WSMsgType.TEXT)
+            floor = replay.refetch["lastId"]  # the refetched state already holds these
+        for _, frame in replay.frames:
+            await send(frame, WSMsgType.TEXT)
+        replayed = replay.ids
+    if not conn.release(replayed=replayed, floor=floor):
+        _too_slow(app, conn)
+
+
+def _too_slow(app: web.Application, conn: Connection) -> None:
+    app[HUB].unregister(conn)
+    conn.close_soon(protocol.TOO_SLOW, "too slow")
+
+
+async def _read_loop(app: web.Application, conn: Connection) -> None:
+    async for msg in conn.ws:
+        if msg.type is WSMsgType.TEXT:
+            reply = await _dispatch(app, conn, msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            reply = protocol.error("Frames must be JSON text", "bad_frame")
+        else:  # ERROR: aiohttp has closed the socket (1009 for a frame over the limit)
+            return
+        if reply is not None and not conn.send(reply):
+            _too_slow(app, conn)
+
+
+async def _dispatch(app: web.Application, conn: Connection, raw: str) -> bytes | None:
+    try:
+        event, data = protocol.parse_frame(raw)
+        handler = HANDLERS.get(event)
+        if handler is None:
+            raise FrameError("Unknown event", "unknown_event")
+        return await handler(app, conn, data)
+    except FrameError as exc:
+        return protocol.error(exc.message, exc.code)
+    except DomainError as exc:
+        return protocol.error(exc.message, exc.code)
+    except Exception:
+        log.exception("websocket event failed", extra={"user_id": conn.user_id})
+        return protocol.error("Internal error", "internal")
+
+
+async def _on_ping(app: web.Application, conn: Connection, data: dict[str, Any]) -> bytes:
+    return protocol.encode("pong", {})
+
+
+async def _on_auth(app: web.Application, conn: Connection, data: dict[str, Any]) -> bytes:
+    """A fresh token on an open socket pushes its expiry back; answered with ``ready``."""
+    claims = _claims(app, data.get("token"))
+    if claims is None:
+        raise FrameError("Invalid or expired token", "unauthorized")
+    if claims.user_id != conn.user_id:
+        raise FrameError("Token of another user", "forbidden")
+    _expire_at(conn, claims.expires_at + app[SETTINGS].ws_token_grace)
+    return protocol.encode("ready", {"userId": conn.user_id})
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "ping": _on_ping,
+    "auth": _on_auth,
+    "chat:join": chat.on_join,
+    "chat:leave": chat.on_leave,
+    "chat:send": chat.on_send,
+}

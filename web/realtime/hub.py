@@ -1,0 +1,215 @@
+"""The hub of one web process: its sockets, and the Redis subscriber that feeds them.
+
+Every web instance subscribes to ``common.redis.events_channel`` and routes each outbox event
+(``common.events.Event.wire``) to the sockets of ``user:{id}``, ``room:{id}`` or everyone it holds.
+The subscriber reconnects with capped exponential backoff when Redis goes away. The outbox sweep
+may publish an event twice: the hub drops an id it has already routed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+import redis
+import redis.asyncio as aredis
+from aiohttp import web
+
+from web.realtime import protocol
+from web.realtime.connection import Connection
+
+log = logging.getLogger(__name__)
+# Ids of recently routed events kept to drop the sweep's republications.
+RECENT_IDS = 10_000
+BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
+STOP_TIMEOUT = 2.0
+
+
+class Hub:
+    def __init__(self, client: aredis.Redis, channel: str, *, max_per_user: int) -> None:
+        self.client = client
+        self.channel = channel
+        self.max_per_user = max_per_user
+        self.sockets: set[Connection] = set()
+        self.users: dict[int, set[Connection]] = {}
+        self.rooms: dict[int, set[Connection]] = {}
+        # Upgraded sockets that have not authenticated yet (closed on shutdown too).
+        self.pending: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self.subscribed = asyncio.Event()
+        self.reconnects = 0
+        self.closed_too_slow = 0
+        self._recent: OrderedDict[int, None] = OrderedDict()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- registry -------------------------------------------------------------------------------
+
+    def register(self, conn: Connection) -> bool:
+        """Add an authenticated socket; False when its user is at the per-user cap."""
+        mine = self.users.setdefault(conn.user_id, set())
+        if len(mine) >= self.max_per_user:
+            if not mine:
+                del self.users[conn.user_id]
+            return False
+        mine.add(conn)
+        self.sockets.add(conn)
+        return True
+
+    def unregister(self, conn: Connection) -> None:
+        self.sockets.discard(conn)
+        _discard(self.users, conn.user_id, conn)
+        for room_id in conn.rooms:
+            _discard(self.rooms, room_id, conn)
+
+    def join(self, conn: Connection, room_id: int) -> None:
+        if conn in self.sockets:
+            conn.rooms.add(room_id)
+            self.rooms.setdefault(room_id, set()).add(conn)
+
+    def leave(self, conn: Connection, room_id: int) -> None:
+        conn.rooms.discard(room_id)
+        _discard(self.rooms, room_id, conn)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "sockets": len(self.sockets),
+            "users": len(self.users),
+            "rooms": len(self.rooms),
+            "pending": len(self.pending),
+        }
+
+    # -- routing --------------------------------------------------------------------------------
+
+    def route(self, raw: bytes | str) -> None:
+        """Deliver one pub/sub message to the sockets it targets. Never raises on bad input."""
+        try:
+            message = orjson.loads(raw)
+            event_id, event = message["id"], message["event"]
+            target, target_id, data = message["target"], message.get("targetId"), message["data"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("unroutable event dropped")
+            return
+        if self._seen(event_id):
+            return
+        if event in protocol.INTERNAL_EVENTS:
+            self._internal(event, target, target_id, data)
+            return
+        if target == "user":
+            self.fan_out(self.users.get(target_id), event, data, event_id)
+        elif target == "room":
+            self.fan_out(self.rooms.get(target_id), event, data)
+        elif target == "all":
+            self.fan_out(self.sockets, event, data)
+
+    def fan_out(self, conns: set[Connection] | None, event: str, data: Any,
+                event_id: int | None = None) -> None:
+        if not conns:
+            return
+        framed = protocol.framed(protocol.encode(event, data, event_id))
+        slow = [conn for conn in conns if not conn.deliver(framed, event_id)]
+        for conn in slow:
+            self.closed_too_slow += 1
+            self.unregister(conn)
+            conn.close_soon(protocol.TOO_SLOW, "too slow")
+
+    def _seen(self, event_id: Any) -> bool:
+        if not isinstance(event_id, int):
+            return False
+        if event_id in self._recent:
+            return True
+        self._recent[event_id] = None
+        if len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
+        return False
+
+    def _internal(self, event: str, target: str, target_id: Any, data: Any) -> None:
+        # ``account:status`` (set_user_status): a user who is no longer active loses every socket.
+        if event == "account:status" and target == "user" and isinstance(data, dict):
+            if data.get("status") != "active":
+                self.disconnect_user(target_id, protocol.FORBIDDEN, "account not active")
+
+    def disconnect_user(self, user_id: int, code: int, message: str) -> None:
+        for conn in list(self.users.get(user_id, ())):
+            self.unregister(conn)
+            conn.close_soon(code, message)
+
+    # -- the subscriber -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True while the subscriber task is alive (it ends on ``stop``)."""
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._subscribe_forever())
+
+    async def stop(self) -> None:
+        """End the subscriber; bounded, since a cancel that lands inside redis-py's connect or
+        close can leave it waiting on a socket that is never answered."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=STOP_TIMEOUT)
+        with contextlib.suppress(redis.RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self.client.aclose(), STOP_TIMEOUT)
+
+    async def _subscribe_forever(self) -> None:
+        backoff = BACKOFF_START
+        while not self._stopping:
+            try:
+                await self._listen()
+            except (redis.RedisError, OSError) as exc:
+                # redis-py may turn our cancellation into a connection error: do not retry then.
+                if self._stopping:
+                    return
+                self.subscribed.clear()
+                self.reconnects += 1
+                log.warning("event subscriber lost Redis; reconnecting",
+                            extra={"error": str(exc), "in_seconds": round(backoff, 2)})
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            else:
+                backoff = BACKOFF_START
+
+    async def _listen(self) -> None:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.channel)
+            self.subscribed.set()
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message["type"] == "message":
+                    try:
+                        self.route(message["data"])
+                    except Exception:  # one odd event must not stop delivery of the next
+                        log.exception("routing an event failed")
+                    # Let the writers run between events, so one burst cannot fill the queues
+                    # of clients that do keep up.
+                    await asyncio.sleep(0)
+        finally:
+            self.subscribed.clear()
+            with contextlib.suppress(redis.RedisError, OSError, TimeoutError):
+                await asyncio.wait_for(pubsub.aclose(), STOP_TIMEOUT)
+
+    async def close_all(self, code: int, message: str) -> None:
+        """Close every socket, authenticated or not (shutdown)."""
+        conns = list(self.sockets)
+        for conn in conns:
+            self.unregister(conn)
+        pending = [ws.close(code=code, message=message.encode()) for ws in list(self.pending)]
+        closing = [conn.close(code, message) for conn in conns]
+        await asyncio.gather(*pending, *closing, return_exceptions=True)
+
+
+def _discard(index: dict[int, set[Connection]], key: int, conn: Connection) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(conn)
+        if not members:
+            del index[key]
