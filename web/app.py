@@ -10,13 +10,15 @@ from aiohttp import web
 
 from common.config import Settings
 from common.db import make_sync_engine
+from common.ratelimit import Limiter
 from common.redis import events_channel, make_async_redis
+from web.account_gate import account_gate_context
 from web.db import Database, PooledDatabase
 from web.docs import setup_docs
 from web.health import HealthChecks
-from web.keys import DB, HEALTH, REDIS, SETTINGS, STARTED_AT
+from web.keys import DB, HEALTH, LIMITER, REDIS, SETTINGS, STARTED_AT
 from web.middlewares import MIDDLEWARES
-from web.realtime import setup_realtime
+from web.passwords import passwords_context
 from web.routes import setup_routes
 
 
@@ -28,10 +30,18 @@ def create_app(settings: Settings, *, db: Database | None = None) -> web.Applica
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_database(db))
     app.cleanup_ctx.append(_health)
+    app.cleanup_ctx.append(_limiter)
+    app.cleanup_ctx.append(passwords_context)
+    app.cleanup_ctx.append(account_gate_context)
     setup_routes(app)
-    setup_realtime(app)
     setup_docs(app)
     return app
+
+
+async def _limiter(app: web.Application) -> AsyncIterator[None]:
+    app[LIMITER] = Limiter.from_settings(app[SETTINGS])
+    yield
+    await app[LIMITER].close()
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:

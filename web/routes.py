@@ -15,13 +15,11 @@ API_PREFIXES = ("/api", "/api/v1")
 
 def api_routes() -> list[Route]:
     """(method, path below the prefix, handler) for every resource module."""
-    from web.handlers import chat, notifications, offers, payments, postbacks, sales
-    from web.handlers import admin
+    from web.handlers import auth, me, notifications, offers, payments, postbacks, sales
 
     return [
-        *chat.ROUTES, *notifications.ROUTES, *offers.ROUTES, *payments.ROUTES, *postbacks.ROUTES,
-        *sales.ROUTES,
-        *admin.ROUTES,
+        *auth.ROUTES, *me.ROUTES, *notifications.ROUTES, *offers.ROUTES, *payments.ROUTES,
+        *postbacks.ROUTES, *sales.ROUTES,
     ]
 
 

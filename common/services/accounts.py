@@ -1,0 +1,138 @@
+"""Account state that admins (and the CLI) change: status and role.
+
+A status or role change is one guarded UPDATE on the locked user row, the revocation of the user's
+refresh tokens where it takes access away, an audit row, and an outbox event to the user
+(``account:status`` / ``account:role``). After commit that event reaches every web instance: the
+account gate there re-reads the user (so a suspended or banned user gets 403 on its next request
+although its access token has not expired) and the WebSocket hub closes the user's sockets (4403).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from common.errors import Forbidden, InvalidInput, NotFound
+from common.events import emit
+from common.models import RefreshToken, User
+from common.models.users import ROLES, USER_STATUSES
+from common.services.audit import record_audit
+
+_tokens = RefreshToken.__table__
+
+
+def revoke_refresh_tokens(session: Session, *, user_id: int, reason: str) -> int:
+    """Revoke every live refresh token of a user; returns how many."""
+    result = session.execute(
+        update(_tokens)
+        .where(_tokens.c.user_id == user_id, _tokens.c.revoked_at.is_(None))
+        .values(revoked_at=dt.datetime.now(dt.UTC), revoked_reason=reason)
+    )
+    return result.rowcount
+
+
+def _locked(session: Session, user_id: int) -> User:
+    user = session.scalar(select(User).where(User.id == user_id).with_for_update())
+    if user is None:
+        raise NotFound("User not found")
+    return user
+
+
+def set_user_status(
+    session: Session,
+    *,
+    actor_id: int | None,
+    user_id: int,
+    status: str,
+    reason: str,
+    ip: str | None,
+    trace_id: str | None,
+) -> User:
+    """Make a user ``active``, ``suspended`` or ``banned``. Setting the current status is a no-op.
+
+    ``actor_id`` None means the operator's CLI. An admin cannot change its own status.
+    """
+    if status not in USER_STATUSES:
+        raise InvalidInput("Unknown status", errors=[f"status: one of {', '.join(USER_STATUSES)}"])
+    if actor_id is not None and actor_id == user_id:
+        raise Forbidden("You cannot change your own status")
+    user = _locked(session, user_id)
+    before = user.status
+    if before == status:
+        return user
+    session.execute(
+        update(User).where(User.id == user_id, User.status == before).values(status=status)
+    )
+    if status != "active":
+        revoke_refresh_tokens(session, user_id=user_id, reason=status)
+    record_audit(
+        session, action="user.status", actor_id=actor_id, target_type="user", target_id=user_id,
+        before={"status": before}, after={"status": status, "reason": reason}, ip=ip,
+        trace_id=trace_id,
+    )
+    emit(session, event="account:status", data={"status": status}, user_id=user_id)
+    session.refresh(user)
+    return user
+
+
+def set_user_role(
+    session: Session,
+    *,
+    actor_id: int | None,
+    user_id: int,
+    role: str,
+    reason: str,
+    ip: str | None,
+    trace_id: str | None,
+) -> User:
+    """Make a user a ``user`` or an ``admin``. Setting the current role is a no-op.
+
+    Access tokens carry the role: after a demotion the account gate refuses the old admin
+    tokens (401, so the client refreshes and gets one with the new role).
+    """
+    if role not in ROLES:
+        raise InvalidInput("Unknown role", errors=[f"role: one of {', '.join(ROLES)}"])
+    if actor_id is not None and actor_id == user_id:
+        raise Forbidden("You cannot change your own role")
+    user = _locked(session, user_id)
+    before = user.role
+    if before == role:
+        return user
+    session.execute(update(User).where(User.id == user_id, User.role == before).values(role=role))
+    record_audit(
+        session, action="user.role", actor_id=actor_id, target_type="user", target_id=user_id,
+        before={"role": before}, after={"role": role, "reason": reason}, ip=ip, trace_id=trace_id,
+    )
+    emit(session, event="account:role", data={"role": role}, user_id=user_id)
+    session.refresh(user)
+    return user
+
+
+def ensure_admin(
+    session: Session, *, email: str, password_hash: str, name: str
+) -> tuple[User, bool]:
+    """Make ``email`` an active admin with this password; returns (user, created).
+
+    Idempotent: an existing account (any case of the email) is promoted, re-activated and given
+    the password, never duplicated.
+    """
+    user = session.scalar(
+        select(User).where(func.lower(User.email) == email.lower()).with_for_update()
+    )
+    if user is None:
+        user = User(email=email, password_hash=password_hash, name=name, role="admin")
+        session.add(user)
+        session.flush()
+        record_audit(session, action="user.create_admin", actor_id=None, target_type="user",
+                     target_id=user.id, after={"email": email, "role": "admin"})
+        session.refresh(user)
+        return user, True
+    user.password_hash = password_hash
+    session.flush()
+    revoke_refresh_tokens(session, user_id=user.id, reason="password_change")
+    context = {"actor_id": None, "user_id": user.id, "reason": "create-admin", "ip": None,
+               "trace_id": None}
+    set_user_role(session, role="admin", **context)
+    return set_user_status(session, status="active", **context), False

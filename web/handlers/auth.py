@@ -1,0 +1,221 @@
+"""Sign-up, sign-in and sessions (API.md section 2): register, login, refresh, logout.
+
+bcrypt runs on ``app[PASSWORDS]``'s bounded pool; writes run the ``common.services.auth``
+functions in one transaction each; the credential lookup is a compiled query. Unknown email and
+wrong password take the same path (a bcrypt check, an audit row) and give the same 401.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from sqlalchemy import bindparam, func, select
+
+from common.config import Settings
+from common.errors import Forbidden, Unauthorized
+from common.models import User
+from common.security.passwords import MAX_LENGTH, MIN_LENGTH
+from common.security.tokens import issue_access_token
+from common.services.auth import (
+    SignedIn,
+    logout,
+    record_login_failure,
+    refresh_session,
+    register_user,
+    sign_in,
+)
+from common.sql import compile_query
+from web.envelope import iso, ok
+from web.keys import CLIENT_IP, DB, LIMITER, PASSWORDS, SETTINGS, TRACE_ID
+from web.openapi import describe
+from web.schemas import Model
+from web.validation import parse_body
+
+_EMAIL_SHAPE = r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$"
+# Passwords are taken exactly as typed: never stripped, never truncated.
+NewPassword = Annotated[
+    str, StringConstraints(strip_whitespace=False, min_length=MIN_LENGTH, max_length=MAX_LENGTH)
+]
+# A sign-in compares, it does not judge: any non-empty password up to a sane bound (a longer
+# one cannot be right, and bcrypt's cost does not depend on it).
+GivenPassword = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=1024)]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000: refuse it here (422) rather than fail there (500).
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Email = Annotated[Text, Field(min_length=3, max_length=254, pattern=_EMAIL_SHAPE)]
+Name = Annotated[Text, Field(min_length=1, max_length=100)]
+
+_CREDENTIALS = compile_query(
+    select(User.id, User.password_hash, User.status)
+    .where(func.lower(User.email) == bindparam("email"))
+)
+
+
+class RegisterBody(Model):
+    email: Email
+    password: NewPassword
+    name: Name
+
+
+class LoginBody(Model):
+    email: Annotated[Text, Field(min_length=1, max_length=254)]
+    password: GivenPassword
+
+
+class RefreshBody(Model):
+    refreshToken: str = Field(min_length=1, max_length=512)  # noqa: N815 (the API's name)
+
+
+class UserProfile(BaseModel):
+    id: int
+    email: str
+    name: str
+    avatar: str | None
+    role: Literal["user", "admin"]
+    status: Literal["active", "suspended", "banned"]
+    balance: Decimal
+    pendingBalance: Decimal  # noqa: N815 (the API's names)
+    createdAt: dt.datetime  # noqa: N815
+
+
+class SessionOut(BaseModel):
+    user: UserProfile
+    accessToken: str  # noqa: N815
+    refreshToken: str  # noqa: N815
+    expiresIn: int = Field(description="seconds until the access token expires")  # noqa: N815
+
+
+class RefreshOut(BaseModel):
+    accessToken: str  # noqa: N815
+    expiresIn: int  # noqa: N815
+    refreshToken: str | None = Field(None, description="the next refresh token (rotation on)")  # noqa: N815
+
+
+_LIMITED = {429: "Too many attempts from this address or for this email"}
+
+
+def profile_json(user: Mapping[str, Any] | User) -> dict[str, Any]:
+    """``UserProfile`` of API.md section 2 from a row mapping or a ``User``."""
+    get = user.__getitem__ if isinstance(user, Mapping) else user.__getattribute__
+    return {
+        "id": get("id"),
+        "email": get("email"),
+        "name": get("name"),
+        "avatar": get("avatar"),
+        "role": get("role"),
+        "status": get("status"),
+        "balance": get("balance"),
+        "pendingBalance": get("pending_balance"),
+        "createdAt": iso(get("created_at")),
+    }
+
+
+def access_token(settings: Settings, user: User) -> str:
+    return issue_access_token(settings, user_id=user.id, email=user.email, role=user.role)
+
+
+def session_json(settings: Settings, signed: SignedIn) -> dict[str, Any]:
+    """The ``data`` of login, register and password change."""
+    return {
+        "user": profile_json(signed.user),
+        "accessToken": access_token(settings, signed.user),
+        "refreshToken": signed.refresh_token,
+        "expiresIn": settings.access_token_ttl,
+    }
+
+
+def _context(request: web.Request) -> dict[str, Any]:
+    return {"ip": request[CLIENT_IP], "trace_id": request[TRACE_ID]}
+
+
+@describe("Create an account and sign in", tags=["auth"], body=RegisterBody, response=SessionOut,
+          status=201, statuses={409: "Email already registered", **_LIMITED})
+async def register(request: web.Request) -> web.Response:
+    body = await parse_body(request, RegisterBody)
+    app, settings = request.app, request.app[SETTINGS]
+    await app[LIMITER].hit("register:ip", settings.rate_limit_register, request[CLIENT_IP])
+    await app[LIMITER].hit("register:email", settings.rate_limit_register, body.email.lower())
+    password_hash = await app[PASSWORDS].hash(body.password)
+    signed = await app[DB].run(
+        register_user, email=body.email, password_hash=password_hash, name=body.name,
+        refresh_ttl=settings.refresh_token_ttl, **_context(request),
+    )
+    return ok(session_json(settings, signed), status=201, message="Account created")
+
+
+@describe("Sign in", tags=["auth"], body=LoginBody, response=SessionOut,
+          statuses={401: "Invalid email or password", 403: "Account suspended or banned", **_LIMITED})
+async def login(request: web.Request) -> web.Response:
+    body = await parse_body(request, LoginBody)
+    app, settings = request.app, request.app[SETTINGS]
+    email = body.email.lower()
+    await app[LIMITER].hit("login:ip", settings.rate_limit_login, request[CLIENT_IP])
+    await app[LIMITER].hit("login:email", settings.rate_limit_login_email, email)
+    row = await app[DB].fetch_one(_CREDENTIALS, {"email": email})
+    if not await app[PASSWORDS].verify(body.password, row["password_hash"] if row else None):
+        await app[DB].run(
+            record_login_failure, email=email, user_id=row["id"] if row else None,
+            reason="wrong_password" if row else "unknown_email", **_context(request),
+        )
+        raise Unauthorized("Invalid email or password")
+    assert row is not None  # a verified password belongs to a row
+    if row["status"] != "active":
+        await app[DB].run(
+            record_login_failure, email=email, user_id=row["id"], reason=row["status"],
+            **_context(request),
+        )
+        raise Forbidden(f"Account is {row['status']}")
+    signed = await app[DB].run(
+        sign_in, user_id=row["id"], refresh_ttl=settings.refresh_token_ttl, **_context(request)
+    )
+    return ok(session_json(settings, signed), message="Signed in")
+
+
+@describe("A new access token for a refresh token (and the next refresh token when rotating)",
+          tags=["auth"], body=RefreshBody, response=RefreshOut,
+          statuses={401: "Unknown, expired, revoked or reused refresh token",
+                    403: "Account suspended or banned"})
+async def refresh(request: web.Request) -> web.Response:
+    body = await parse_body(request, RefreshBody)
+    app, settings = request.app, request.app[SETTINGS]
+    outcome = await app[DB].run(
+        refresh_session, token=body.refreshToken, rotation=settings.refresh_rotation,
+        grace_seconds=settings.refresh_reuse_grace_seconds,
+        refresh_ttl=settings.refresh_token_ttl, **_context(request),
+    )
+    if outcome.reused or outcome.user is None:
+        raise Unauthorized("Refresh token was already used; sign in again")
+    data: dict[str, Any] = {
+        "accessToken": access_token(settings, outcome.user),
+        "expiresIn": settings.access_token_ttl,
+    }
+    if outcome.refresh_token is not None:
+        data["refreshToken"] = outcome.refresh_token
+    return ok(data)
+
+
+@describe("Sign out: the refresh token's family stops working", tags=["auth"], body=RefreshBody)
+async def sign_out(request: web.Request) -> web.Response:
+    body = await parse_body(request, RefreshBody)
+    await request.app[DB].run(logout, token=body.refreshToken, **_context(request))
+    return ok(message="Signed out")
+
+
+ROUTES = [
+    ("POST", "/auth/register", register),
+    ("POST", "/auth/login", login),
+    ("POST", "/auth/refresh", refresh),
+    ("POST", "/auth/logout", sign_out),
+]
