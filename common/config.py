@@ -74,6 +74,18 @@ class Settings(BaseSettings):
     trusted_proxies: CommaList = ()
     max_body_bytes: int = Field(1_048_576, ge=1024)
 
+    # The WebSocket hub (docs/api.md, "WebSocket").
+    ws_auth_timeout: float = Field(5.0, gt=0, le=60)
+    ws_max_frame_bytes: int = Field(32_768, ge=1024, le=1_048_576)
+    ws_heartbeat: float = Field(30.0, ge=1, le=600)
+    ws_send_queue: int = Field(256, ge=8, le=65_536)
+    # SO_SNDBUF of each socket (0: the kernel's autotuning, up to 4 MiB per socket on Linux);
+    # bounds what a client that stops reading holds in the kernel before it counts as too slow.
+    ws_socket_send_buffer: int = Field(262_144, ge=0, le=16_777_216)
+    ws_max_sockets_per_user: int = Field(10, ge=1, le=1000)
+    ws_token_grace: float = Field(30.0, ge=0, le=3600)
+    ws_history_limit: int = Field(500, ge=1, le=10_000)
+
     rate_limit_login: str = "10/minute"
     rate_limit_register: str = "5/minute"
     rate_limit_login_email: str = "5/minute"

@@ -19,6 +19,7 @@ from web.health import HealthChecks
 from web.keys import DB, HEALTH, LIMITER, REDIS, SETTINGS, STARTED_AT
 from web.middlewares import MIDDLEWARES
 from web.passwords import passwords_context
+from web.realtime import setup_realtime
 from web.routes import setup_routes
 
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> web.Applica
     app.cleanup_ctx.append(passwords_context)
     app.cleanup_ctx.append(account_gate_context)
     setup_routes(app)
+    setup_realtime(app)
     setup_docs(app)
     return app
 
