@@ -2,9 +2,9 @@
 
 Two kinds of figures:
 
-- Per process (prometheus-client objects below, and web.metrics' request figures): HTTP requests
-  and latency, open WebSockets,
-  events received and delivered. Each web instance exposes its own; Prometheus sums instances.
+- Per process (the objects below, web.metrics' request figures and its reading of the WebSocket
+  hub's own counts): HTTP requests and latency, open WebSockets, events published, received and
+  delivered. Each web instance exposes its own; Prometheus sums instances.
 - Cluster-wide, kept in Redis: Celery task outcomes and durations (recorded by the workers' task
   signals, so no worker needs a port of its own or a multiprocess directory, and a worker that
   dies loses nothing already counted), and the last ledger check's result. Every web instance
@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import redis
 import redis.asyncio as aredis
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
 from common.config import Settings
 from common.redis import key
@@ -31,9 +31,6 @@ from common.redis import key
 # themselves are kept by ``web.metrics.RequestStats``, cheaper than a labelled Histogram.)
 HTTP_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-WS_CONNECTIONS = Gauge(
-    "savebucks_ws_connections", "Open WebSocket connections on this web instance"
-)
 EVENTS_PUBLISHED = Counter(
     "savebucks_events_published_total",
     "Outbox events this web process published to the Redis events channel after a commit",

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from common.config import Settings
 from common.events import Event, committed_events, discard_events, publish_events_async
+from common.metrics import EVENTS_PUBLISHED
 from common.sql import Query
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class _Publishing:
         if events:
             ids = await publish_events_async(events, client=self.redis, channel=self.channel)
             if ids:
+                EVENTS_PUBLISHED.inc(len(ids))
                 await self._mark(ids)
 
     async def _mark(self, ids: list[int]) -> None:

@@ -35,6 +35,7 @@ from common.models.outbox import OutboxEvent
 from common.sql import compile_query
 from common.taskqueue import QUEUES
 from web.keys import DB, HEALTH, REDIS, SETTINGS
+from web.realtime.keys import HUB
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -256,15 +257,40 @@ def _ledger_families(result: dict[str, Any]) -> Iterator[Metric]:
 
 
 class _Snapshot(Collector):
-    def __init__(self, sources: dict[str, Any]) -> None:
+    def __init__(self, sources: dict[str, Any], app: web.Application) -> None:
         self.sources = sources
+        self.app = app
 
     def collect(self) -> Iterator[Metric]:
-        return _families(self.sources)
+        yield from _families(self.sources)
+        yield from _hub_families(self.app)
+
+
+def _hub_families(app: web.Application) -> Iterator[Metric]:
+    """This instance's WebSocket hub, read from its own counts (no bookkeeping on the hot path)."""
+    hub = app.get(HUB)
+    if hub is None:
+        return
+    stats = hub.stats()
+    yield GaugeMetricFamily("savebucks_ws_connections",
+                            "Open authenticated WebSocket connections on this instance",
+                            value=stats["sockets"])
+    yield GaugeMetricFamily("savebucks_ws_users", "Users with at least one socket here",
+                            value=stats["users"])
+    yield GaugeMetricFamily("savebucks_ws_unauthenticated",
+                            "Upgraded sockets still waiting for their auth frame",
+                            value=stats["pending"])
+    yield CounterMetricFamily("savebucks_ws_closed_too_slow",
+                              "Sockets closed because their send queue was full",
+                              value=hub.closed_too_slow)
+    yield CounterMetricFamily("savebucks_ws_subscriber_reconnects",
+                              "Times the hub's Redis subscription was lost and re-made",
+                              value=hub.reconnects)
 
 
 async def metrics(request: web.Request) -> web.Response:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(await _sources(request.app)))
+    sources = await _sources(request.app)
+    registry.register(_Snapshot(sources, request.app))
     body = generate_latest(REGISTRY) + generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

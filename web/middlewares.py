@@ -8,6 +8,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import psycopg
+import sqlalchemy.exc
 from aiohttp import web
 
 from common.errors import DomainError, RateLimited
@@ -17,6 +19,7 @@ from web.keys import CLIENT_IP, SETTINGS, TRACE_ID
 from web.metrics import observe_request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_DATA_ERRORS = (psycopg.DataError, sqlalchemy.exc.DataError)
 access_log = logging.getLogger("savebucks.access")
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return envelope.error(
             exc.status, exc.message, errors=exc.errors, code=exc.code, headers=headers
         )
+    except _DATA_ERRORS as exc:
+        # A value PostgreSQL cannot hold (a NUL in text, a number out of its column's range) that
+        # validation let through: the client's data is at fault, and the transaction rolled back.
+        log.warning("value refused by the database", extra={"path": request.path,
+                                                             "error": type(exc).__name__})
+        return envelope.error(422, "Invalid value", code="invalid")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

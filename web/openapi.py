@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
+from pydantic_core import core_schema
+
+from web.schemas import PageQuery
 
 H = TypeVar("H", bound=Callable[..., Any])
 JSON = "application/json"
@@ -40,6 +43,25 @@ _ERROR_TEXT = {
 }
 
 
+class _Schemas(GenerateJsonSchema):
+    """pydantic's schemas, except that a ``Decimal`` is a JSON number both ways.
+
+    Money travels as a JSON number (API.md section 1): ``web.validation`` parses numbers into exact
+    ``Decimal``s and ``web.envelope`` writes them back as numbers, whereas pydantic would describe
+    a serialised ``Decimal`` as a string.
+    """
+
+    def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
+        out: JsonSchemaValue = {"type": "number"}
+        for ours, theirs in (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum"),
+                             ("lt", "exclusiveMaximum")):
+            if schema.get(ours) is not None:
+                out[theirs] = float(schema[ours])  # type: ignore[literal-required]
+        if schema.get("decimal_places") is not None:
+            out["description"] = f"at most {schema['decimal_places']} decimals"
+        return out
+
+
 @dataclass(frozen=True)
 class Description:
     """What the document says about one operation; see ``describe``."""
@@ -52,6 +74,7 @@ class Description:
     path: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     list: bool = False
+    paginated: bool | None = None
     status: int = 200
     statuses: Mapping[int, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -63,7 +86,8 @@ class Description:
 def describe(summary: str, **details: Any) -> Callable[[H], H]:
     """Attach a ``Description`` to a handler (see the fields of ``Description``).
 
-    ``response`` is the model of ``data`` (``list=True``: an array of it, plus ``pagination``);
+    ``response`` is the model of ``data`` (``list=True``: an array of it); ``paginated`` says
+    whether ``pagination`` comes with it, by default when ``query`` is a ``PageQuery``;
     ``statuses`` the error statuses beyond those the generator derives (body, query, auth);
     ``headers`` required request headers (``{"Idempotency-Key": "..."}``); ``envelope=False``
     for bodies that are not the API envelope (``/health``).
@@ -152,6 +176,12 @@ def _header_parameters(op: Operation) -> list[dict]:
     ]
 
 
+def _paginated(d: Description) -> bool:
+    if d.paginated is not None:
+        return d.paginated
+    return d.list and d.query is not None and issubclass(d.query, PageQuery)
+
+
 def _success(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     d = op.description
     data = refs[(d.response, "serialization")] if d.response is not None else None
@@ -168,7 +198,7 @@ def _success(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
         required = ["success", "timestamp"]
         if data is not None:
             properties["data"], required = data, [*required, "data"]
-        if d.list:
+        if _paginated(d):
             properties["pagination"] = {"$ref": REF.format(model="Pagination")}
             required.append("pagination")
         schema = {"type": "object", "required": required, "properties": properties,
@@ -192,6 +222,8 @@ def _error_statuses(op: Operation) -> dict[int, str]:
             else "The account is not active"
     if d.headers:
         statuses[400] = _ERROR_TEXT[400]
+    if _PATH_PARAM.search(op.path):  # also what a path that matches no route pattern gets
+        statuses[404] = _ERROR_TEXT[404]
     statuses.update(d.statuses)
     return dict(sorted(statuses.items()))
 
@@ -288,7 +320,7 @@ def operations(routes: Iterable[tuple[str, str, Callable[..., Any]]]) -> list[Op
 
 
 def build_document(ops: list[Operation], *, title: str, version: str, info: str) -> dict[str, Any]:
-    refs, top = models_json_schema(_models(ops), ref_template=REF)
+    refs, top = models_json_schema(_models(ops), ref_template=REF, schema_generator=_Schemas)
     components = {**top.get("$defs", {}), **_envelope_components()}
     paths: dict[str, dict[str, Any]] = {}
     for op in ops:

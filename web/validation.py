@@ -92,6 +92,8 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
+    if "%00" in request.query_string or "\x00" in request.query_string:
+        raise BadRequest("Invalid query parameters", errors=["query: must not contain NUL"])
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:

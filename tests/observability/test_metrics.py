@@ -117,3 +117,34 @@ async def test_a_failing_source_drops_its_family_not_the_scrape(client, redis_sy
     assert value(samples, "savebucks_metrics_source_up", source="ledger") == 0
     assert value(samples, "savebucks_metrics_source_up", source="queues") == 1
     assert value(samples, "savebucks_ledger_check_ok") is None
+
+
+async def test_events_published_after_a_web_commit_are_counted(client) -> None:  # type: ignore[no-untyped-def]
+    from web.keys import DB
+
+    def write(session: Session) -> None:
+        emit(session, event="test:published", data={})
+        emit(session, event="test:published", data={})
+
+    before = value(await scrape(client), "savebucks_events_published_total") or 0
+    await client.app[DB].run(write)
+    assert value(await scrape(client), "savebucks_events_published_total") == before + 2
+
+
+async def test_open_websockets_are_counted(client, session: Session, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from common.security.tokens import issue_access_token
+    from tests.factories import make_user
+
+    assert value(await scrape(client), "savebucks_ws_connections") == 0
+    user = make_user(session)
+    token = issue_access_token(settings, user_id=user.id, email=user.email, role=user.role)
+    ws = await client.ws_connect("/ws")
+    try:
+        await ws.send_json({"event": "auth", "data": {"token": token}})
+        ready = await ws.receive_json(timeout=5)
+        assert ready["event"] == "ready"
+        samples = await scrape(client)
+        assert value(samples, "savebucks_ws_connections") == 1
+        assert value(samples, "savebucks_ws_users") == 1
+    finally:
+        await ws.close()

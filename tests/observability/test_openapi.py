@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from aiohttp import web
+from pydantic import Field
 
 from common.config import Settings
 from web.app import create_app
@@ -16,11 +19,13 @@ from web.schemas import Model, PageQuery
 class ThingBody(Model):
     name: str
     size: int = 1
+    amount: Decimal = Field(Decimal("1"), gt=0, decimal_places=2)
 
 
 class Thing(Model):
     id: int
     name: str
+    balance: Decimal
 
 
 @describe("make a thing", body=ThingBody, response=Thing, status=201, statuses={409: "taken"})
@@ -39,11 +44,17 @@ async def _bare(request: web.Request) -> web.Response:
     raise NotImplementedError
 
 
+@describe("all kinds, unpaginated", response=Thing, list=True)
+async def _kinds(request: web.Request) -> web.Response:
+    raise NotImplementedError
+
+
 def _doc() -> dict:
     ops = operations([
         ("POST", "/api/things", _make),
         ("GET", "/api/things", _things),
         ("GET", "/api/things/{id:\\d+}", _bare),
+        ("GET", "/api/kinds", _kinds),
     ])
     return build_document(ops, title="t", version="1", info="i")
 
@@ -75,6 +86,10 @@ def test_body_response_envelope_errors_and_security() -> None:
     assert post["security"] == [{"bearerAuth": []}]
     body = doc["components"]["schemas"]["ThingBody"]
     assert body["required"] == ["name"] and body["properties"]["size"]["default"] == 1
+    # Money is a JSON number both ways (pydantic alone would say "string" for output).
+    amount = body["properties"]["amount"]
+    assert amount["type"] == "number" and amount["exclusiveMinimum"] == 0
+    assert doc["components"]["schemas"]["Thing"]["properties"]["balance"]["type"] == "number"
 
 
 def test_list_query_parameters_pagination_and_path_parameters() -> None:
@@ -86,12 +101,16 @@ def test_list_query_parameters_pagination_and_path_parameters() -> None:
     ok = get["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok["properties"]["data"] == {"type": "array", "items": {"$ref": "#/components/schemas/Thing"}}
     assert "pagination" in ok["required"]
+    kinds = doc["paths"]["/api/kinds"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert kinds["schema"]["properties"]["data"]["type"] == "array"
+    assert "pagination" not in kinds["schema"]["properties"]
     assert get["tags"] == ["things"]
     one = doc["paths"]["/api/things/{id}"]["get"]
     assert one["parameters"] == [
         {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
     ]
     assert one["security"] == []
+    assert set(one["responses"]) == {"200", "404"}
 
 
 def test_operation_ids_are_unique() -> None:
