@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from common.errors import Conflict, NotFound
+from common.errors import Conflict, InvalidInput, NotFound
 from common.events import emit
 from common.models import Offer
 from common.money import commission
@@ -78,6 +78,7 @@ def _audit(session: Session, action: str, audit: dict[str, Any], offer_id: int,
 def admin_create_offer(session: Session, *, audit: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """A new ``pending`` offer. ``audit`` = {actor_id, ip, trace_id}. Conflict on a duplicate
     (network, external_id)."""
+    _check_rule(fields)
     exists = session.execute(select(_o.c.id).where(
         _o.c.network == fields["network"], _o.c.external_id == fields["external_id"])).first()
     if exists is not None:
@@ -86,6 +87,11 @@ def admin_create_offer(session: Session, *, audit: dict[str, Any], **fields: Any
     row = session.execute(select(_o).where(_o.c.id == offer_id)).mappings().one()
     _audit(session, "offer.create", audit, offer_id, None, row)
     return admin_offer_json(row)
+
+
+def _check_rule(values: dict[str, Any]) -> None:
+    if values.get("payout_type") == "fixed" and values.get("fixed_payout") is None:
+        raise InvalidInput("A fixed payout needs fixedPayout", errors=["fixedPayout: required"])
 
 
 def _write(session: Session, offer_id: int, before: Any, values: dict[str, Any]) -> Any:
@@ -100,6 +106,7 @@ def update_offer(session: Session, *, offer_id: int, changes: dict[str, Any],
     """Change fields (not the status); ``payout`` follows the payout rule again."""
     before = _locked(session, offer_id)
     merged = {**before, **changes}
+    _check_rule(merged)
     changes["payout"] = commission(
         payout_type=merged["payout_type"], user_share=Decimal(merged["user_share"]),
         fixed_payout=merged["fixed_payout"], network_amount=Decimal(merged["network_payout"]),

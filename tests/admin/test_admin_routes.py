@@ -199,3 +199,14 @@ async def test_audit_log_is_paginated_and_filtered(api: TestClient, session: Ses
     by_target = await _ok(await api.get(f"/api/admin/audit-log?targetType=user&targetId={member.id}"
                                         f"&actorId={admin.id}", headers=admin_headers))
     assert by_target["pagination"]["total"] == 4
+
+
+async def test_a_fixed_payout_needs_its_amount(api: TestClient, admin_headers: dict[str, str]) -> None:
+    resp = await api.post("/api/admin/offers", json=_offer_body(payoutType="fixed"), headers=admin_headers)
+    assert resp.status == 422
+    oid = (await (await api.post("/api/admin/offers", json=_offer_body(), headers=admin_headers)).json())["data"]["id"]
+    resp = await api.put(f"/api/admin/offers/{oid}", json={"payoutType": "fixed"}, headers=admin_headers)
+    assert resp.status == 422
+    resp = await api.put(f"/api/admin/offers/{oid}", json={"payoutType": "fixed", "fixedPayout": 2},
+                         headers=admin_headers)
+    assert (await resp.json())["data"]["payout"] == 2

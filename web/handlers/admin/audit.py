@@ -8,6 +8,8 @@ from aiohttp import web
 from pydantic import Field
 
 from common.services.admin_queue import list_audit
+from web.handlers.admin.schemas import AuditOut
+from web.openapi import describe
 from web.auth import require_admin
 from web.handlers.admin.base import paged
 from web.schemas import PageQuery
@@ -23,6 +25,7 @@ class AuditQuery(PageQuery):
     until: dt.datetime | None = None
 
 
+@describe("The audit log, newest first (filters actorId, action, targetType, targetId, since, until)", tags=["admin"], query=AuditQuery, response=AuditOut, list=True)
 @require_admin
 async def audit_log(request: web.Request) -> web.Response:
     q = parse_query(request, AuditQuery)

@@ -8,16 +8,21 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from pydantic import Field
 
 from common.errors import NotFound
 from common.taskqueue import enqueue
 from web.auth import current_user
 from web.envelope import ok, pagination
 from web.keys import CLIENT_IP, DB, TRACE_ID
-from web.schemas import PageQuery
+from web.schemas import Model, PageQuery
 
 log = logging.getLogger(__name__)
 MAX_ID = 2**63 - 1
+
+
+class IdPath(Model):
+    id: int = Field(ge=1, le=MAX_ID)
 
 
 def audit_context(request: web.Request) -> dict[str, Any]:

@@ -11,9 +11,11 @@ from pydantic import Field
 from common.services.admin_offers import (
     admin_create_offer, get_offer, list_offers, set_offer_status, update_offer,
 )
+from web.handlers.admin.schemas import AdminOfferOut
+from web.openapi import describe
 from web.auth import require_admin
 from web.envelope import ok
-from web.handlers.admin.base import audit_context, paged, path_id
+from web.handlers.admin.base import IdPath, audit_context, paged, path_id
 from web.keys import DB
 from web.schemas import Model, PageQuery
 from web.validation import parse_body, parse_query
@@ -60,12 +62,14 @@ def _columns(values: dict[str, object]) -> dict[str, object]:
     return {_COLUMNS.get(k, k): v for k, v in values.items()}
 
 
+@describe("Every offer, newest first (filter status)", tags=["admin"], query=OffersQuery, response=AdminOfferOut, list=True)
 @require_admin
 async def offers(request: web.Request) -> web.Response:
     q = parse_query(request, OffersQuery)
     return await paged(request, q, list_offers, status=q.status)
 
 
+@describe("Create an offer (pending until approved)", tags=["admin"], body=OfferBody, status=201, statuses={409: "network and externalId exist"}, response=AdminOfferOut)
 @require_admin
 async def create(request: web.Request) -> web.Response:
     body = await parse_body(request, OfferBody)
@@ -74,11 +78,13 @@ async def create(request: web.Request) -> web.Response:
     return ok(row, status=201)
 
 
+@describe("One offer, any status", tags=["admin"], path=IdPath, statuses={404: "No such offer"}, response=AdminOfferOut)
 @require_admin
 async def offer(request: web.Request) -> web.Response:
     return ok(await request.app[DB].run(get_offer, offer_id=path_id(request, "Offer")))
 
 
+@describe("Change an offer's fields (payout follows the payout rule)", tags=["admin"], path=IdPath, body=OfferChanges, statuses={404: "No such offer"}, response=AdminOfferOut)
 @require_admin
 async def update(request: web.Request) -> web.Response:
     body = await parse_body(request, OfferChanges)
@@ -92,16 +98,19 @@ async def _status(request: web.Request, status: str, reason: str | None = None) 
                                         status=status, reason=reason, audit=audit_context(request)))
 
 
+@describe("Soft-delete an offer: it becomes paused", tags=["admin"], path=IdPath, statuses={404: "No such offer"}, response=AdminOfferOut)
 @require_admin
 async def delete(request: web.Request) -> web.Response:
     return await _status(request, "paused")
 
 
+@describe("Approve an offer: active, and offer:new to everyone", tags=["admin"], path=IdPath, statuses={404: "No such offer"}, response=AdminOfferOut)
 @require_admin
 async def approve(request: web.Request) -> web.Response:
     return await _status(request, "active")
 
 
+@describe("Reject an offer with a reason", tags=["admin"], path=IdPath, body=RejectBody, statuses={404: "No such offer"}, response=AdminOfferOut)
 @require_admin
 async def reject(request: web.Request) -> web.Response:
     body = await parse_body(request, RejectBody)

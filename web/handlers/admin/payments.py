@@ -8,9 +8,11 @@ from aiohttp import web
 from pydantic import Field
 
 from common.services.admin_queue import decide_payment, list_payments
+from web.handlers.admin.schemas import AdminPaymentOut
+from web.openapi import describe
 from web.auth import require_admin
 from web.envelope import ok
-from web.handlers.admin.base import audit_context, enqueue_after_commit, paged, path_id
+from web.handlers.admin.base import IdPath, audit_context, enqueue_after_commit, paged, path_id
 from web.keys import DB
 from web.schemas import Model, PageQuery
 from web.validation import parse_query, read_json, validate
@@ -24,12 +26,14 @@ class RejectBody(Model):
     reason: str = Field("Rejected by an administrator", min_length=1, max_length=500)
 
 
+@describe("Every payment, newest first (filter status)", tags=["admin"], query=PaymentsQuery, response=AdminPaymentOut, list=True)
 @require_admin
 async def payments(request: web.Request) -> web.Response:
     q = parse_query(request, PaymentsQuery)
     return await paged(request, q, list_payments, status=q.status)
 
 
+@describe("Approve a payment over the auto-pay limit (payout queued)", tags=["admin"], path=IdPath, status=202, statuses={404: "No such payment", 409: "Not awaiting approval"}, response=AdminPaymentOut)
 @require_admin
 async def approve(request: web.Request) -> web.Response:
     payment_id = path_id(request, "Payment")
@@ -39,6 +43,7 @@ async def approve(request: web.Request) -> web.Response:
     return ok(data, status=202)
 
 
+@describe("Reject a pending payment (failed, the hold goes back)", tags=["admin"], path=IdPath, body=RejectBody, status=202, statuses={404: "No such payment", 409: "Not pending"}, response=AdminPaymentOut)
 @require_admin
 async def reject(request: web.Request) -> web.Response:
     raw = await read_json(request) if request.can_read_body else {}

@@ -7,9 +7,11 @@ from typing import Literal
 from aiohttp import web
 
 from common.services.admin_queue import list_sales, request_sale_decision
+from web.handlers.admin.schemas import AdminSaleOut, SaleDecisionOut
+from web.openapi import describe
 from web.auth import require_admin
 from web.envelope import ok
-from web.handlers.admin.base import audit_context, enqueue_after_commit, paged, path_id
+from web.handlers.admin.base import IdPath, audit_context, enqueue_after_commit, paged, path_id
 from web.keys import DB
 from web.schemas import PageQuery
 from web.validation import parse_query
@@ -19,6 +21,7 @@ class SalesQuery(PageQuery):
     status: Literal["pending", "approved", "rejected", "reversed"] | None = None
 
 
+@describe("Every sale, newest first (filter status)", tags=["admin"], query=SalesQuery, response=AdminSaleOut, list=True)
 @require_admin
 async def sales(request: web.Request) -> web.Response:
     q = parse_query(request, SalesQuery)
@@ -33,11 +36,13 @@ async def _decide(request: web.Request, decision: str) -> web.Response:
     return ok(data, status=202)
 
 
+@describe("Approve a pending sale (queued to the workers)", tags=["admin"], path=IdPath, status=202, statuses={404: "No such sale", 409: "Not pending"}, response=SaleDecisionOut)
 @require_admin
 async def approve(request: web.Request) -> web.Response:
     return await _decide(request, "approve")
 
 
+@describe("Reject a pending sale (queued to the workers)", tags=["admin"], path=IdPath, status=202, statuses={404: "No such sale", 409: "Not pending"}, response=SaleDecisionOut)
 @require_admin
 async def reject(request: web.Request) -> web.Response:
     return await _decide(request, "reject")

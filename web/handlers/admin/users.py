@@ -16,9 +16,11 @@ from common.models import User
 from common.services.accounts import set_user_status
 from common.services.admin_users import adjust_balance, list_users, user_detail, user_json
 from common.services.idempotency import claim_key, release_key, store_response
+from web.handlers.admin.schemas import AdjustmentOut, AdminUserDetail, AdminUserOut
+from web.openapi import describe
 from web.auth import current_user, require_admin
 from web.envelope import dumps, error, ok
-from web.handlers.admin.base import audit_context, paged, path_id
+from web.handlers.admin.base import IdPath, audit_context, paged, path_id
 from web.keys import DB
 from web.schemas import Model, PageQuery
 from web.validation import BadRequest, parse_body, parse_query, read_json, validate
@@ -40,17 +42,20 @@ class AdjustBody(Model):
     reason: str = Field(min_length=1, max_length=500)
 
 
+@describe("Users, newest first (filters search, status, role)", tags=["admin"], query=UsersQuery, response=AdminUserOut, list=True)
 @require_admin
 async def users(request: web.Request) -> web.Response:
     q = parse_query(request, UsersQuery)
     return await paged(request, q, list_users, search=q.search, status=q.status, role=q.role)
 
 
+@describe("A user's profile plus ledger summary", tags=["admin"], path=IdPath, statuses={404: "No such user"}, response=AdminUserDetail)
 @require_admin
 async def user(request: web.Request) -> web.Response:
     return ok(await request.app[DB].run(user_detail, user_id=path_id(request, "User")))
 
 
+@describe("Set a user's status (suspended/banned revoke sessions and close sockets)", tags=["admin"], path=IdPath, body=StatusBody, statuses={403: "Your own status", 404: "No such user"}, response=AdminUserOut)
 @require_admin
 async def status(request: web.Request) -> web.Response:
     body = await parse_body(request, StatusBody)
@@ -73,6 +78,7 @@ def _adjust_and_store(session: Session, *, key: str, **kwargs: Any) -> dict[str,
     return result
 
 
+@describe("Adjust a balance through the ledger (signed amount)", tags=["admin"], path=IdPath, body=AdjustBody, headers={"Idempotency-Key": "required; the same key and body replay the first answer"}, statuses={404: "No such user", 409: "Idempotency-Key reused with another body, or in progress", 422: "A debit over the balance"}, response=AdjustmentOut)
 @require_admin
 async def adjust(request: web.Request) -> web.Response:
     db, admin_id = request.app[DB], current_user(request).user_id

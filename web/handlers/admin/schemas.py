@@ -1,0 +1,132 @@
+"""Response models of the admin routes, for the OpenAPI document (API.md section 7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from web.money_schemas import OfferOut, PaymentOut, SaleOut
+
+
+class AdminUserOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    avatar: str | None
+    role: Literal["user", "admin"]
+    status: Literal["active", "suspended", "banned"]
+    balance: Decimal
+    pendingBalance: Decimal
+    createdAt: dt.datetime
+    updatedAt: dt.datetime
+
+
+class KindTotal(BaseModel):
+    entries: int
+    total: Decimal
+
+
+class LedgerSummary(BaseModel):
+    total: Decimal = Field(description="sum of the user's ledger (equals balance)")
+    byKind: dict[str, KindTotal]
+
+
+class SalesTotal(BaseModel):
+    count: int
+    commission: Decimal
+
+
+class AdminUserDetail(AdminUserOut):
+    ledger: LedgerSummary
+    sales: dict[str, SalesTotal] = Field(description="by sale status")
+
+
+class AdjustmentOut(BaseModel):
+    userId: int
+    amount: Decimal
+    balance: Decimal
+    reason: str
+    entryId: int | None = Field(description="null when this key had already posted")
+
+
+class AdminOfferOut(OfferOut):
+    externalId: str
+    payoutType: Literal["share", "fixed"]
+    userShare: Decimal
+    fixedPayout: Decimal | None
+    networkPayout: Decimal
+    rejectionReason: str | None
+    updatedAt: dt.datetime
+
+
+class AdminSaleOut(SaleOut):
+    network: str
+    holdUntil: dt.datetime
+
+
+class SaleDecisionOut(BaseModel):
+    saleId: int
+    status: Literal["pending"]
+    queued: Literal["approve", "reject"]
+
+
+class AdminPaymentOut(PaymentOut):
+    userId: int
+    needsApproval: bool
+    approvedAt: dt.datetime | None
+
+
+class DashboardStats(BaseModel):
+    total_users: int
+    active_users: int
+    total_offers: int
+    total_revenue: Decimal
+    pending_payments: Decimal
+
+
+class RecentActivity(BaseModel):
+    new_users: int
+    recent_sales: int
+    pending_approvals: int
+
+
+class DashboardOut(BaseModel):
+    stats: DashboardStats
+    recent_activity: RecentActivity
+
+
+class RevenueDay(BaseModel):
+    date: dt.date
+    revenue: Decimal
+
+
+class UsersDay(BaseModel):
+    date: dt.date
+    signups: int
+    active: int
+
+
+class UserTotals(BaseModel):
+    users: int
+    byStatus: dict[str, int]
+
+
+class UsersAnalyticsOut(BaseModel):
+    days: list[UsersDay]
+    totals: UserTotals
+
+
+class AuditOut(BaseModel):
+    id: int
+    actorId: int | None
+    action: str
+    targetType: str | None
+    targetId: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    ip: str | None
+    traceId: str | None
+    createdAt: dt.datetime
