@@ -143,3 +143,35 @@ async def test_delivery_resumes_after_redis_drops_the_subscriber(
         break
     await ws.close()
     assert await close_code(ws) is not None
+
+
+async def test_a_peer_that_stops_answering_pings_is_reaped(start_app, ws_settings, someone) -> None:
+    client = await start_app(ws_settings.model_copy(update={"ws_heartbeat": 1.0}))
+    hub = client.app[HUB]
+    me = someone()
+    ws = await client.ws_connect("/ws", params={"token": me.token}, autoping=False)
+    assert (await next_frame(ws))["event"] == "ready"
+    await eventually(lambda: len(hub.sockets) == 1)
+    await eventually(lambda: len(hub.sockets) == 0)  # no pong within the heartbeat: closed
+    await ws.close()
+
+
+async def test_an_event_a_worker_publishes_reaches_the_socket(
+    app_client, someone, sync_ctx, celery_worker
+) -> None:
+    from sqlalchemy.orm import Session
+
+    from common.events import committed_events, emit
+    from common.taskqueue import enqueue
+
+    me = someone()
+    ws = await connect(app_client, me)
+    with Session(sync_ctx.engine) as session, session.begin():
+        lost = emit(session, event="payment:status", data={"paymentId": 4, "status": "paid"},
+                    user_id=me.id)
+    committed_events(session)  # the committing process died before publishing
+    await asyncio.get_running_loop().run_in_executor(None, enqueue, "events.sweep_outbox", 0.0)
+    frame = await next_frame(ws, timeout=DEADLINE * 2)
+    assert frame == {"event": "payment:status", "id": lost.id,
+                     "data": {"paymentId": 4, "status": "paid"}}
+    await ws.close()

@@ -8,16 +8,12 @@ the hub then delivers it to the room's sockets on every instance, the sender's i
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from aiohttp import web
-from limits import RateLimitItem, parse
 
-from common.errors import RateLimited
-from common.redis import key
 from common.services import chat as service
-from web.keys import DB, REDIS, SETTINGS
+from web.keys import DB, LIMITER, SETTINGS
 from web.realtime import protocol
 from web.realtime.connection import Connection
 from web.realtime.keys import HUB
@@ -55,29 +51,10 @@ async def on_send(app: web.Application, conn: Connection, data: dict[str, Any]) 
     content, kind = service.check_message(
         content=data.get("content"), type=data.get("type", "text")
     )
-    await _count_send(app, conn.user_id)
+    # RATE_LIMIT_CHAT per user across instances; RateLimited answers error "rate_limited".
+    await app[LIMITER].hit("chat:send", app[SETTINGS].rate_limit_chat, conn.user_id)
     await app[DB].run(
         service.send_message, user_id=conn.user_id, room_id=room_id, content=content, type=kind
     )
     return None  # the message itself reaches the sender through the room, like every member
 
-
-@functools.lru_cache(maxsize=8)
-def _limit(text: str) -> RateLimitItem:
-    return parse(text)
-
-
-async def _count_send(app: web.Application, user_id: int) -> None:
-    """A fixed window per user (``RATE_LIMIT_CHAT``, e.g. "10/10second") that opens with the
-    first send, shared by every instance through Redis: INCR, and EXPIRE set by the send that
-    created the key."""
-    settings = app[SETTINGS]
-    item = _limit(settings.rate_limit_chat)
-    window = item.get_expiry()
-    name = key(settings, "chat-rate", user_id)
-    async with app[REDIS].pipeline(transaction=True) as pipe:
-        pipe.incr(name)
-        pipe.expire(name, window + 1, nx=True)
-        count, _ = await pipe.execute()
-    if count > item.amount:
-        raise RateLimited("Too many messages, slow down", retry_after=window)

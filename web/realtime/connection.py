@@ -114,7 +114,8 @@ class Connection:
         self.closing = True
         self.stop()
         try:
-            await asyncio.wait_for(self.ws.close(code=code, message=message.encode()), CLOSE_TIMEOUT)
+            closing = self.ws.close(code=code, message=message.encode())
+            await asyncio.wait_for(closing, CLOSE_TIMEOUT)
         except (TimeoutError, ConnectionError, RuntimeError):
             # A peer that reads nothing never takes the close frame: drop the TCP connection.
             transport = self.request.transport
