@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     sale_hold_seconds: int = Field(604_800, ge=0)
     min_withdrawal: Money = Decimal("5")
     auto_pay_limit: Money = Decimal("100")
+    # Leaderboards (docs/api.md "Admin"): ``leaderboard:updated`` at most once per this many
+    # seconds per period; prizes for the top ranks of a closed period, e.g.
+    # ``daily=5,3,1;weekly=25,10,5;monthly=100,50,25`` (empty: no prizes).
+    leaderboard_event_interval: int = Field(10, ge=1, le=3600)
+    leaderboard_prizes: str = Field("", pattern=r"^((daily|weekly|monthly)=[0-9.,]+;?)*$")
     # The payout provider (docs/money.md). The sandbox behaves like a real one: latency, declines
     # and transient errors at these rates, and magic destinations for deterministic behaviour.
     payout_provider: Literal["sandbox"] = "sandbox"

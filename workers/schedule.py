@@ -6,6 +6,8 @@ from typing import Any
 
 SCHEDULE: dict[str, dict[str, Any]] = {
     "analytics.fill_daily": {"task": "analytics.fill_daily", "schedule": 300.0},
+    "leaderboard.rebuild": {"task": "leaderboard.rebuild", "schedule": 300.0},
+    "leaderboard.pay_prizes": {"task": "leaderboard.pay_prizes", "schedule": 600.0},
     "events.sweep_outbox": {"task": "events.sweep_outbox", "schedule": 10.0},
     "sales.approve_due": {"task": "sales.approve_due", "schedule": 10.0},
     "payouts.recover": {"task": "payouts.recover", "schedule": 60.0},

@@ -18,6 +18,7 @@ from common.errors import InvalidInput
 from common.events import adopt_emitted
 from common.models.audit import AuditLog
 from common.money import commission
+from common.services.leaderboard import record_approvals, record_reversal
 from common.services.ledger import post_entry
 from common.tracing import current_trace_id
 
@@ -186,6 +187,8 @@ def approve_due_sales(session: Session, *, batch: int = 500) -> int:
 def _approved(session: Session, statement: Any, params: dict[str, Any]) -> int:
     rows = session.execute(statement, {**params, "trace_id": current_trace_id()}).all()
     adopt_emitted(session, rows)
+    record_approvals(session, sale_ids=[r.data["data"]["saleId"] for r in rows
+                                        if r.event == "notification:new"])
     # Every approved sale has its notification:new event, so the count is in every row.
     return rows[0].approved if rows else 0
 
@@ -227,6 +230,7 @@ def reverse_sale(session: Session, *, sale_id: int) -> str:
     sale = session.execute(_REVERSE, {"sale_id": sale_id}).first()
     if sale is None:
         return "already_final"
+    record_reversal(session, sale_id=sale.id, user_id=sale.user_id, amount=sale.commission_amount)
     balance = session.execute(_LOCK_BALANCE, {"user_id": sale.user_id}).scalar_one()
     debit = min(balance, sale.commission_amount)
     if debit > 0:

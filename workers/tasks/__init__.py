@@ -3,6 +3,7 @@
 TASK_MODULES = [
     "workers.tasks.analytics",
     "workers.tasks.events",
+    "workers.tasks.leaderboard",
     "workers.tasks.payouts",
     "workers.tasks.sales",
 ]
