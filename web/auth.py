@@ -12,10 +12,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from common.errors import Forbidden, Unauthorized
-from common.security.tokens import AccessClaims, InvalidToken, decode_access_token
+from common.security.tokens import AccessClaims, InvalidToken, VerifiedTokens
 from web.keys import CURRENT_USER, SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# An HS256 check costs about as much as the hot handlers' database read: verify each token once.
+_VERIFIED = VerifiedTokens()
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -31,7 +33,7 @@ async def authenticate(request: web.Request) -> AccessClaims:
     if token is None:
         raise Unauthorized("Authentication required")
     try:
-        claims = decode_access_token(request.app[SETTINGS], token)
+        claims = _VERIFIED.decode(request.app[SETTINGS], token)
     except InvalidToken:
         raise Unauthorized("Invalid or expired token") from None
     gate = request.app.get(ACCOUNT_GATE)

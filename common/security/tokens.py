@@ -82,3 +82,30 @@ def decode_access_token(settings: Settings, token: str, *, leeway: float = 0) ->
         issued_at=int(claims["iat"]),
         expires_at=int(claims["exp"]),
     )
+
+
+class VerifiedTokens:
+    """Access tokens this process has already verified, so a busy client's token is checked once.
+
+    The key is the whole token (its signature included) with the verifying key, issuer and
+    audience, so only a byte-identical token under the same settings hits. A hit still checks
+    ``exp`` (against ``time.time()``): a token never outlives its expiry. The oldest entries go
+    first once ``size`` is reached.
+    """
+
+    def __init__(self, size: int = 8192) -> None:
+        self.size = size
+        self._claims: dict[tuple[str, str, str, str], AccessClaims] = {}
+
+    def decode(self, settings: Settings, token: str) -> AccessClaims:
+        key = (token, settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience)
+        claims = self._claims.get(key)
+        if claims is None:
+            claims = decode_access_token(settings, token)
+            if len(self._claims) >= self.size:
+                del self._claims[next(iter(self._claims))]
+            self._claims[key] = claims
+        elif claims.expires_at <= time.time():
+            del self._claims[key]
+            raise InvalidToken("ExpiredSignatureError")
+        return claims

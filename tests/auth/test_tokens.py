@@ -129,3 +129,23 @@ async def test_claims_of_an_issued_token(api, settings: Settings) -> None:  # ty
     assert claims["type"] == "access" and claims["role"] == "user"
     assert claims["email"] == data["user"]["email"] and claims["iss"] == settings.jwt_issuer
     assert claims["exp"] - claims["iat"] == settings.access_token_ttl and claims["jti"]
+
+
+def test_verified_tokens_expire_and_stay_bounded(settings: Settings) -> None:
+    from common.security.tokens import InvalidToken, VerifiedTokens
+
+    cache = VerifiedTokens(size=2)
+    with freeze_time(dt.datetime.now(dt.UTC)) as frozen:
+        token = issue_access_token(settings, user_id=1, email="a@example.com", role="user")
+        assert cache.decode(settings, token).user_id == 1
+        assert cache.decode(settings, token).user_id == 1  # from the cache
+        other = settings.model_copy(update={"jwt_secret": "another-secret-that-is-long-enough-0123456789"})
+        with pytest.raises(InvalidToken):
+            cache.decode(other, token)
+        for uid in (2, 3):
+            cache.decode(settings, issue_access_token(settings, user_id=uid, email="a@example.com", role="user"))
+        assert len(cache._claims) == 2
+        frozen.tick(settings.access_token_ttl)
+        with pytest.raises(InvalidToken):
+            cache.decode(settings, token)
+        assert cache.decode(settings, issue_access_token(settings, user_id=4, email="b@example.com", role="user"))

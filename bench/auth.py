@@ -1,0 +1,166 @@
+"""Auth figures (printed, never asserted), each run beside its baseline in the same run:
+
+1. ``GET /api/auth/me`` of the real web process (token check, account gate in memory, one compiled
+   query) beside a bare aiohttp handler reading the same row with one raw psycopg query, and a
+   bare JSON handler. Target: at least 70% of the raw handler's req/s, p99 within 2x.
+2. ``GET /health`` p99 while 20 clients sign in as fast as they can (bcrypt at the configured
+   cost, 12 by default) against the same figure idle. Target: at most 3x idle, because bcrypt
+   runs on its own bounded pool and never on the event loop.
+
+    .venv/bin/python bench/auth.py [--seconds 10] [--connections 64]
+
+Every request goes to 127.0.0.1 and every load is bounded in time and count. The benchmark has a
+database (``savebucks_bench_auth``) and a Redis key prefix of its own, so it can run beside the
+other benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.lib import (  # noqa: E402
+    PYTHON,
+    ROOT,
+    Result,
+    bench_env,
+    client_load,
+    load,
+    server,
+    table,
+    web_server,
+)
+
+DB_NAME = "savebucks_bench_auth"
+EMAIL = "bench@example.com"
+PASSWORD = "bench password 123"
+LOGIN_CLIENTS = 20
+PROFILE_SQL = (
+    "SELECT id, email, name, avatar, role, status, balance, pending_balance, created_at "
+    "FROM users WHERE id = %(id)s"
+)
+
+
+def _env() -> dict[str, str]:
+    base = bench_env(
+        REDIS_PREFIX="sbbench_auth",
+        RATE_LIMIT_LOGIN="100000000/minute",
+        RATE_LIMIT_LOGIN_EMAIL="100000000/minute",
+    )
+    parts = urllib.parse.urlsplit(base["DATABASE_URL"])
+    base["DATABASE_URL"] = parts._replace(path=f"/{DB_NAME}").geturl()
+    return base
+
+
+def _prepare(env: dict[str, str]) -> int:
+    """A fresh, migrated database with one user; returns its id."""
+    from sqlalchemy import create_engine, insert, text
+
+    from common.models import User
+    from common.security.passwords import hash_password
+
+    url = env["DATABASE_URL"]
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
+    admin.dispose()
+    subprocess.run([PYTHON, "-m", "common.cli", "migrate"], env=env, check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        user_id = conn.execute(
+            insert(User).values(
+                email=EMAIL, name="Bench", password_hash=hash_password(
+                    PASSWORD, rounds=int(env["BCRYPT_ROUNDS"])
+                ),
+            ).returning(User.id)
+        ).scalar_one()
+    engine.dispose()
+    return int(user_id)
+
+
+def _token(env: dict[str, str], user_id: int) -> str:
+    from common.config import load_settings
+    from common.security.tokens import issue_access_token
+
+    settings = load_settings(env)
+    return issue_access_token(settings, user_id=user_id, email=EMAIL, role="user")
+
+
+def _me(args: argparse.Namespace, env: dict[str, str], user_id: int) -> None:
+    results: list[Result] = []
+    token = _token(env, user_id)
+    common = {"seconds": args.seconds, "connections": args.connections}
+    with server([PYTHON, "bench/bare.py", "--mode", "json"], env=env) as bare:
+        results.append(load("bare aiohttp JSON", f"{bare}/bare", **common))
+    with server([PYTHON, "bench/bare.py", "--mode", "sql", "--sql", PROFILE_SQL], env=env) as raw:
+        results.append(load("bare aiohttp + raw psycopg row", f"{raw}/bare?id={user_id}", **common))
+    with web_server(env) as web:
+        load("warm-up", f"{web}/api/auth/me", seconds=2, connections=8,
+             headers={"Authorization": f"Bearer {token}"})
+        results.append(load("GET /api/auth/me", f"{web}/api/auth/me",
+                            headers={"Authorization": f"Bearer {token}"}, **common))
+    table(f"GET /api/auth/me, {args.connections} connections, {args.seconds}s each", results,
+          baseline="bare aiohttp + raw psycopg row")
+
+
+def _login_load(url: str, seconds: float) -> None:
+    """Child process: 20 clients signing in back to back; prints its Result as JSON."""
+    body = json.dumps({"email": EMAIL, "password": PASSWORD}).encode()
+    result = client_load("logins", url, connections=LOGIN_CLIENTS, seconds=seconds,
+                         max_requests=100_000, method="POST",
+                         headers={"Content-Type": "application/json"}, body=body)
+    print(json.dumps({"requests": result.requests, "seconds": result.seconds,
+                      "p50": result.p50_ms, "p99": result.p99_ms, "errors": result.errors}))
+
+
+def _health_under_logins(args: argparse.Namespace, env: dict[str, str]) -> None:
+    health_connections = 8
+    with web_server(env) as web:
+        idle = load("GET /health, idle", f"{web}/health", seconds=args.seconds,
+                    connections=health_connections)
+        logins = subprocess.Popen(
+            [PYTHON, __file__, "--login-load", f"{web}/api/auth/login",
+             "--seconds", str(args.seconds + 2)],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            busy = load(f"GET /health, {LOGIN_CLIENTS} clients signing in", f"{web}/health",
+                        seconds=args.seconds, connections=health_connections)
+            out, _ = logins.communicate(timeout=args.seconds + 60)
+        finally:
+            if logins.poll() is None:
+                logins.kill()
+    figures = json.loads(out.strip().splitlines()[-1])
+    busy.extra["logins/s"] = f"{figures['requests'] / figures['seconds']:.1f}"
+    busy.extra["login p99 ms"] = f"{figures['p99']:.0f}"
+    busy.extra["login errors"] = str(figures["errors"])
+    table(f"/health while signing in (bcrypt cost {env['BCRYPT_ROUNDS']}, "
+          f"{env.get('PASSWORD_HASH_WORKERS', '2')} hash threads)", [idle, busy],
+          baseline="GET /health, idle")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--login-load", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.login_load:
+        _login_load(args.login_load, args.seconds)
+        return
+    env = _env()
+    user_id = _prepare(env)
+    _me(args, env, user_id)
+    _health_under_logins(args, env)
+
+
+if __name__ == "__main__":
+    main()
