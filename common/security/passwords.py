@@ -40,8 +40,3 @@ def verify_password(password: str, hashed: str) -> bool:
     except ValueError:
         return False
 
-
-def hash_rounds(hashed: str) -> int | None:
-    """The cost factor of a stored hash (``$2b$12$...`` -> 12), or None when unreadable."""
-    parts = hashed.split("$")
-    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
