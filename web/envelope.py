@@ -32,7 +32,12 @@ def iso(value: dt.datetime) -> str:
 
 
 def dumps(payload: Any) -> bytes:
-    return orjson.dumps(payload, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    # Passthrough: orjson would write datetimes itself (microseconds, "+00:00"); ``_default`` gives
+    # the API's form (``iso``).
+    return orjson.dumps(
+        payload, default=_default,
+        option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME,
+    )
 
 
 def now_iso() -> str:

@@ -28,6 +28,7 @@ JSON = "application/json"
 REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 _DIGITS = {r"\d+", "[0-9]+"}
+ISO_Z = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 
 _ERROR_TEXT = {
     400: "Malformed body or query",
@@ -59,6 +60,13 @@ class _Schemas(GenerateJsonSchema):
                 out[theirs] = float(schema[ours])  # type: ignore[literal-required]
         if schema.get("decimal_places") is not None:
             out["description"] = f"at most {schema['decimal_places']} decimals"
+        return out
+
+
+    def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
+        out = super().datetime_schema(schema)
+        if self.mode == "serialization":  # what web.envelope.iso writes (API.md section 1)
+            out["pattern"] = ISO_Z
         return out
 
 
@@ -193,7 +201,7 @@ def _success(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
         properties: dict[str, Any] = {
             "success": {"const": True},
             "message": {"type": "string"},
-            "timestamp": {"type": "string", "format": "date-time"},
+            "timestamp": {"type": "string", "format": "date-time", "pattern": ISO_Z},
         }
         required = ["success", "timestamp"]
         if data is not None:
@@ -285,7 +293,7 @@ def _envelope_components() -> dict[str, Any]:
                 "errors": {"type": "array", "items": {"type": "string"}},
                 "code": {"type": "string"},
                 "traceId": {"type": "string"},
-                "timestamp": {"type": "string", "format": "date-time"},
+                "timestamp": {"type": "string", "format": "date-time", "pattern": ISO_Z},
             },
             "additionalProperties": False,
         },

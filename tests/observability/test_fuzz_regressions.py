@@ -46,3 +46,17 @@ async def test_nul_reaching_the_database_is_422_and_in_a_query_400(aiohttp_clien
     assert (await fine.json())["data"] == {"name": "a\\u0000b"}
     assert (await client.get("/query?name=a%00b")).status == 400
     assert (await client.get("/query?name=ab")).status == 200
+
+
+def test_datetimes_in_a_response_are_iso_z_with_milliseconds() -> None:
+    """orjson writes datetimes itself unless told not to; the API's form is ``iso``'s."""
+    import datetime as dt
+    import re
+
+    from web.envelope import dumps
+    from web.openapi import ISO_Z
+
+    aware = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    out = dumps({"at": aware, "naive": dt.datetime(2026, 1, 2), "day": dt.date(2026, 1, 2)})
+    assert out == b'{"at":"2026-01-02T01:04:05.678Z","naive":"2026-01-02T00:00:00.000Z","day":"2026-01-02"}'
+    assert re.match(ISO_Z, "2026-01-02T01:04:05.678Z")
