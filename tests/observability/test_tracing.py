@@ -82,3 +82,55 @@ async def test_trace_id_flows_from_request_to_task_to_outbox_event(
         return False
 
     assert await _poll(counted)
+
+
+POSTBACK_TRACE = "trace-postback-0123456789"
+
+
+@pytest.fixture
+async def money_app(aiohttp_client, settings: Settings, committed: Engine):  # type: ignore[no-untyped-def]
+    """The live app with the test network configured and no hold: a credit is approved at once."""
+    from tests.money.conftest import NETWORKS
+    from web.app import create_app
+
+    adjusted = settings.model_copy(update={"networks": NETWORKS, "sale_hold_seconds": 0})
+    return await aiohttp_client(create_app(adjusted))
+
+
+@pytest.mark.committed
+async def test_one_trace_id_from_a_postback_to_the_socket_event(
+    money_app, celery_worker, committed: Engine, settings: Settings  # type: ignore[no-untyped-def]
+) -> None:
+    from sqlalchemy.orm import Session
+
+    from common.security.tokens import issue_access_token
+    from tests.factories import make_user
+    from tests.money.factories import generic_params, make_offer
+
+    with Session(committed, expire_on_commit=False) as session:
+        user = make_user(session)
+        make_offer(session, external_id="trace-offer")
+        session.commit()
+    token = issue_access_token(settings, user_id=user.id, email=user.email, role=user.role)
+    ws = await money_app.ws_connect("/ws")
+    await ws.send_json({"event": "auth", "data": {"token": token}})
+    assert (await ws.receive_json(timeout=5))["event"] == "ready"
+
+    params = generic_params(user_id=user.id, offer_id="trace-offer", txn_id="t-trace-1")
+    resp = await money_app.get("/api/postbacks/testnet", params=params,
+                               headers={"X-Trace-ID": POSTBACK_TRACE})
+    assert resp.status == 200, await resp.text()
+
+    # The approval runs in the worker (enqueued by the postback's request) and its
+    # balance:updated reaches the socket through the outbox and the hub.
+    until = time.monotonic() + 20
+    frame: dict = {}
+    while frame.get("event") != "balance:updated" or frame["data"].get("reason") != "sale_credit":
+        frame = await ws.receive_json(timeout=max(0.1, until - time.monotonic()))
+    await ws.close()
+
+    with committed.connect() as conn:
+        row = conn.execute(
+            select(OutboxEvent.__table__).where(OutboxEvent.id == frame["id"])
+        ).one()
+    assert row.trace_id == POSTBACK_TRACE  # the socket frame's event, written by the worker
