@@ -180,47 +180,102 @@ def daily_series(session: Session, *, days: int) -> list[dict[str, Any]]:
     return out
 
 
-_DASH_LIVE = text(
+# The dashboard in ONE statement: rolled-up days up to the fill state, live rows after it
+# (normally only today), and the small live counts. :first7 is the first of the last 7 days.
+DASHBOARD_SQL = text(
     """
+    WITH st AS (
+        SELECT coalesce((SELECT filled_through FROM analytics_fill_state WHERE name = 'daily'),
+                        DATE '1969-12-31') AS done
+    ), edge AS (
+        SELECT (done + 1)::timestamp AT TIME ZONE 'UTC' AS lo,
+               greatest(done + 1, CAST(:first7 AS date))::timestamp AT TIME ZONE 'UTC' AS lo7
+        FROM st
+    ), rolled AS (
+        SELECT coalesce(sum(revenue - reversed_amount), 0) AS revenue,
+               coalesce(sum(signups), 0) AS signups,
+               coalesce(sum(signups) FILTER (WHERE day >= :first7), 0) AS signups7,
+               coalesce(sum(sales_created) FILTER (WHERE day >= :first7), 0) AS sales7
+        FROM analytics_daily, st WHERE day <= st.done
+    )
     SELECT
+     rolled.revenue + (SELECT coalesce(sum(amount), 0) FROM ledger_entries, edge
+        WHERE kind IN ('sale_credit', 'sale_reversal') AND created_at >= edge.lo) AS total_revenue,
+     rolled.signups + (SELECT count(*) FROM users, edge WHERE created_at >= edge.lo) AS total_users,
+     rolled.signups7 + (SELECT count(*) FROM users, edge WHERE created_at >= edge.lo7) AS new_users,
+     rolled.sales7 + (SELECT count(*) FROM sales, edge WHERE created_at >= edge.lo7) AS recent_sales,
      (SELECT count(*) FROM users WHERE status <> 'active') AS not_active,
      (SELECT count(*) FROM offers WHERE status = 'active') AS total_offers,
      (SELECT coalesce(sum(amount), 0) FROM payments WHERE status = 'pending') AS pending_payments,
      (SELECT count(*) FROM payments WHERE status = 'pending' AND needs_approval
         AND approved_at IS NULL) + (SELECT count(*) FROM offers WHERE status = 'pending')
         AS pending_approvals
+    FROM rolled
     """
 )
-_BY_STATUS = text(
-    "SELECT status, count(*) AS n FROM users WHERE status <> 'active' GROUP BY status"
+
+# Net revenue per day of [:first, :last]: rows up to the fill state, live ledger after it.
+REVENUE_SQL = text(
+    """
+    WITH st AS (
+        SELECT coalesce((SELECT filled_through FROM analytics_fill_state WHERE name = 'daily'),
+                        DATE '1969-12-31') AS done
+    ), live AS (
+        SELECT CAST(created_at AT TIME ZONE 'UTC' AS date) AS day, sum(amount) AS revenue
+        FROM ledger_entries, st
+        WHERE kind IN ('sale_credit', 'sale_reversal')
+          AND created_at >= greatest(st.done + 1, CAST(:first AS date))::timestamp AT TIME ZONE 'UTC'
+        GROUP BY 1
+    )
+    SELECT CAST(d AS date) AS date,
+           CASE WHEN CAST(d AS date) <= st.done THEN coalesce(a.revenue - a.reversed_amount, 0)
+                ELSE coalesce(live.revenue, 0) END AS revenue
+    FROM generate_series(CAST(:first AS date), CAST(:last AS date), interval '1 day') d
+    CROSS JOIN st
+    LEFT JOIN analytics_daily a ON a.day = CAST(d AS date)
+    LEFT JOIN live ON live.day = CAST(d AS date)
+    ORDER BY 1
+    """
 )
 
 
-def dashboard(session: Session) -> dict[str, Any]:
-    """API.md section 7's dashboard payload (snake_case keys)."""
-    everything = window_sums(session, first=None)
-    recent = window_sums(session, first=today() - dt.timedelta(days=6))
-    live = session.execute(_DASH_LIVE).mappings().one()
-    total_users = everything["signups"]
+def dashboard_params() -> dict[str, Any]:
+    return {"first7": today() - dt.timedelta(days=6)}
+
+
+def revenue_params(days: int) -> dict[str, Any]:
+    return {"first": today() - dt.timedelta(days=days - 1), "last": today()}
+
+
+def dashboard_payload(row: Any) -> dict[str, Any]:
+    """API.md section 7's dashboard payload (snake_case keys) from a DASHBOARD_SQL row."""
     return {
         "stats": {
-            "total_users": total_users,
-            "active_users": total_users - live["not_active"],
-            "total_offers": live["total_offers"],
-            "total_revenue": Decimal(everything["revenue"]) - Decimal(everything["reversed_amount"]),
-            "pending_payments": live["pending_payments"],
+            "total_users": row["total_users"],
+            "active_users": row["total_users"] - row["not_active"],
+            "total_offers": row["total_offers"],
+            "total_revenue": row["total_revenue"],
+            "pending_payments": row["pending_payments"],
         },
         "recent_activity": {
-            "new_users": recent["signups"],
-            "recent_sales": recent["sales_created"],
-            "pending_approvals": live["pending_approvals"],
+            "new_users": row["new_users"],
+            "recent_sales": row["recent_sales"],
+            "pending_approvals": row["pending_approvals"],
         },
     }
 
 
+def dashboard(session: Session) -> dict[str, Any]:
+    return dashboard_payload(session.execute(DASHBOARD_SQL, dashboard_params()).mappings().one())
+
+
 def revenue_series(session: Session, *, days: int) -> list[dict[str, Any]]:
-    return [{"date": d["date"], "revenue": Decimal(d["revenue"]) - Decimal(d["reversed_amount"])}
-            for d in daily_series(session, days=days)]
+    return [dict(r) for r in session.execute(REVENUE_SQL, revenue_params(days)).mappings()]
+
+
+_BY_STATUS = text(
+    "SELECT status, count(*) AS n FROM users WHERE status <> 'active' GROUP BY status"
+)
 
 
 def users_series(session: Session, *, days: int) -> dict[str, Any]:

@@ -151,9 +151,11 @@ def test_a_fill_that_dies_half_way_counts_nothing_twice(session: Session) -> Non
 async def test_endpoints_payloads(api: TestClient, session: Session, admin: User,
                                   admin_headers: dict[str, str]) -> None:
     expected = _history(session, 11)
+    unfilled = (await (await api.get("/api/admin/analytics/dashboard", headers=admin_headers)).json())
     analytics.fill_pending_days(lambda: _tx(session))
     resp = await api.get("/api/admin/analytics/dashboard", headers=admin_headers)
     data = (await resp.json())["data"]
+    assert data == unfilled["data"]  # all live before the first fill, the same figures after
     assert set(data) == {"stats", "recent_activity"}
     assert set(data["stats"]) == {"total_users", "active_users", "total_offers", "total_revenue",
                                   "pending_payments"}

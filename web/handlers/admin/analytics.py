@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import Field
 
-from common.services.analytics import dashboard as dashboard_figures
-from common.services.analytics import revenue_series, users_series
+from common.services.analytics import (
+    DASHBOARD_SQL, REVENUE_SQL, dashboard_params, dashboard_payload, revenue_params, users_series,
+)
+from common.sql import compile_query
 from web.handlers.admin.schemas import DashboardOut, RevenueDay, UsersAnalyticsOut
 from web.openapi import describe
 from web.auth import require_admin
@@ -16,6 +18,11 @@ from web.schemas import Model
 from web.validation import parse_query
 
 
+# Hot reads: one statement each, compiled once, on the async pool.
+_DASHBOARD = compile_query(DASHBOARD_SQL)
+_REVENUE = compile_query(REVENUE_SQL)
+
+
 class PeriodQuery(Model):
     period: int = Field(30, ge=1, le=366)
 
@@ -23,14 +30,15 @@ class PeriodQuery(Model):
 @describe("Dashboard figures (snake_case keys, API.md section 7)", tags=["admin"], response=DashboardOut)
 @require_admin
 async def dashboard(request: web.Request) -> web.Response:
-    return ok(await request.app[DB].run(dashboard_figures))
+    row = await request.app[DB].fetch_one(_DASHBOARD, dashboard_params())
+    return ok(dashboard_payload(row))
 
 
 @describe("Revenue per day, days without revenue included", tags=["admin"], query=PeriodQuery, response=RevenueDay, list=True)
 @require_admin
 async def revenue(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
-    return ok(await request.app[DB].run(revenue_series, days=q.period))
+    return ok(await request.app[DB].fetch_all(_REVENUE, revenue_params(q.period)))
 
 
 @describe("Signups and active users per day, plus totals by status", tags=["admin"], query=PeriodQuery, response=UsersAnalyticsOut)
