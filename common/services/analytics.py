@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import text
@@ -214,37 +215,43 @@ DASHBOARD_SQL = text(
     """
 )
 
-# Net revenue per day of [:first, :last]: rows up to the fill state, live ledger after it.
-REVENUE_SQL = text(
+# Net revenue per day: rows up to the fill state, the live ledger after it. Three small
+# statements with constant bounds rather than one: with the bound computed inside the statement
+# the planner guesses a large scan and pays for JIT compilation on every call.
+STATE_SQL = text("SELECT filled_through FROM analytics_fill_state WHERE name = 'daily'")
+REVENUE_ROWS_SQL = text(
+    "SELECT day, revenue - reversed_amount AS revenue FROM analytics_daily "
+    "WHERE day >= :first AND day <= :last"
+)
+REVENUE_LIVE_SQL = text(
     """
-    WITH st AS (
-        SELECT coalesce((SELECT filled_through FROM analytics_fill_state WHERE name = 'daily'),
-                        DATE '1969-12-31') AS done
-    ), live AS (
-        SELECT CAST(created_at AT TIME ZONE 'UTC' AS date) AS day, sum(amount) AS revenue
-        FROM ledger_entries, st
-        WHERE kind IN ('sale_credit', 'sale_reversal')
-          AND created_at >= greatest(st.done + 1, CAST(:first AS date))::timestamp AT TIME ZONE 'UTC'
-        GROUP BY 1
-    )
-    SELECT CAST(d AS date) AS date,
-           CASE WHEN CAST(d AS date) <= st.done THEN coalesce(a.revenue - a.reversed_amount, 0)
-                ELSE coalesce(live.revenue, 0) END AS revenue
-    FROM generate_series(CAST(:first AS date), CAST(:last AS date), interval '1 day') d
-    CROSS JOIN st
-    LEFT JOIN analytics_daily a ON a.day = CAST(d AS date)
-    LEFT JOIN live ON live.day = CAST(d AS date)
-    ORDER BY 1
+    SELECT CAST(created_at AT TIME ZONE 'UTC' AS date) AS day, sum(amount) AS revenue
+    FROM ledger_entries
+    WHERE kind IN ('sale_credit', 'sale_reversal') AND created_at >= :lo
+    GROUP BY 1
     """
 )
 
 
+def revenue_bounds(days: int, done: dt.date | None) -> dict[str, Any]:
+    """Parameters of the two revenue statements: rolled days [first, last], live from lo."""
+    first = today() - dt.timedelta(days=days - 1)
+    last = done if done is not None else first - dt.timedelta(days=1)
+    return {"first": first, "last": last, "lo": bounds(max(last + dt.timedelta(days=1), first))[0]}
+
+
+def revenue_days(days: int, rolled: Iterable[Any], live: Iterable[Any]) -> list[dict[str, Any]]:
+    """``[{date, revenue}]`` for the last ``days`` days, today last, empty days as 0."""
+    figures = {r["day"]: r["revenue"] for r in rolled}
+    figures.update({r["day"]: r["revenue"] for r in live})
+    first = today() - dt.timedelta(days=days - 1)
+    return [{"date": first + dt.timedelta(days=i),
+             "revenue": figures.get(first + dt.timedelta(days=i), Decimal(0))}
+            for i in range(days)]
+
+
 def dashboard_params() -> dict[str, Any]:
     return {"first7": today() - dt.timedelta(days=6)}
-
-
-def revenue_params(days: int) -> dict[str, Any]:
-    return {"first": today() - dt.timedelta(days=days - 1), "last": today()}
 
 
 def dashboard_payload(row: Any) -> dict[str, Any]:
@@ -270,7 +277,9 @@ def dashboard(session: Session) -> dict[str, Any]:
 
 
 def revenue_series(session: Session, *, days: int) -> list[dict[str, Any]]:
-    return [dict(r) for r in session.execute(REVENUE_SQL, revenue_params(days)).mappings()]
+    params = revenue_bounds(days, filled_through(session))
+    return revenue_days(days, session.execute(REVENUE_ROWS_SQL, params).mappings(),
+                        session.execute(REVENUE_LIVE_SQL, params).mappings())
 
 
 _BY_STATUS = text(

@@ -152,6 +152,8 @@ async def test_endpoints_payloads(api: TestClient, session: Session, admin: User
                                   admin_headers: dict[str, str]) -> None:
     expected = _history(session, 11)
     unfilled = (await (await api.get("/api/admin/analytics/dashboard", headers=admin_headers)).json())
+    live_revenue = (await (await api.get("/api/admin/analytics/revenue?period=30",
+                                         headers=admin_headers)).json())["data"]
     analytics.fill_pending_days(lambda: _tx(session))
     resp = await api.get("/api/admin/analytics/dashboard", headers=admin_headers)
     data = (await resp.json())["data"]
@@ -169,6 +171,7 @@ async def test_endpoints_payloads(api: TestClient, session: Session, admin: User
     revenue = (await (await api.get("/api/admin/analytics/revenue?period=30",
                                     headers=admin_headers)).json())["data"]
     assert len(revenue) == 30 and revenue[-1]["date"] == analytics.today().isoformat()
+    assert revenue == live_revenue
     by_day = {r["date"]: Decimal(str(r["revenue"])) for r in revenue}
     for day, f in expected.items():
         assert by_day[day.isoformat()] == f["revenue"] - f["reversed_amount"]

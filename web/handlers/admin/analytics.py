@@ -6,7 +6,8 @@ from aiohttp import web
 from pydantic import Field
 
 from common.services.analytics import (
-    DASHBOARD_SQL, REVENUE_SQL, dashboard_params, dashboard_payload, revenue_params, users_series,
+    DASHBOARD_SQL, REVENUE_LIVE_SQL, REVENUE_ROWS_SQL, STATE_SQL, dashboard_params,
+    dashboard_payload, revenue_bounds, revenue_days, users_series,
 )
 from common.sql import compile_query
 from web.handlers.admin.schemas import DashboardOut, RevenueDay, UsersAnalyticsOut
@@ -20,7 +21,9 @@ from web.validation import parse_query
 
 # Hot reads: one statement each, compiled once, on the async pool.
 _DASHBOARD = compile_query(DASHBOARD_SQL)
-_REVENUE = compile_query(REVENUE_SQL)
+_STATE = compile_query(STATE_SQL)
+_REVENUE_ROWS = compile_query(REVENUE_ROWS_SQL)
+_REVENUE_LIVE = compile_query(REVENUE_LIVE_SQL)
 
 
 class PeriodQuery(Model):
@@ -38,7 +41,12 @@ async def dashboard(request: web.Request) -> web.Response:
 @require_admin
 async def revenue(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
-    return ok(await request.app[DB].fetch_all(_REVENUE, revenue_params(q.period)))
+    db = request.app[DB]
+    state = await db.fetch_one(_STATE)
+    params = revenue_bounds(q.period, state["filled_through"] if state else None)
+    rolled = await db.fetch_all(_REVENUE_ROWS, params)
+    live = await db.fetch_all(_REVENUE_LIVE, params)
+    return ok(revenue_days(q.period, rolled, live))
 
 
 @describe("Signups and active users per day, plus totals by status", tags=["admin"], query=PeriodQuery, response=UsersAnalyticsOut)
