@@ -64,6 +64,16 @@ async def money_client(aiohttp_client, money_settings: Settings, bound_db):  # t
 
 
 @pytest.fixture
+async def live_client(aiohttp_client, settings: Settings, committed: Engine):  # type: ignore[no-untyped-def]
+    """The shared ``live_client`` with a roomy withdrawal limit: the concurrency tests send 50
+    requests for one user at once; only tests/money/test_ratelimit.py meets the limit."""
+    from web.app import create_app
+
+    return await aiohttp_client(create_app(settings.model_copy(
+        update={"rate_limit_withdrawal": "1000/minute"})))
+
+
+@pytest.fixture
 async def live_money_client(aiohttp_client, money_settings: Settings, committed: Engine):  # type: ignore[no-untyped-def]
     from web.app import create_app
 

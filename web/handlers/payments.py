@@ -23,7 +23,7 @@ from common.sql import compile_query
 from common.taskqueue import enqueue
 from web.auth import current_user, require_user
 from web.envelope import dumps, error, ok, pagination
-from web.keys import DB, SETTINGS
+from web.keys import DB, LIMITER, SETTINGS
 from web.money_schemas import IdPath, PaymentOut
 from web.openapi import describe
 from web.schemas import Model, PageQuery
@@ -72,12 +72,15 @@ def _replay(status: int, body: dict[str, Any]) -> web.Response:
     response=PaymentOut, status=202,
     headers={"Idempotency-Key": "required; the same key and body replay the first answer"},
     statuses={409: "Idempotency-Key reused with another body, or still in progress",
-              422: "Over the balance, under MIN_WITHDRAWAL, or more than 2 decimals"},
+              422: "Over the balance, under MIN_WITHDRAWAL, or more than 2 decimals",
+              429: "Too many withdrawal requests (RATE_LIMIT_WITHDRAWAL per user)"},
 )
 @require_user
 async def create_payment(request: web.Request) -> web.Response:
     settings, db = request.app[SETTINGS], request.app[DB]
     user_id = current_user(request).user_id
+    # Counted before the Idempotency-Key is read: replays count too, and a refusal claims no key.
+    await request.app[LIMITER].hit("withdrawal:user", settings.rate_limit_withdrawal, user_id)
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key or len(key) > 255:
         raise BadRequest("Idempotency-Key header required (1..255 characters)")

@@ -1,6 +1,8 @@
 """``/api/postbacks/{network}``: offer networks report completions (API.md section 4).
 
-Checks run before anything is written: a known network, the source IP, the signature. The
+Checks run before anything is written: the rate limit per network and source IP
+(RATE_LIMIT_POSTBACK; a refused flood stores nothing, not even log rows), a known network, the
+source IP, the signature. The
 sale change and the log row commit together; a refused callback leaves only its log row.
 Credits, the hot path, run as single self-contained statements on the autocommit pool
 (``common/services/postbacks.py``, ``HOT_*``); reversals run the service in a transaction.
@@ -26,7 +28,7 @@ from common.services.postbacks import (
 )
 from common.taskqueue import enqueue
 from web.envelope import error, ok
-from web.keys import CLIENT_IP, DB, SETTINGS, TRACE_ID
+from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS, TRACE_ID
 from web.money_schemas import GenericPostbackQuery, NetworkPath, PostbackAck
 from web.openapi import describe
 
@@ -71,11 +73,13 @@ async def _refuse(
     description="Parameters, signature and reply follow the network's scheme (docs/money.md). "
     "A repeated transaction id is acknowledged again and changes nothing.",
     statuses={403: "Unknown network, source IP not allowed, or bad signature",
-              422: "Unknown user or offer"},
+              422: "Unknown user or offer", 429: "Too many callbacks from this address"},
 )
 async def postback(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    network = request.match_info["network"].lower()
+    network = request.match_info["network"].lower()[:64]
+    await request.app[LIMITER].hit(
+        "postback", settings.rate_limit_postback, network, request[CLIENT_IP])
     params = await _params(request)
     config = settings.networks.get(network)
     adapter = adapter_for(config) if config else None
