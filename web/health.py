@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 import redis.asyncio as aredis
 from aiohttp import web
@@ -20,7 +18,7 @@ from web.keys import DB, HEALTH, REDIS, SETTINGS, uptime
 from web.openapi import describe
 
 CHECK_TIMEOUT = 2.0
-Check = Callable[[], Awaitable[Any]]
+Probe = Callable[[], Awaitable[Any]]
 
 
 class HealthChecks:
@@ -34,7 +32,7 @@ class HealthChecks:
             await self.broker.aclose()
 
 
-async def _timed(check: Check) -> tuple[dict[str, Any], Any]:
+async def _timed(check: Probe) -> tuple[dict[str, Any], Any]:
     started = time.perf_counter()
     try:
         detail = await asyncio.wait_for(check(), CHECK_TIMEOUT)
@@ -52,7 +50,7 @@ async def _timed(check: Check) -> tuple[dict[str, Any], Any]:
     return result, detail
 
 
-class Check(BaseModel):
+class CheckResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["ok", "error"]
@@ -64,10 +62,10 @@ class Check(BaseModel):
 class Checks(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    database: Check
-    redis: Check
-    broker: Check
-    external_apis: Check
+    database: CheckResult
+    redis: CheckResult
+    broker: CheckResult
+    external_apis: CheckResult
 
 
 class HealthReport(BaseModel):
