@@ -10,13 +10,13 @@ import argparse
 import sys
 from decimal import Decimal
 
-import bcrypt
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from common.cli import command
 from common.config import Settings, load_settings
 from common.models import Offer, User
+from common.security.passwords import hash_password
 from common.services.offers import create_offer
 from common.services.sales import approve_sale, credit_sale
 from common.uow import SyncContext
@@ -39,16 +39,15 @@ OFFERS = [
 ]
 
 
-def _hash(password: str, settings: Settings) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(settings.bcrypt_rounds)).decode()
-
-
 def _user(session: Session, email: str, name: str, password: str, role: str, settings: Settings) -> int:
     found = session.execute(select(User.id).where(func.lower(User.email) == email)).scalar()
     if found is not None:
         return found
     return session.execute(
-        insert(User).values(email=email, name=name, role=role, password_hash=_hash(password, settings))
+        insert(User).values(
+            email=email, name=name, role=role,
+            password_hash=hash_password(password, rounds=settings.bcrypt_rounds),
+        )
         .returning(User.id)
     ).scalar_one()
 

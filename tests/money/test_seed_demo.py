@@ -32,3 +32,19 @@ def test_seed_demo_is_idempotent(committed: Engine) -> None:
         statuses = dict(conn.execute(text("SELECT status, count(*) FROM sales GROUP BY 1")).all())
         categories = conn.execute(text("SELECT count(DISTINCT category) FROM offers")).scalar_one()
     assert statuses == {"approved": 5, "pending": 5} and categories >= 5
+
+
+@pytest.mark.committed
+async def test_printed_demo_credentials_sign_in(committed: Engine, live_client) -> None:  # type: ignore[no-untyped-def]
+    seeded = subprocess.run([str(Path(sys.executable).parent / "savebucks"), "seed-demo"],
+                            capture_output=True, text=True, timeout=120)
+    assert seeded.returncode == 0, seeded.stderr
+    admin_line = next(line for line in seeded.stdout.splitlines() if line.startswith("admin: "))
+    email, password = admin_line.removeprefix("admin: ").split(" / ")
+    users_line = next(line for line in seeded.stdout.splitlines() if line.startswith("users: "))
+    user_password = users_line.rsplit(" / ", 1)[1]
+    user_email = users_line.removeprefix("users: ").split(",")[0].strip()
+    for login, secret, role in [(email, password, "admin"), (user_email, user_password, "user")]:
+        resp = await live_client.post("/api/auth/login", json={"email": login, "password": secret})
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["data"]["user"]["role"] == role
