@@ -2,7 +2,9 @@
 
 - ``json``: an aiohttp handler that answers a small JSON body (the ceiling of the stack);
 - ``sql``: an aiohttp handler that runs one SQL statement (``--sql``, with ``$id`` taken from the
-  URL's ``id`` query parameter) on a raw psycopg ``AsyncConnectionPool`` and answers its rows.
+  URL's ``id`` query parameter) on a raw psycopg ``AsyncConnectionPool`` and answers its rows;
+- ``postback``: a credit postback's two statements (``HOT_LOOKUP`` then ``HOT_CREDIT``) on such a
+  pool, without the app's checks (no signature, no rate limit, no middlewares).
 """
 
 from __future__ import annotations
@@ -54,14 +56,58 @@ def sql_app(sql: str, pool_size: int) -> web.Application:
     return app
 
 
+def postback_app(pool_size: int) -> web.Application:
+    from decimal import Decimal
+
+    from psycopg.types.json import Jsonb
+
+    from common.services.postbacks import HOT_CREDIT, HOT_LOOKUP
+
+    url = os.environ["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
+    pool = AsyncConnectionPool(url, min_size=2, max_size=pool_size, open=False,
+                               kwargs={"autocommit": True, "row_factory": dict_row,
+                                       "prepare_threshold": 1})
+
+    async def lifespan(app: web.Application):  # type: ignore[no-untyped-def]
+        await pool.open()
+        yield
+        await pool.close()
+
+    async def handler(request: web.Request) -> web.Response:
+        q = request.query
+        async with pool.connection() as conn:
+            found = await (await conn.execute(HOT_LOOKUP.sql, {
+                "network": "bench", "external_id": q["txn_id"], "offer": q["offer_id"]})).fetchone()
+        assert found is not None
+        async with pool.connection() as conn:
+            row = await (await conn.execute(HOT_CREDIT.sql, {
+                "network": "bench", "method": "GET", "params": Jsonb(dict(q)), "ip": "127.0.0.1",
+                "trace_id": None, "user_id": int(q["user_id"]), "offer_id": found["offer_id"],
+                "external_id": q["txn_id"], "sale_amount": Decimal(q["amount"]),
+                "commission": Decimal("1.40"), "hold": 3600})).fetchone()
+        return web.Response(body=orjson.dumps({"success": True, "data": row}, default=str),
+                            content_type="application/json")
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="{}", content_type="application/json")
+
+    app = web.Application()
+    app.cleanup_ctx.append(lifespan)
+    app.router.add_get("/health", health)
+    app.router.add_get("/api/postbacks/bench", handler)
+    return app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["json", "sql"], default="json")
+    parser.add_argument("--mode", choices=["json", "sql", "postback"], default="json")
     parser.add_argument("--sql", default="SELECT 1 AS one")
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    app = json_app() if args.mode == "json" else sql_app(args.sql, args.pool)
+    apps = {"json": json_app, "sql": lambda: sql_app(args.sql, args.pool),
+            "postback": lambda: postback_app(args.pool)}
+    app = apps[args.mode]()
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None,
                 loop=uvloop.new_event_loop())
 
