@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
@@ -131,9 +133,10 @@ async def test_events_published_after_a_web_commit_are_counted(client) -> None: 
     assert value(await scrape(client), "savebucks_events_published_total") == before + 2
 
 
-async def test_open_websockets_are_counted(client, session: Session, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+async def test_open_websockets_and_their_events_are_counted(client, session: Session, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     from common.security.tokens import issue_access_token
     from tests.factories import make_user
+    from web.keys import DB
 
     assert value(await scrape(client), "savebucks_ws_connections") == 0
     user = make_user(session)
@@ -146,5 +149,27 @@ async def test_open_websockets_are_counted(client, session: Session, settings: S
         samples = await scrape(client)
         assert value(samples, "savebucks_ws_connections") == 1
         assert value(samples, "savebucks_ws_users") == 1
+        received = value(samples, "savebucks_events_received_total", target="user") or 0
+        delivered = value(samples, "savebucks_events_delivered_total", event="test:ping") or 0
+
+        def ping(session: Session) -> None:
+            emit(session, event="test:ping", data={}, user_id=user.id)
+
+        await client.app[DB].run(ping)
+        frame = await ws.receive_json(timeout=5)
+        assert frame["event"] == "test:ping"
+        samples = await scrape(client)
+        assert value(samples, "savebucks_events_received_total", target="user") == received + 1
+        assert value(samples, "savebucks_events_delivered_total", event="test:ping") == delivered + 1
     finally:
         await ws.close()
+
+
+@pytest.mark.committed
+def test_check_ledger_records_its_result(committed, redis_sync: redis.Redis, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from common.cli import main
+    from common.metrics import ledger_check_key
+
+    assert main(["check-ledger"]) == 0
+    stored = orjson.loads(redis_sync.get(ledger_check_key(settings)))
+    assert stored["ok"] is True and stored["problems"] == 0

@@ -162,7 +162,7 @@ async def test_docs_page_uses_only_its_own_assets(client) -> None:  # type: igno
         assert asset.status == 200, src
         assert len(await asset.read()) > 10
     init = await (await client.get("/api/docs/init.js")).text()
-    assert '"/api/openapi.json"' in init
+    assert '"/api/openapi.json"' in init and "validatorUrl: null" in init
     assert (await client.get("/api/docs/assets/../../secrets")).status == 404
     assert (await client.get("/api/docs/assets/index.html")).status == 404
 

@@ -5,10 +5,11 @@ Sending, joining and leaving happen on the WebSocket (``web.realtime.chat``).
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import BaseModel, Field
 from sqlalchemy import bindparam, exists, func, or_, select
 
 from common.errors import NotFound
@@ -19,6 +20,7 @@ from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import iso, ok
 from web.keys import DB
+from web.openapi import describe
 from web.schemas import Model
 from web.validation import parse_query
 
@@ -52,11 +54,40 @@ _HISTORY = compile_query(
 )
 
 
+class RoomOut(BaseModel):
+    id: int
+    name: str
+    members: int
+    lastMessageAt: dt.datetime | None  # noqa: N815 (the API's names)
+
+
+class MessageAuthor(BaseModel):
+    name: str
+    avatar: str | None
+
+
+class MessageOut(BaseModel):
+    """``common.services.chat.message_data``: history rows and ``chat:message`` events alike."""
+
+    id: int
+    roomId: int  # noqa: N815
+    userId: int  # noqa: N815
+    content: str
+    type: Literal["text", "image", "file"]
+    timestamp: dt.datetime
+    user: MessageAuthor
+
+
+class RoomPath(BaseModel):
+    roomId: int = Field(ge=1)  # noqa: N815
+
+
 class HistoryQuery(Model):
     before: int = Field(MAX_ID, ge=1, le=MAX_ID)
     limit: int = Field(50, ge=1, le=100)
 
 
+@describe("The chat rooms the user can see", tags=["chat"], response=RoomOut, list=True)
 @require_user
 async def list_rooms(request: web.Request) -> web.Response:
     rows = await request.app[DB].fetch_all(_ROOMS, {"user_id": current_user(request).user_id})
@@ -67,6 +98,9 @@ async def list_rooms(request: web.Request) -> web.Response:
     ])
 
 
+@describe("A page of a room's history before a message id, oldest first", tags=["chat"],
+          path=RoomPath, query=HistoryQuery, response=MessageOut, list=True, paginated=False,
+          statuses={404: "No such room, or not one the user can see"})
 @require_user
 async def room_messages(request: web.Request) -> web.Response:
     """A page of a room's messages before ``before`` (a message id), oldest first."""

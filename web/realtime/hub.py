@@ -21,6 +21,7 @@ import redis
 import redis.asyncio as aredis
 from aiohttp import web
 
+from common.metrics import EVENTS_DELIVERED, EVENTS_RECEIVED
 from web.realtime import protocol
 from web.realtime.connection import Connection
 
@@ -106,6 +107,9 @@ class Hub:
             self.fan_out(self.rooms.get(target_id), event, data)
         elif target == "all":
             self.fan_out(self.sockets, event, data)
+        else:
+            return
+        EVENTS_RECEIVED.labels(target).inc()
 
     def fan_out(self, conns: set[Connection] | None, event: str, data: Any,
                 event_id: int | None = None) -> None:
@@ -113,6 +117,7 @@ class Hub:
             return
         framed = protocol.framed(protocol.encode(event, data, event_id))
         slow = [conn for conn in conns if not conn.deliver(framed, event_id)]
+        EVENTS_DELIVERED.labels(event).inc(len(conns) - len(slow))
         for conn in slow:
             self.closed_too_slow += 1
             self.unregister(conn)
