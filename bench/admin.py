@@ -16,39 +16,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lib import PYTHON, ROOT, Result, bench_env, load, percentiles, table, web_server  # noqa: E402
+from bench.lib import (  # noqa: E402
+    Result, bench_env, load, percentiles, prepare_database, table, web_server,
+)
 
 DB_NAME = "savebucks_bench_admin"
 
 
 def _env() -> dict[str, str]:
-    base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    url = urllib.parse.urlsplit(base)._replace(path=f"/{DB_NAME}").geturl()
-    return bench_env(DATABASE_URL=url, REDIS_PREFIX="sbbench_admin")
-
-
-def _prepare(env: dict[str, str]) -> str:
-    from sqlalchemy import create_engine, text
-
-    url = env["DATABASE_URL"]
-    admin = create_engine(urllib.parse.urlsplit(url)._replace(path="/postgres").geturl(),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    subprocess.run([PYTHON, "-m", "common.cli", "migrate"], env=env, check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
-    return "postgresql://" + url.split("://", 1)[1]
+    return bench_env(DB_NAME)
 
 
 # Statuses: 70% approved, 10% pending, 10% rejected, 10% reversed; times over the last 365 days.
@@ -133,7 +116,7 @@ def main() -> None:
 
     env = _env()
     os.environ.update(env)
-    libpq = _prepare(env)
+    libpq = prepare_database(env)
     import psycopg
 
     started = time.perf_counter()

@@ -35,6 +35,7 @@ from bench.lib import (  # noqa: E402
     bench_env,
     client_load,
     load,
+    prepare_database,
     server,
     table,
     web_server,
@@ -51,32 +52,22 @@ PROFILE_SQL = (
 
 
 def _env() -> dict[str, str]:
-    base = bench_env(
-        REDIS_PREFIX="sbbench_auth",
+    return bench_env(
+        DB_NAME,
         RATE_LIMIT_LOGIN="100000000/minute",
         RATE_LIMIT_LOGIN_EMAIL="100000000/minute",
     )
-    parts = urllib.parse.urlsplit(base["DATABASE_URL"])
-    base["DATABASE_URL"] = parts._replace(path=f"/{DB_NAME}").geturl()
-    return base
 
 
 def _prepare(env: dict[str, str]) -> int:
     """A fresh, migrated database with one user; returns its id."""
-    from sqlalchemy import create_engine, insert, text
+    from sqlalchemy import create_engine, insert
 
     from common.models import User
     from common.security.passwords import hash_password
 
-    url = env["DATABASE_URL"]
-    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    subprocess.run([PYTHON, "-m", "common.cli", "migrate"], env=env, check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
-    engine = create_engine(url)
+    prepare_database(env)
+    engine = create_engine(env["DATABASE_URL"])
     with engine.begin() as conn:
         user_id = conn.execute(
             insert(User).values(

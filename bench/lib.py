@@ -30,16 +30,17 @@ PYTHON = sys.executable
 BENCH_DB = "savebucks_bench"
 
 
-def bench_env(**extra: str) -> dict[str, str]:
-    """The environment of benchmark servers: a database of their own, quiet logs, test secrets."""
+def bench_env(database: str = BENCH_DB, **extra: str) -> dict[str, str]:
+    """The environment of benchmark servers: a database of their own (one per benchmark, so two
+    benchmarks never drop each other's), quiet logs, test secrets."""
     base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parts = urllib.parse.urlsplit(base)
     env = dict(os.environ)
     env.update(
         APP_ENV="test",
-        DATABASE_URL=parts._replace(path=f"/{BENCH_DB}").geturl(),
+        DATABASE_URL=parts._replace(path=f"/{database}").geturl(),
         REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        REDIS_PREFIX="sbbench",
+        REDIS_PREFIX=f"sb{database}",
         JWT_SECRET="bench-secret-that-is-long-enough-for-hs256-0123456789",
         FLOWER_BASIC_AUTH="ops:bench",
         LOG_LEVEL="WARNING",
@@ -50,21 +51,22 @@ def bench_env(**extra: str) -> dict[str, str]:
 
 
 def prepare_database(env: dict[str, str], *, fresh: bool = True) -> str:
-    """Create (or recreate) the benchmark database and migrate it; returns its libpq URL."""
+    """Create (or recreate) the database ``env`` names and migrate it; returns its libpq URL."""
     from sqlalchemy import create_engine, text
 
     url = env["DATABASE_URL"]
     parts = urllib.parse.urlsplit(url.replace("+psycopg", ""))
+    name = parts.path.lstrip("/")
     admin = create_engine(
         parts._replace(scheme="postgresql+psycopg", path="/postgres").geturl(),
         isolation_level="AUTOCOMMIT",
     )
     with admin.connect() as conn:
-        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": BENCH_DB}).first()
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
         if fresh and exists:
-            conn.execute(text(f'DROP DATABASE "{BENCH_DB}" WITH (FORCE)'))
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         if fresh or not exists:
-            conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     subprocess.run([PYTHON, "-m", "common.cli", "migrate"], env=env, check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)

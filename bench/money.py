@@ -20,13 +20,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.lib import (  # noqa: E402
-    PYTHON, ROOT, Result, bench_env, load, percentiles, server, table, web_server,
+    PYTHON, ROOT, Result, bench_env, load, percentiles, prepare_database, server, table,
+    web_server,
 )
 
 DB_NAME = "savebucks_bench_money"
@@ -36,25 +36,7 @@ CATEGORIES = ["games", "surveys", "shopping", "apps", "videos", "finance", "trav
 
 
 def _env(**extra: str) -> dict[str, str]:
-    base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    url = urllib.parse.urlsplit(base)._replace(path=f"/{DB_NAME}").geturl()
-    return bench_env(DATABASE_URL=url, REDIS_PREFIX="sbbench_money",
-                     POSTBACK_SECRET_BENCH=SECRET, PAYOUT_SANDBOX_LATENCY_MS="0", **extra)
-
-
-def _prepare(env: dict[str, str]) -> str:
-    from sqlalchemy import create_engine, text
-
-    url = env["DATABASE_URL"]
-    admin = create_engine(urllib.parse.urlsplit(url)._replace(path="/postgres").geturl(),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    subprocess.run([PYTHON, "-m", "common.cli", "migrate"], env=env, check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
-    return "postgresql://" + url.split("://", 1)[1]
+    return bench_env(DB_NAME, POSTBACK_SECRET_BENCH=SECRET, PAYOUT_SANDBOX_LATENCY_MS="0", **extra)
 
 
 def _seed(libpq: str, users: int) -> None:
@@ -278,7 +260,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.only.split(","))
     env = _env()
-    libpq = _prepare(env)
+    libpq = prepare_database(env)
     _seed(libpq, users=1500)
     print(f"load average: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
           f"{os.getloadavg()[2]:.2f} on {os.cpu_count()} CPUs")
