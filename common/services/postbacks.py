@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
 from common.models.sales import PostbackLog
 from common.postbacks import Callback
-from common.services.sales import SaleOutcome, credit_sale, reverse_by_external_id
-from common.sql import Query
+from common.services.sales import (
+    CREDIT_CTES, CREDIT_RESULT, SaleOutcome, credit_sale, reverse_by_external_id,
+)
+from common.sql import Query, compile_query
 from common.tracing import current_trace_id
 
 _log = PostbackLog.__table__
@@ -84,31 +86,19 @@ HOT_LOG = Query(
     """,
     defaults={"sale_id": None, "outcome": None},
 )
-HOT_CREDIT = Query(
-    sql="""
-    WITH owner AS (SELECT id FROM users WHERE id = %(user_id)s), sale AS (
-        INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount,
-                           commission_amount, status, hold_until)
-        SELECT owner.id, %(offer_id)s, %(network)s, %(external_id)s, %(sale_amount)s,
-               %(commission)s, 'pending', now() + make_interval(secs => %(hold)s)
-        FROM owner
-        ON CONFLICT (network, external_id) DO NOTHING
-        RETURNING id, user_id, commission_amount
-    ), pending AS (
-        UPDATE users SET pending_balance = users.pending_balance + sale.commission_amount
-        FROM sale WHERE users.id = sale.user_id
-    ), logged AS (
+HOT_CREDIT = compile_query(text(
+    CREDIT_CTES
+    + """, logged AS (
         INSERT INTO postback_log (network, method, params, ip, verdict, outcome, sale_id, trace_id)
-        SELECT %(network)s, %(method)s, %(params)s, %(ip)s, 'accepted',
+        SELECT :network, :method, :params, :ip, 'accepted',
                CASE WHEN EXISTS (SELECT 1 FROM sale) THEN 'credited'
                     WHEN NOT EXISTS (SELECT 1 FROM owner) THEN 'unknown_user'
                     ELSE 'duplicate' END,
-               (SELECT id FROM sale), %(trace_id)s
+               (SELECT id FROM sale), :trace_id
     )
-    SELECT (SELECT id FROM sale) AS sale_id, EXISTS (SELECT 1 FROM owner) AS user_exists
-    """,
-    defaults={},
-)
+    """
+    + CREDIT_RESULT
+))
 HOT_EXISTING = Query(
     sql="SELECT id, status FROM sales WHERE network = %(network)s AND external_id = %(external_id)s",
     defaults={},

@@ -31,8 +31,9 @@ class SaleOutcome:
 
 # Insert the sale unless (network, external_id) exists, and add its commission to the user's
 # pending balance only when it was inserted: one statement, so a repeat changes nothing.
-_CREDIT = text(
-    """
+# The CTEs ``owner`` and ``sale`` (and the pending-balance move) that credit a sale; the web's
+# postback path composes them with its log row into one statement of its own.
+CREDIT_CTES = """
     WITH owner AS (SELECT id FROM users WHERE id = :user_id), sale AS (
         INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount,
                            commission_amount, status, hold_until)
@@ -44,10 +45,9 @@ _CREDIT = text(
     ), pending AS (
         UPDATE users SET pending_balance = users.pending_balance + sale.commission_amount
         FROM sale WHERE users.id = sale.user_id
-    )
-    SELECT (SELECT id FROM sale) AS sale_id, EXISTS (SELECT 1 FROM owner) AS user_exists
-    """
-)
+    )"""
+CREDIT_RESULT = "SELECT (SELECT id FROM sale) AS sale_id, EXISTS (SELECT 1 FROM owner) AS user_exists"
+_CREDIT = text(CREDIT_CTES + "\n" + CREDIT_RESULT)
 _EXISTING = text("SELECT id, status FROM sales WHERE network = :network AND external_id = :external_id")
 # The sale if this transaction id was seen, and the offer's payout rule: one round trip.
 _LOOKUP = text(

@@ -8,20 +8,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from web.handlers.auth import UserProfile
 from web.money_schemas import OfferOut, PaymentOut, SaleOut
 
 
-class AdminUserOut(BaseModel):
-    id: int
-    email: str
-    name: str
-    avatar: str | None
-    role: Literal["user", "admin"]
-    status: Literal["active", "suspended", "banned"]
-    balance: Decimal
-    pendingBalance: Decimal
-    createdAt: dt.datetime
-    updatedAt: dt.datetime
+class AdminUserOut(UserProfile):
+    """The public profile plus when the row last changed."""
+
+    updatedAt: dt.datetime  # noqa: N815 (the API's names)
 
 
 class KindTotal(BaseModel):
