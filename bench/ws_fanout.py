@@ -36,7 +36,6 @@ import redis.asyncio as aredis  # noqa: E402
 from bench.lib import PYTHON, ROOT, bench_env, free_port, percentiles, prepare_database, rss_kib  # noqa: E402
 
 BARE_CHANNEL = "sbbench:bare"
-EVENTS_CHANNEL = "sbbench:events"  # common.redis.events_channel with REDIS_PREFIX=sbbench
 CONNECT_CONCURRENCY = 100
 STEP_TIMEOUT = 60.0
 
@@ -372,7 +371,8 @@ def main() -> None:
     with run_server("bare", [PYTHON, "bench/ws_fanout.py", "--serve-bare"], env, BARE_CHANNEL) as bare:
         bare.bare = True
         rows["bare aiohttp + pub/sub"] = asyncio.run(measure(bare, args))
-    with run_server("web", [PYTHON, "-m", "web", "--host", "127.0.0.1"], env, EVENTS_CHANNEL) as web:
+    events = f"{env['REDIS_PREFIX']}:events"  # common.redis.events_channel of the server's settings
+    with run_server("web", [PYTHON, "-m", "web", "--host", "127.0.0.1"], env, events) as web:
         web.tokens = tokens
         rows["savebucks /ws"] = asyncio.run(measure(web, args))
     print_table(rows)
