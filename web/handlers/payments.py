@@ -14,20 +14,21 @@ from pydantic import Field
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from common.errors import DomainError, NotFound
+from common.errors import NotFound
 from common.models.payments import Payment
 from common.payouts import BREAKER_NAME  # noqa: F401  (registers the breaker for /health)
-from common.services.idempotency import claim_key, release_key, store_response
+from common.services.idempotency import store_response
 from common.services.payments import cancel_payment, payment_json, request_withdrawal
 from common.sql import compile_query
 from common.taskqueue import enqueue
 from web.auth import current_user, require_user
-from web.envelope import dumps, error, ok, pagination
+from web.envelope import dumps, ok, pagination
+from web.idempotency import claim_or_replay, idempotency_key, run_claimed
 from web.keys import DB, LIMITER, SETTINGS
 from web.money_schemas import IdPath, PaymentOut
 from web.openapi import describe
 from web.schemas import Model, PageQuery
-from web.validation import BadRequest, parse_query, read_json, validate
+from web.validation import parse_query, read_json, validate
 
 log = logging.getLogger(__name__)
 MAX_ID = 2**63 - 1
@@ -59,14 +60,6 @@ def _withdraw_and_store(session: Session, *, user_id: int, key: str, **kwargs: A
     return payment
 
 
-def _replay(status: int, body: dict[str, Any]) -> web.Response:
-    headers = {"Idempotent-Replayed": "true"}
-    if status < 400:
-        return ok(body.get("data"), status=status, headers=headers)
-    return error(status, body.get("message", ""), errors=body.get("errors"), code=body.get("code"),
-                 headers=headers)
-
-
 @describe(
     "Request a withdrawal (funds held at acceptance)", tags=["payments"], body=WithdrawalBody,
     response=PaymentOut, status=202,
@@ -81,27 +74,17 @@ async def create_payment(request: web.Request) -> web.Response:
     user_id = current_user(request).user_id
     # Counted before the Idempotency-Key is read: replays count too, and a refusal claims no key.
     await request.app[LIMITER].hit("withdrawal:user", settings.rate_limit_withdrawal, user_id)
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key or len(key) > 255:
-        raise BadRequest("Idempotency-Key header required (1..255 characters)")
+    key = idempotency_key(request)
     raw = await read_json(request)
     body = validate(WithdrawalBody, raw)
-    stored = await db.run(claim_key, user_id=user_id, key=key, request_hash=_hash(raw))
-    if stored is not None:
-        return _replay(stored.status, stored.body)
-    try:
-        payment = await db.run(
-            _withdraw_and_store, user_id=user_id, key=key, amount=body.amount, method=body.method,
-            destination=body.destination, minimum=settings.min_withdrawal,
-            auto_pay_limit=settings.auto_pay_limit,
-        )
-    except DomainError as exc:  # a refusal is the first answer too: replayed for this key
-        await db.run(store_response, user_id=user_id, key=key, status=exc.status,
-                     body={"message": exc.message, "errors": exc.errors, "code": exc.code})
-        raise
-    except BaseException:
-        await db.run(release_key, user_id=user_id, key=key)
-        raise
+    replayed = await claim_or_replay(db, owner_id=user_id, key=key, request_hash=_hash(raw))
+    if replayed is not None:
+        return replayed
+    payment = await run_claimed(
+        db, _withdraw_and_store, owner_id=user_id, user_id=user_id, key=key, amount=body.amount,
+        method=body.method, destination=body.destination, minimum=settings.min_withdrawal,
+        auto_pay_limit=settings.auto_pay_limit,
+    )
     if not payment["needs_approval"]:
         await _enqueue_payout(payment["id"])
     return ok(payment_json(payment), status=202)

@@ -11,19 +11,19 @@ from aiohttp import web
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from common.errors import DomainError
 from common.models import User
 from common.services.accounts import set_user_status
 from common.services.admin_users import adjust_balance, list_users, user_detail, user_json
-from common.services.idempotency import claim_key, release_key, store_response
+from common.services.idempotency import store_response
 from web.handlers.admin.schemas import AdjustmentOut, AdminUserDetail, AdminUserOut
 from web.openapi import describe
 from web.auth import current_user, require_admin
-from web.envelope import dumps, error, ok
+from web.envelope import dumps, ok
 from web.handlers.admin.base import IdPath, audit_context, paged, path_id
+from web.idempotency import claim_or_replay, idempotency_key, run_claimed
 from web.keys import DB
 from web.schemas import Model, PageQuery
-from web.validation import BadRequest, parse_body, parse_query, read_json, validate
+from web.validation import parse_body, parse_query, read_json, validate
 
 
 class UsersQuery(PageQuery):
@@ -82,31 +82,17 @@ def _adjust_and_store(session: Session, *, key: str, **kwargs: Any) -> dict[str,
 @require_admin
 async def adjust(request: web.Request) -> web.Response:
     db, admin_id = request.app[DB], current_user(request).user_id
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key or len(key) > 200:
-        raise BadRequest("Idempotency-Key header required (1..200 characters)")
+    key = idempotency_key(request)
     user_id = path_id(request, "User")
     raw = await read_json(request)
     body = validate(AdjustBody, raw)
     digest = hashlib.sha256(orjson.dumps({"user": user_id, "body": raw}, default=str,
                                          option=orjson.OPT_SORT_KEYS)).digest()
-    stored = await db.run(claim_key, user_id=admin_id, key=key, request_hash=digest)
-    if stored is not None:
-        headers = {"Idempotent-Replayed": "true"}
-        if stored.status < 400:
-            return ok(stored.body.get("data"), status=stored.status, headers=headers)
-        return error(stored.status, stored.body.get("message", ""), errors=stored.body.get("errors"),
-                     code=stored.body.get("code"), headers=headers)
-    try:
-        result = await db.run(_adjust_and_store, key=key, user_id=user_id, amount=body.amount,
-                              reason=body.reason, **audit_context(request))
-    except DomainError as exc:
-        await db.run(store_response, user_id=admin_id, key=key, status=exc.status,
-                     body={"message": exc.message, "errors": exc.errors, "code": exc.code})
-        raise
-    except BaseException:
-        await db.run(release_key, user_id=admin_id, key=key)
-        raise
+    replayed = await claim_or_replay(db, owner_id=admin_id, key=key, request_hash=digest)
+    if replayed is not None:
+        return replayed
+    result = await run_claimed(db, _adjust_and_store, owner_id=admin_id, key=key, user_id=user_id,
+                               amount=body.amount, reason=body.reason, **audit_context(request))
     return ok(result)
 
 
