@@ -29,40 +29,8 @@ def json_app() -> web.Application:
     return app
 
 
-def sql_app(sql: str, pool_size: int) -> web.Application:
-    url = os.environ["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
-    pool = AsyncConnectionPool(url, min_size=2, max_size=pool_size, open=False,
-                               kwargs={"autocommit": True, "row_factory": dict_row})
-
-    async def lifespan(app: web.Application):  # type: ignore[no-untyped-def]
-        await pool.open()
-        yield
-        await pool.close()
-
-    async def handler(request: web.Request) -> web.Response:
-        params = dict(request.query)
-        async with pool.connection() as conn:
-            rows = await (await conn.execute(sql, params)).fetchall()
-        return web.Response(body=orjson.dumps({"success": True, "data": rows}, default=str),
-                            content_type="application/json")
-
-    async def health(request: web.Request) -> web.Response:
-        return web.Response(text="{}", content_type="application/json")
-
-    app = web.Application()
-    app.cleanup_ctx.append(lifespan)
-    app.router.add_get("/health", health)
-    app.router.add_get("/bare", handler)
-    return app
-
-
-def postback_app(pool_size: int) -> web.Application:
-    from decimal import Decimal
-
-    from psycopg.types.json import Jsonb
-
-    from common.services.postbacks import HOT_CREDIT, HOT_LOOKUP
-
+def _pool_app(pool_size: int, path: str, make_handler) -> web.Application:  # type: ignore[no-untyped-def]
+    """An app with a raw psycopg pool (opened and closed with it), ``/health`` and one route."""
     url = os.environ["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
     pool = AsyncConnectionPool(url, min_size=2, max_size=pool_size, open=False,
                                kwargs={"autocommit": True, "row_factory": dict_row,
@@ -73,29 +41,60 @@ def postback_app(pool_size: int) -> web.Application:
         yield
         await pool.close()
 
-    async def handler(request: web.Request) -> web.Response:
-        q = request.query
-        async with pool.connection() as conn:
-            found = await (await conn.execute(HOT_LOOKUP.sql, {
-                "network": "bench", "external_id": q["txn_id"], "offer": q["offer_id"]})).fetchone()
-        assert found is not None
-        async with pool.connection() as conn:
-            row = await (await conn.execute(HOT_CREDIT.sql, {
-                "network": "bench", "method": "GET", "params": Jsonb(dict(q)), "ip": "127.0.0.1",
-                "trace_id": None, "user_id": int(q["user_id"]), "offer_id": found["offer_id"],
-                "external_id": q["txn_id"], "sale_amount": Decimal(q["amount"]),
-                "commission": Decimal("1.40"), "hold": 3600})).fetchone()
-        return web.Response(body=orjson.dumps({"success": True, "data": row}, default=str),
-                            content_type="application/json")
-
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="{}", content_type="application/json")
 
     app = web.Application()
     app.cleanup_ctx.append(lifespan)
     app.router.add_get("/health", health)
-    app.router.add_get("/api/postbacks/bench", handler)
+    app.router.add_get(path, make_handler(pool))
     return app
+
+
+def _rows(data: object) -> web.Response:
+    return web.Response(body=orjson.dumps({"success": True, "data": data}, default=str),
+                        content_type="application/json")
+
+
+def sql_app(sql: str, pool_size: int) -> web.Application:
+    def make_handler(pool: AsyncConnectionPool):  # type: ignore[no-untyped-def]
+        async def handler(request: web.Request) -> web.Response:
+            async with pool.connection() as conn:
+                return _rows(await (await conn.execute(sql, dict(request.query))).fetchall())
+
+        return handler
+
+    return _pool_app(pool_size, "/bare", make_handler)
+
+
+def postback_app(pool_size: int) -> web.Application:
+    from decimal import Decimal
+
+    from psycopg.types.json import Jsonb
+
+    from common.services.postbacks import HOT_CREDIT, HOT_LOOKUP
+
+    def make_handler(pool: AsyncConnectionPool):  # type: ignore[no-untyped-def]
+        async def handler(request: web.Request) -> web.Response:
+            q = request.query
+            async with pool.connection() as conn:
+                found = await (await conn.execute(HOT_LOOKUP.sql, {
+                    "network": "bench", "external_id": q["txn_id"], "offer": q["offer_id"],
+                })).fetchone()
+            assert found is not None
+            async with pool.connection() as conn:
+                row = await (await conn.execute(HOT_CREDIT.sql, {
+                    "network": "bench", "method": "GET", "params": Jsonb(dict(q)),
+                    "ip": "127.0.0.1", "trace_id": None, "user_id": int(q["user_id"]),
+                    "offer_id": found["offer_id"], "external_id": q["txn_id"],
+                    "sale_amount": Decimal(q["amount"]), "commission": Decimal("1.40"),
+                    "hold": 3600,
+                })).fetchone()
+            return _rows(row)
+
+        return handler
+
+    return _pool_app(pool_size, "/api/postbacks/bench", make_handler)
 
 
 def main() -> None:

@@ -80,34 +80,41 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(argv: Sequence[str], *, env: dict[str, str], ready_path: str = "/health",
-           port: int | None = None, timeout: float = 30.0) -> Iterator[str]:
-    """Run a server subprocess listening on ``port``; yields its base URL once it answers."""
+def server_process(argv: Sequence[str], *, env: dict[str, str], ready_path: str = "/health",
+                   port: int | None = None, timeout: float = 30.0,
+                   ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Run a server subprocess on ``port``; yields it and its port once ``ready_path`` answers."""
     import urllib.request
 
     port = port or free_port()
     proc = subprocess.Popen([*argv, "--port", str(port)], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     try:
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
             try:
-                with urllib.request.urlopen(base + ready_path, timeout=1):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=1):
                     break
             except Exception:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server did not answer {ready_path} in {timeout}s") from None
                 time.sleep(0.1)
-        yield base
+        yield proc, port
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(10)
+            proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def server(argv: Sequence[str], *, env: dict[str, str], **kwargs: object) -> Iterator[str]:
+    """``server_process`` for callers that need only the base URL."""
+    with server_process(argv, env=env, **kwargs) as (_, port):  # type: ignore[arg-type]
+        yield f"http://127.0.0.1:{port}"
 
 
 def web_server(env: dict[str, str], **kwargs: object) -> contextlib.AbstractContextManager[str]:

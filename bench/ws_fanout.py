@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -33,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson  # noqa: E402
 import redis.asyncio as aredis  # noqa: E402
 
-from bench.lib import PYTHON, ROOT, bench_env, free_port, percentiles, prepare_database, rss_kib  # noqa: E402
+from bench.lib import (  # noqa: E402
+    PYTHON, bench_env, percentiles, prepare_database, rss_kib, server_process,
+)
 
 BARE_CHANNEL = "sbbench:bare"
 CONNECT_CONCURRENCY = 100
@@ -110,30 +111,8 @@ class Server:
 
 @contextlib.contextmanager
 def run_server(name: str, argv: list[str], env: dict[str, str], channel: str) -> Iterator[Server]:
-    import urllib.request
-
-    port = free_port()
-    proc = subprocess.Popen([*argv, "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                    break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not start") from None
-                time.sleep(0.1)
+    with server_process(argv, env=env) as (proc, port):
         yield Server(name, proc, port, channel)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def make_users(env: dict[str, str], count: int) -> list[str]:
