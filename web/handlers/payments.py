@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -20,9 +18,9 @@ from common.payouts import BREAKER_NAME  # noqa: F401  (registers the breaker fo
 from common.services.idempotency import store_response
 from common.services.payments import cancel_payment, payment_json, request_withdrawal
 from common.sql import compile_query
-from common.taskqueue import enqueue
 from web.auth import current_user, require_user
 from web.envelope import dumps, ok, pagination
+from web.tasks import enqueue_after_commit
 from web.idempotency import claim_or_replay, idempotency_key, run_claimed
 from web.keys import DB, LIMITER, SETTINGS
 from web.money_schemas import IdPath, PaymentOut
@@ -30,7 +28,6 @@ from web.openapi import describe
 from web.schemas import Model, PageQuery
 from web.validation import parse_query, read_json, validate
 
-log = logging.getLogger(__name__)
 MAX_ID = 2**63 - 1
 _p = Payment.__table__
 _PAGE = compile_query(
@@ -86,16 +83,8 @@ async def create_payment(request: web.Request) -> web.Response:
         auto_pay_limit=settings.auto_pay_limit,
     )
     if not payment["needs_approval"]:
-        await _enqueue_payout(payment["id"])
+        await enqueue_after_commit("payouts.pay", payment["id"])
     return ok(payment_json(payment), status=202)
-
-
-async def _enqueue_payout(payment_id: int) -> None:
-    """A lost enqueue delays the payout until the recovery sweep; it loses nothing."""
-    try:
-        await asyncio.to_thread(enqueue, "payouts.pay", payment_id)
-    except Exception:
-        log.warning("payout left to the recovery sweep", exc_info=True, extra={"paymentId": payment_id})
 
 
 @describe("The user's own payments", tags=["payments"], query=PageQuery, response=PaymentOut,

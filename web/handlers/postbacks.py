@@ -10,8 +10,6 @@ Credits, the hot path, run as single self-contained statements on the autocommit
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -26,13 +24,12 @@ from common.postbacks import (
 from common.services.postbacks import (
     HOT_CREDIT, HOT_EXISTING, HOT_LOG, HOT_LOOKUP, log_postback, record_callback,
 )
-from common.taskqueue import enqueue
 from web.envelope import error, ok
 from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS, TRACE_ID
 from web.money_schemas import GenericPostbackQuery, NetworkPath, PostbackAck
 from web.openapi import describe
+from web.tasks import enqueue_after_commit
 
-log = logging.getLogger(__name__)
 MAX_PARAMS = 50
 
 
@@ -133,7 +130,7 @@ async def _credit(
     assert row is not None
     if row["sale_id"] is not None:
         if hold == 0:
-            await _enqueue_approval(row["sale_id"])
+            await enqueue_after_commit("sales.approve_sale", row["sale_id"])
         return _reply(adapter.accepted(), {"saleId": row["sale_id"], "status": "pending"}, "")
     if not row["user_exists"]:
         return _reply(Reply(422, adapter.refused().text), None, "Unknown user")
@@ -141,15 +138,6 @@ async def _credit(
     again = await db.fetch_one(HOT_EXISTING, {"network": network, "external_id": callback.txn_id})
     assert again is not None
     return _reply(adapter.accepted(), {"saleId": again["id"], "status": again["status"]}, "")
-
-
-async def _enqueue_approval(sale_id: int | None) -> None:
-    """No hold: approve now rather than at the next beat tick. A lost enqueue costs only
-    latency, since the beat batch approves every due sale."""
-    try:
-        await asyncio.to_thread(enqueue, "sales.approve_sale", sale_id)
-    except Exception:
-        log.warning("approval left to the beat batch", exc_info=True, extra={"saleId": sale_id})
 
 
 ROUTES = [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -11,13 +9,11 @@ from aiohttp import web
 from pydantic import Field
 
 from common.errors import NotFound
-from common.taskqueue import enqueue
 from web.auth import current_user
 from web.envelope import ok, pagination
 from web.keys import CLIENT_IP, DB, TRACE_ID
 from web.schemas import Model, PageQuery
 
-log = logging.getLogger(__name__)
 MAX_ID = 2**63 - 1
 
 
@@ -43,10 +39,3 @@ async def paged(request: web.Request, q: PageQuery, fn: Callable[..., Any], **fi
     return ok(rows, page=pagination(q.page, q.limit, total))
 
 
-async def enqueue_after_commit(name: str, *args: Any) -> None:
-    """A lost enqueue is logged: sales left pending are approved by the beat after their hold,
-    and approved payments by the payout recovery sweep."""
-    try:
-        await asyncio.to_thread(enqueue, name, *args)
-    except Exception:
-        log.warning("enqueue failed", exc_info=True, extra={"task": name, "args": list(args)})
