@@ -4,7 +4,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
-    CheckConstraint, DateTime, ForeignKey, Index, LargeBinary, SmallInteger, String, Text,
+    BigInteger, CheckConstraint, DateTime, ForeignKey, Index, LargeBinary, SmallInteger, String, Text,
     UniqueConstraint, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -25,8 +25,9 @@ class Payment(Base):
         CheckConstraint(f"status IN {PAYMENT_STATUSES}", name="status"),
         CheckConstraint("amount > 0", name="amount_positive"),
         Index("ix_payments_user_id_id", "user_id", "id"),
-        # The recovery sweep looks for payments stuck in processing.
-        Index("ix_payments_processing", "updated_at", postgresql_where=text("status = 'processing'")),
+        # The recovery sweep looks for payments in processing whose lease expired.
+        Index("ix_payments_processing_lease", "lease_until",
+              postgresql_where=text("status = 'processing'")),
     )
 
     id: Mapped[BigId]
@@ -39,6 +40,12 @@ class Payment(Base):
     approved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     provider_reference: Mapped[str | None] = mapped_column(String(128))
+    # The payout lease (docs/money.md "Payouts"): the chain holding ``lease_token`` is the only
+    # one that may act on the payment; another takes over only after ``lease_until``.
+    lease_token: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the recovery sweep last enqueued it, so a backlog is not enqueued again every minute.
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
 

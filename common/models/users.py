@@ -17,7 +17,6 @@ class User(Base):
         Index("uq_users_email_lower", func.lower(text("email")), unique=True),
         CheckConstraint(f"role IN {ROLES}", name="role"),
         CheckConstraint(f"status IN {USER_STATUSES}", name="status"),
-        CheckConstraint("balance >= 0", name="balance_not_negative"),
         CheckConstraint("pending_balance >= 0", name="pending_balance_not_negative"),
     )
 
@@ -28,6 +27,7 @@ class User(Base):
     avatar: Mapped[str | None] = mapped_column(String(2048))
     role: Mapped[str] = mapped_column(String(16), server_default="user")
     status: Mapped[str] = mapped_column(String(16), server_default="active")
+    # Below zero only as a debt: a reversal of a commission already spent (docs/money.md).
     balance: Mapped[Money] = mapped_column(server_default="0")
     pending_balance: Mapped[Money] = mapped_column(server_default="0")
     created_at: Mapped[CreatedAt]

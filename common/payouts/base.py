@@ -18,7 +18,7 @@ class ProviderTimeout(ProviderError):
 
 @dataclass(frozen=True, slots=True)
 class PayoutResult:
-    status: Literal["paid", "declined"]
+    status: Literal["paid", "declined", "voided"]
     reference: str
     reason: str | None = None
 
@@ -30,6 +30,8 @@ class PayoutProvider(Protocol):
         """Pay once per ``key``; a repeated key returns the first result without paying again."""
         ...
 
-    def lookup(self, *, key: str) -> PayoutResult | None:
-        """The result recorded for ``key``, or None when the provider never paid it."""
+    def void(self, *, key: str) -> PayoutResult | None:
+        """Cancel ``key`` for good: None when it was never paid, and a later ``pay`` with it
+        then answers ``voided`` without paying; otherwise the result already recorded. This is
+        the only safe way to learn "never paid": a lookup could race a call still in flight."""
         ...

@@ -4,6 +4,7 @@
 - idempotent by key: a replay returns the recorded result and never pays twice;
 - declines (a final answer) at ``PAYOUT_SANDBOX_DECLINE_RATE`` or for a destination containing
   ``decline``;
+- ``void`` cancels a key for good: its row says ``voided`` and a later ``pay`` returns that;
 - transient errors before paying at ``PAYOUT_SANDBOX_ERROR_RATE`` (or destination ``flaky``, once
   per key), and timeouts AFTER paying at ``PAYOUT_SANDBOX_TIMEOUT_RATE`` (or destination
   ``timeout``, once per key): the caller must ask again to learn that it paid.
@@ -51,11 +52,16 @@ class SandboxProvider:
         """True the first time ``what`` happens for ``key`` (magic destinations misbehave once)."""
         return bool(self.redis.set(redis_key(self.settings, "sandbox", what, key), 1, nx=True, ex=86_400))
 
-    def lookup(self, *, key: str) -> PayoutResult | None:
+    def void(self, *, key: str) -> PayoutResult | None:
         self._latency()
-        with self.engine.connect() as conn:
-            row = conn.execute(_LOOKUP, {"key": key}).first()
-        return None if row is None else PayoutResult(row.status, row.reference)
+        # The key's row is the provider's single decision point: whichever of pay and void
+        # inserts it first decides, and the other reads that decision.
+        with self.engine.begin() as conn:
+            voided = conn.execute(_RECORD, {
+                "key": key, "amount": 0, "destination": "", "status": "voided",
+                "reference": f"sbx_void_{uuid.uuid4().hex[:15]}",
+            }).rowcount == 1
+        return None if voided else self._recorded(key)
 
     def pay(self, *, key: str, amount: Decimal, destination: str, method: str) -> PayoutResult:
         self._latency()
@@ -87,5 +93,6 @@ class SandboxProvider:
             row = conn.execute(_LOOKUP, {"key": key}).first()
         if row is None:
             return None
-        reason = "declined by the payout provider" if row.status == "declined" else None
+        reason = {"declined": "declined by the payout provider",
+                  "voided": "cancelled at the payout provider"}.get(row.status)
         return PayoutResult(row.status, row.reference, reason)

@@ -130,44 +130,75 @@ def reject_payment(session: Session, *, payment_id: int, reason: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class PayoutJob:
+    """A payment a payout chain holds the lease of; ``token`` fences every write it makes."""
+
     payment_id: int
     user_id: int
     amount: Decimal
     method: str
     destination: str
+    token: int
 
 
-def start_payout(session: Session, *, payment_id: int) -> PayoutJob | None:
-    """``pending -> processing`` (only once approved when approval is needed). A payment already
-    ``processing`` is returned too: its earlier attempt died, and the provider is idempotent.
-    None when there is nothing to pay (final, cancelled, or waiting for an admin)."""
-    row = session.execute(
-        update(_p)
-        .where(_p.c.id == payment_id, _p.c.status == "pending",
-               (~_p.c.needs_approval) | _p.c.approved_at.is_not(None))
-        .values(status="processing", updated_at=text("now()"))
-        .returning(*_p.c)
-    ).mappings().first()
-    if row is not None:
+# Take the lease: a payable pending payment, or one in processing whose lease expired (its chain
+# died or stalled) or is held by the caller's own earlier step (``:token``, a retry of the same
+# chain). Each take increments the token, so a stale chain's later writes match no row.
+_TAKE = text(
+    """
+    UPDATE payments p SET status = 'processing', lease_token = p.lease_token + 1,
+           lease_until = now() + make_interval(secs => :lease), updated_at = now()
+    FROM (SELECT id, status FROM payments WHERE id = :payment_id FOR UPDATE) AS before
+    WHERE p.id = before.id AND (
+        (p.status = 'pending' AND (NOT p.needs_approval OR p.approved_at IS NOT NULL))
+        OR (p.status = 'processing'
+            AND (p.lease_until IS NULL OR p.lease_until < now() OR p.lease_token = :token)))
+    RETURNING p.*, before.status AS was
+    """
+)
+_RENEW = text(
+    """
+    UPDATE payments SET lease_until = now() + make_interval(secs => :lease)
+    WHERE id = :payment_id AND status = 'processing' AND lease_token = :token
+    RETURNING id
+    """
+)
+
+
+def start_payout(session: Session, *, payment_id: int, lease_seconds: float,
+                 token: int | None = None) -> PayoutJob | None:
+    """Take the payout lease for ``lease_seconds`` (``pending -> processing`` the first time; only
+    once approved when approval is needed). None when there is nothing this chain may do: final,
+    cancelled, waiting for an admin, or leased by another live chain."""
+    row = session.execute(_TAKE, {"payment_id": payment_id, "lease": lease_seconds,
+                                  "token": -1 if token is None else token}).mappings().first()
+    if row is None:
+        return None
+    if row["was"] == "pending":
         _status_event(session, row)
-    else:
-        row = session.execute(
-            select(_p).where(_p.c.id == payment_id, _p.c.status == "processing")
-        ).mappings().first()
-        if row is None:
-            return None
-    return PayoutJob(row["id"], row["user_id"], row["amount"], row["method"], row["destination"])
+    return PayoutJob(row["id"], row["user_id"], row["amount"], row["method"], row["destination"],
+                     row["lease_token"])
+
+
+def renew_lease(session: Session, *, job: PayoutJob, lease_seconds: float) -> bool:
+    """Extend the lease this chain holds (before a retry's wait, or to check it still holds it
+    before an irreversible step). False when another chain took it over."""
+    return session.execute(_RENEW, {"payment_id": job.payment_id, "token": job.token,
+                                    "lease": lease_seconds}).first() is not None
 
 
 def finish_payout(
-    session: Session, *, payment_id: int, paid: bool, reference: str | None = None,
+    session: Session, *, job: PayoutJob, paid: bool, reference: str | None = None,
     reason: str | None = None,
 ) -> bool:
-    """``processing -> paid | failed``; failed gives the hold back. False if already final."""
+    """``processing -> paid | failed`` by the chain holding the lease; failed gives the hold
+    back. False (nothing written) when the payment is final or the lease passed to another
+    chain: that chain learns the same result from the provider, which is idempotent by key."""
     row = session.execute(
-        update(_p).where(_p.c.id == payment_id, _p.c.status == "processing")
+        update(_p).where(_p.c.id == job.payment_id, _p.c.status == "processing",
+                         _p.c.lease_token == job.token)
         .values(status="paid" if paid else "failed", provider_reference=reference,
-                failure_reason=None if paid else reason, updated_at=text("now()"))
+                failure_reason=None if paid else reason, lease_until=None,
+                updated_at=text("now()"))
         .returning(*_p.c)
     ).mappings().first()
     if row is None:
@@ -190,17 +221,25 @@ def _outcome_notification(session: Session, row: Any) -> None:
     )])
 
 
+# Payments a payout chain should be working on but is not: in processing with an expired lease
+# (its worker died or stalled), or payable and pending (the enqueue after acceptance was lost).
+# Each is enqueued at most once per ``older_than`` (``dispatched_at``), so a slow queue does not
+# fill up with copies; a copy would be harmless anyway (one chain gets the lease).
 _STUCK = text(
     """
-    SELECT id FROM payments
-    WHERE (status = 'processing' OR (status = 'pending' AND (NOT needs_approval OR approved_at IS NOT NULL)))
-      AND updated_at < now() - make_interval(secs => :older_than)
-    ORDER BY id LIMIT :limit
+    UPDATE payments SET dispatched_at = now()
+    WHERE id IN (
+        SELECT id FROM payments
+        WHERE ((status = 'processing' AND (lease_until IS NULL OR lease_until < now()))
+               OR (status = 'pending' AND (NOT needs_approval OR approved_at IS NOT NULL)
+                   AND updated_at < now() - make_interval(secs => :older_than)))
+          AND (dispatched_at IS NULL OR dispatched_at < now() - make_interval(secs => :older_than))
+        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
+    RETURNING id
     """
 )
 
 
 def stuck_payments(session: Session, *, older_than: float, limit: int = 500) -> list[int]:
-    """Payments a payout task should be working on but is not: a worker died mid-payout
-    (processing), or the enqueue after acceptance was lost (pending)."""
-    return list(session.execute(_STUCK, {"older_than": older_than, "limit": limit}).scalars())
+    """Claim the payments to enqueue again (see ``_STUCK``)."""
+    return sorted(session.execute(_STUCK, {"older_than": older_than, "limit": limit}).scalars())

@@ -137,11 +137,21 @@ def _kill(worker: subprocess.Popen[bytes]) -> None:
     worker.wait(timeout=30)
 
 
+def _sweep_until_final(engine: Engine, payment_id: int, timeout: float = 60) -> None:
+    """The beat's recovery sweep, every half second, until the payment is final."""
+    deadline = time.monotonic() + timeout
+    while not _final(engine, payment_id)():
+        assert time.monotonic() < deadline, "payment not final in time"
+        enqueue("payouts.recover", 0)
+        time.sleep(0.5)
+
+
 @pytest.mark.committed
 @pytest.mark.parametrize("point", ["before_provider", "after_provider", "before_commit"])
 def test_worker_killed_mid_payout_recovers(committed: Engine, settings: Settings, redis_sync: redis.Redis, point: str) -> None:
     user_id, payment_id = _withdraw(committed)
-    worker = _start_worker(settings, PAYOUT_TEST_PAUSE_AT=point)
+    # A short lease, so that the sweep may take the payment over soon after the kill.
+    worker = _start_worker(settings, PAYOUT_TEST_PAUSE_AT=point, PAYOUT_STUCK_SECONDS="2")
     try:
         enqueue("payouts.pay", payment_id)
         paused = redis_key(settings, "test", "paused", payment_id)
@@ -150,10 +160,9 @@ def test_worker_killed_mid_payout_recovers(committed: Engine, settings: Settings
         _kill(worker)
     assert _status(committed, payment_id) == "processing"
     # A fresh worker, and the beat's recovery sweep: the payment finishes, paid exactly once.
-    worker = _start_worker(settings)
+    worker = _start_worker(settings, PAYOUT_STUCK_SECONDS="2")
     try:
-        enqueue("payouts.recover", 0)
-        _wait(_final(committed, payment_id), timeout=60)
+        _sweep_until_final(committed, payment_id)
     finally:
         _kill(worker)
     assert _status(committed, payment_id) == "paid"

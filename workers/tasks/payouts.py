@@ -1,8 +1,13 @@
 """Payouts: ``payouts.pay`` moves a payment through the provider; ``payouts.recover`` (beat)
-re-enqueues payments whose worker died mid-payout.
+re-enqueues payments whose lease expired (the chain died or stalled) or whose enqueue was lost.
 
-The provider is called with the payment's idempotency key, so a second attempt after a crash
-(redelivery with acks_late, or the recovery sweep) learns the first result and never pays twice.
+At most one chain acts on a payment at a time: a chain holds the payment's lease, and every write
+it makes is fenced by the lease's token (``common/services/payments.py``). The provider is called
+with the payment's idempotency key, so a chain that takes over after a crash learns the first
+result and never pays twice; funds go back only after the provider voided the key.
+
+The steps (``take``, ``attempt``, ``record``, ``give_up``) are functions of their own so that a
+test can drive two chains' steps in any order.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any
 
 from celery import Task
 
@@ -20,8 +24,11 @@ from common.payouts import (
 )
 from common.redis import key as redis_key
 from common.services.idempotency import purge_expired
-from common.services.payments import PayoutJob, finish_payout, start_payout, stuck_payments
+from common.services.payments import (
+    PayoutJob, finish_payout, renew_lease, start_payout, stuck_payments,
+)
 from common.taskqueue import celery_app, enqueue
+from common.uow import SyncContext
 from workers.context import context
 
 log = logging.getLogger(__name__)
@@ -44,64 +51,88 @@ def _pause_point(name: str, payment_id: int) -> None:
 
 
 @celery_app.task(name="payouts.pay", bind=True, max_retries=None)
-def pay(self: Task, payment_id: int) -> str:
+def pay(self: Task, payment_id: int, token: int | None = None) -> str:
     ctx = context()
-    with ctx.transaction() as session:
-        job = start_payout(session, payment_id=payment_id)
+    job = take(ctx, payment_id, token)
     if job is None:
         return "nothing_to_do"
     _pause_point("before_provider", payment_id)
-    try:
-        result = _call_provider(job)
-    except (ProviderError, BreakerOpen) as exc:
-        return _retry_or_give_up(self, job, exc)
+    outcome = attempt(ctx, job)
+    if isinstance(outcome, Exception):
+        attempts = self.request.retries + 1
+        if attempts >= ctx.settings.payout_max_attempts:
+            return give_up(ctx, job)
+        wait = backoff(attempts)
+        # The lease covers the wait, so the sweep leaves this chain alone meanwhile.
+        if not _renew(ctx, job, wait + ctx.settings.payout_stuck_seconds):
+            return "lease_lost"
+        log.warning("payout retried", extra={"paymentId": payment_id, "error": str(outcome)})
+        raise self.retry(countdown=wait, exc=outcome,
+                         kwargs={"payment_id": payment_id, "token": job.token})
     _pause_point("after_provider", payment_id)
+    return record(ctx, job, outcome)
+
+
+def take(ctx: SyncContext, payment_id: int, token: int | None = None) -> PayoutJob | None:
+    """Take the payment's lease (see ``start_payout``)."""
     with ctx.transaction() as session:
-        finish_payout(session, payment_id=payment_id, paid=result.status == "paid",
-                      reference=result.reference, reason=result.reason)
-        _pause_point("before_commit", payment_id)
+        return start_payout(session, payment_id=payment_id, token=token,
+                            lease_seconds=ctx.settings.payout_stuck_seconds)
+
+
+def attempt(ctx: SyncContext, job: PayoutJob) -> PayoutResult | Exception:
+    """One call to the provider through the breaker: its result, or the transient error."""
+    provider = make_provider(ctx.settings, ctx.engine, ctx.redis)
+    breaker = CircuitBreaker(BREAKER_NAME, ctx.settings, ctx.redis)
+    try:
+        return breaker.call(
+            lambda: provider.pay(key=payout_key(job.payment_id), amount=job.amount,
+                                 destination=job.destination, method=job.method),
+            failures=(ProviderError,),
+        )
+    except (ProviderError, BreakerOpen) as exc:
+        return exc
+
+
+def record(ctx: SyncContext, job: PayoutJob, result: PayoutResult) -> str:
+    """Write the provider's answer, if this chain still holds the lease."""
+    with ctx.transaction() as session:
+        done = finish_payout(session, job=job, paid=result.status == "paid",
+                             reference=result.reference, reason=result.reason)
+        _pause_point("before_commit", job.payment_id)
+    if not done:
+        log.warning("payout result not recorded: lease lost", extra={"paymentId": job.payment_id})
+        return "lease_lost"
     return result.status
 
 
-def _call_provider(job: PayoutJob) -> PayoutResult:
-    ctx = context()
-    provider = make_provider(ctx.settings, ctx.engine, ctx.redis)
-    breaker = CircuitBreaker(BREAKER_NAME, ctx.settings, ctx.redis)
-    return breaker.call(
-        lambda: provider.pay(key=payout_key(job.payment_id), amount=job.amount,
-                             destination=job.destination, method=job.method),
-        failures=(ProviderError,),
-    )
-
-
-def _retry_or_give_up(task: Task, job: PayoutJob, exc: Exception) -> Any:
-    attempts = task.request.retries + 1
-    ctx = context()
-    if attempts < ctx.settings.payout_max_attempts:
-        log.warning("payout retried", extra={"paymentId": job.payment_id, "error": str(exc)})
-        raise task.retry(countdown=backoff(attempts), exc=exc)
-    # Out of attempts: fail only when the provider says it never paid; if it cannot even say,
-    # the payment stays processing and the recovery sweep asks again later.
+def give_up(ctx: SyncContext, job: PayoutJob) -> str:
+    """Out of attempts: void the key at the provider, then fail and release, unless the provider
+    had paid (or declined) already, in which case that is recorded. A chain that lost its lease
+    voids nothing (the chain holding it decides); if the provider cannot be reached, the payment
+    stays in processing and the sweep takes it up again when the lease expires."""
+    if not _renew(ctx, job, ctx.settings.payout_stuck_seconds):
+        return "lease_lost"
     provider = make_provider(ctx.settings, ctx.engine, ctx.redis)
     try:
-        recorded = provider.lookup(key=payout_key(job.payment_id))
+        recorded = provider.void(key=payout_key(job.payment_id))
     except ProviderError:
         return "unknown"
+    if recorded is None:
+        recorded = PayoutResult("voided", "", "payout provider unavailable")
+    return record(ctx, job, recorded)
+
+
+def _renew(ctx: SyncContext, job: PayoutJob, seconds: float) -> bool:
     with ctx.transaction() as session:
-        if recorded is None:
-            finish_payout(session, payment_id=job.payment_id, paid=False,
-                          reason="payout provider unavailable")
-            return "failed"
-        finish_payout(session, payment_id=job.payment_id, paid=recorded.status == "paid",
-                      reference=recorded.reference, reason=recorded.reason)
-        return recorded.status
+        return renew_lease(session, job=job, lease_seconds=seconds)
 
 
 @celery_app.task(name="payouts.recover")
 def recover(older_than: float | None = None) -> int:
-    """Re-enqueue payments stuck in processing (a worker died) or pending (a lost enqueue)."""
+    """Re-enqueue payments whose lease expired (a worker died) or still pending (a lost enqueue)."""
     ctx = context()
-    with ctx.sessions() as session, session.begin():
+    with ctx.transaction() as session:
         ids = stuck_payments(
             session, older_than=ctx.settings.payout_stuck_seconds if older_than is None else older_than)
     for payment_id in ids:
