@@ -1,7 +1,9 @@
 """Admin lists of sales, payments and the audit log, and the admin decisions on them.
 
-Sale decisions run in the workers (``sales.approve_sale`` / ``sales.reject_sale``): here the
-request is checked (the sale is pending) and audited, and the caller enqueues after commit.
+An admin's rejection of a sale is applied in the admin's own transaction, so nothing (a lost
+enqueue, the end of the hold) can approve the sale after the admin was answered. An approval ends
+the sale's hold here and is credited by ``sales.approve_sale`` (enqueued after commit) or, if that
+task is lost, by the beat's next batch.
 Payments call the money services (``approve_payment`` / ``reject_payment``) directly.
 """
 
@@ -10,13 +12,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from common.errors import Conflict, NotFound
 from common.models import AuditLog, Offer, Payment, Sale
 from common.services.audit import record_audit
 from common.services.payments import approve_payment, payment_json, reject_payment
+from common.services.sales import reject_sale
 
 _s, _o, _p, _a = Sale.__table__, Offer.__table__, Payment.__table__, AuditLog.__table__
 
@@ -42,18 +45,28 @@ def list_sales(session: Session, *, status: str | None, limit: int,
     return [admin_sale_json(r) for r in rows], total
 
 
+_END_HOLD = text(
+    "UPDATE sales SET hold_until = least(hold_until, now()) WHERE id = :id AND status = 'pending' "
+    "RETURNING id")
+
+
 def request_sale_decision(session: Session, *, sale_id: int, decision: str,
                           audit: dict[str, Any]) -> dict[str, Any]:
-    """Check that the sale is pending and audit the admin's decision; the worker applies it
-    (a guarded transition: if the sale was decided meanwhile, the task changes nothing)."""
+    """Decide a pending sale (409 otherwise) and audit it: a rejection now, an approval as soon as
+    a worker runs (its hold is over from now on)."""
     row = session.execute(select(_s.c.id, _s.c.status).where(_s.c.id == sale_id)).first()
     if row is None:
         raise NotFound("Sale not found")
-    if row.status != "pending":
-        raise Conflict(f"Sale is {row.status}, not pending")
+    done = (reject_sale(session, sale_id=sale_id) if decision == "reject"
+            else session.execute(_END_HOLD, {"id": sale_id}).first() is not None)
+    if not done:
+        current = session.execute(select(_s.c.status).where(_s.c.id == sale_id)).scalar_one()
+        raise Conflict(f"Sale is {current}, not pending")
+    status = "rejected" if decision == "reject" else "pending"
     record_audit(session, action=f"sale.{decision}", target_type="sale", target_id=sale_id,
-                 before={"status": "pending"}, after={"requested": decision}, **audit)
-    return {"saleId": sale_id, "status": "pending", "queued": decision}
+                 before={"status": "pending"}, after={"status": status, "requested": decision},
+                 **audit)
+    return {"saleId": sale_id, "status": status, "queued": decision}
 
 
 def admin_payment_json(row: Any) -> dict[str, Any]:

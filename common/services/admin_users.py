@@ -78,7 +78,8 @@ def user_detail(session: Session, *, user_id: int) -> dict[str, Any]:
     sales = {r.status: {"count": r.n, "commission": r.total}
              for r in session.execute(_SALES, {"user_id": user_id})}
     ledger_total = sum((v["total"] for v in by_kind.values()), Decimal(0))
-    return {**user_json(row), "ledger": {"total": ledger_total, "byKind": by_kind}, "sales": sales}
+    return {**user_json(row), "ledger": {"total": ledger_total, "byKind": by_kind}, "sales": sales,
+            "debt": max(-row["balance"], Decimal(0))}
 
 
 def adjust_balance(session: Session, *, actor_id: int, user_id: int, amount: Decimal, reason: str,

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from common.errors import InvalidInput
 from common.events import emit
 
-# Lock the user row only when the entry leaves the balance >= 0 (the lock re-checks the condition
-# on the newest row version, so concurrent debits serialise on it), append the entry
+# Lock the user row only when the entry is a credit, leaves the balance >= 0, or may leave a debt
+# (``:allow_debt``, a reversal of spent money; the lock re-checks the condition on the newest row
+# version, so concurrent debits serialise on it), append the entry
 # unless its key exists, and add the amount only when the entry was appended. The last column
 # tells a repeated key (nothing to do) from a refused debit. NO KEY UPDATE, not UPDATE: rows
 # inserted earlier in the transaction with a foreign key to the user (a payment) hold KEY SHARE
@@ -24,7 +25,9 @@ from common.events import emit
 _POST = text(
     """
     WITH owner AS (
-        SELECT id FROM users WHERE id = :user_id AND balance + :amount >= 0 FOR NO KEY UPDATE
+        SELECT id FROM users
+        WHERE id = :user_id AND (:amount > 0 OR balance + :amount >= 0 OR :allow_debt)
+        FOR NO KEY UPDATE
     ), entry AS (
         INSERT INTO ledger_entries (user_id, amount, kind, reference_type, reference_id,
                                     idempotency_key)
@@ -64,10 +67,13 @@ def post_entry(
     reference_type: str | None = None,
     reference_id: int | None = None,
     reason: str | None = None,
+    allow_debt: bool = False,
 ) -> Posted | None:
     """Post ``amount`` (signed) for ``user_id`` unless ``key`` already posted (then ``None``).
 
-    Raises ``InsufficientFunds`` (nothing written) when a debit would take the balance below zero.
+    Raises ``InsufficientFunds`` (nothing written) when a debit would take the balance below zero,
+    unless ``allow_debt`` (only a reversal of money already spent may leave a debt). A credit is
+    always posted: on a balance in debt it pays the debt back first.
     Emits ``balance:updated`` in the caller's transaction. The caller commits.
     """
     amount = Decimal(amount)
@@ -82,6 +88,7 @@ def post_entry(
             "key": key,
             "reference_type": reference_type,
             "reference_id": reference_id,
+            "allow_debt": allow_debt,
         },
     ).one()
     if row.entry_id is None:
@@ -98,7 +105,7 @@ def post_entry(
 
 
 # Users whose money does not add up: balance against the ledger, pending balance against pending
-# sales, and no balance below zero.
+# sales, and no balance below zero unless a reversal left a debt.
 _CHECK = text(
     """
     WITH ledger AS (
@@ -112,7 +119,9 @@ _CHECK = text(
     FROM users u
     LEFT JOIN ledger l ON l.user_id = u.id
     LEFT JOIN pending p ON p.user_id = u.id
-    WHERE u.balance <> coalesce(l.total, 0) OR u.balance < 0
+    WHERE u.balance <> coalesce(l.total, 0)
+       OR (u.balance < 0 AND NOT EXISTS (
+           SELECT 1 FROM ledger_entries d WHERE d.user_id = u.id AND d.kind = 'sale_reversal'))
        OR u.pending_balance <> coalesce(p.total, 0) OR u.pending_balance < 0
     ORDER BY u.id
     """

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from common.models.sales import PostbackLog
 from common.postbacks import Callback
 from common.services.sales import (
-    CREDIT_CTES, CREDIT_RESULT, SaleOutcome, credit_sale, reverse_by_external_id,
+    CREDIT_CTES, CREDIT_RESULT, SaleOutcome, credit_sale, reverse_callback,
 )
 from common.sql import Query, compile_query
 from common.tracing import current_trace_id
@@ -55,7 +55,10 @@ def record_callback(
             hold_seconds=hold_seconds,
         )
     else:
-        result = reverse_by_external_id(session, network=network, external_id=callback.txn_id)
+        result = reverse_callback(
+            session, network=network, external_id=callback.txn_id, user_id=callback.user_id,
+            offer_external_id=callback.offer_external_id, amount=callback.amount,
+        )
     log_postback(
         session, network=network, method=method, params=params, ip=ip, verdict="accepted",
         outcome=result.outcome, sale_id=result.sale_id,

@@ -212,7 +212,6 @@ _REVERSE = text(
     RETURNING id, user_id, commission_amount
     """
 )
-_LOCK_BALANCE = text("SELECT balance FROM users WHERE id = :user_id FOR NO KEY UPDATE")
 
 
 def reject_sale(session: Session, *, sale_id: int) -> bool:
@@ -222,35 +221,63 @@ def reject_sale(session: Session, *, sale_id: int) -> bool:
 
 def reverse_sale(session: Session, *, sale_id: int) -> str:
     """A network takes a sale back: pending -> rejected, or approved -> reversed with a
-    ``sale_reversal`` debit. A debit the balance cannot cover takes what is there (the balance
-    never goes below zero) and records the shortfall in the audit log for review
-    (docs/money.md). Returns the outcome."""
+    ``sale_reversal`` debit of the whole commission. If the member already spent it, the balance
+    goes below zero: a debt that later credits and releases pay back first, and that refuses
+    withdrawals while open; it is audited for admins (docs/money.md). Returns the outcome."""
     if reject_sale(session, sale_id=sale_id):
         return "rejected"
     sale = session.execute(_REVERSE, {"sale_id": sale_id}).first()
     if sale is None:
         return "already_final"
     record_reversal(session, sale_id=sale.id, user_id=sale.user_id, amount=sale.commission_amount)
-    balance = session.execute(_LOCK_BALANCE, {"user_id": sale.user_id}).scalar_one()
-    debit = min(balance, sale.commission_amount)
-    if debit > 0:
-        post_entry(
-            session, user_id=sale.user_id, amount=-debit, kind="sale_reversal",
-            key=f"sale_reversal:{sale.id}", reference_type="sale", reference_id=sale.id,
-        )
-    shortfall = sale.commission_amount - debit
-    if shortfall > 0:
+    if sale.commission_amount == 0:
+        return "reversed"
+    posted = post_entry(
+        session, user_id=sale.user_id, amount=-sale.commission_amount, kind="sale_reversal",
+        key=f"sale_reversal:{sale.id}", reference_type="sale", reference_id=sale.id,
+        allow_debt=True,
+    )
+    if posted is not None and posted.balance < 0:
         session.execute(insert(AuditLog).values(
-            action="sale.reversal_shortfall", actor_id=None, target_type="sale",
-            target_id=str(sale.id),
+            action="sale.reversal_debt", actor_id=None, target_type="user",
+            target_id=str(sale.user_id),
             after={"userId": sale.user_id, "commission": str(sale.commission_amount),
-                   "debited": str(debit), "shortfall": str(shortfall)},
+                   "balanceAfter": str(posted.balance)},
         ))
     return "reversed"
 
 
-def reverse_by_external_id(session: Session, *, network: str, external_id: str) -> SaleOutcome:
-    """A reversal postback: find the sale by the network's transaction id and reverse it."""
+# A reversal whose credit has not arrived: the sale is stored as already rejected, so the credit,
+# when it comes, is a repeat of a decided transaction and credits nothing.
+_REJECTED_EARLY = text(
+    """
+    INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount, commission_amount,
+                       status, hold_until, decided_at)
+    SELECT id, :offer_id, :network, :external_id, :sale_amount, :commission, 'rejected', now(), now()
+    FROM users WHERE id = :user_id
+    ON CONFLICT (network, external_id) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def reverse_callback(
+    session: Session, *, network: str, external_id: str, user_id: int, offer_external_id: str,
+    amount: Decimal,
+) -> SaleOutcome:
+    """A reversal postback: reverse the sale of that transaction id, or, when the credit has not
+    come yet, remember the reversal as a rejected sale (unknown user or offer: nothing to keep)."""
+    found = session.execute(_LOOKUP, {"network": network, "external_id": external_id,
+                                      "offer": offer_external_id}).one()
+    if found.sale_id is None and found.offer_id is not None:
+        earned = commission(payout_type=found.payout_type, user_share=found.user_share,
+                            fixed_payout=found.fixed_payout, network_amount=abs(amount))
+        early = session.execute(_REJECTED_EARLY, {
+            "user_id": user_id, "offer_id": found.offer_id, "network": network,
+            "external_id": external_id, "sale_amount": abs(amount), "commission": earned,
+        }).first()
+        if early is not None:
+            return SaleOutcome(early.id, "rejected", "reversal_before_credit")
     found = session.execute(_EXISTING, {"network": network, "external_id": external_id}).first()
     if found is None:
         return SaleOutcome(None, None, "unknown_sale")

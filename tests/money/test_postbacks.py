@@ -104,7 +104,7 @@ async def test_reversal_rejects_pending_and_debits_approved(money_client, sessio
     assert _state(session, user) == (0, 0)
 
 
-async def test_reversal_of_spent_balance_debits_what_is_there(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
+async def test_reversal_of_spent_balance_leaves_a_debt(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
     user = make_user(session)
     make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
     session.commit()
@@ -118,10 +118,9 @@ async def test_reversal_of_spent_balance_debits_what_is_there(money_client, sess
     session.commit()
     p = generic_params(user_id=user.id, offer_id="o1", txn_id="t1", status="chargeback")
     assert (await money_client.get("/api/postbacks/testnet", params=p)).status == 200
-    assert _state(session, user) == (0, 0)
-    shortfall = session.query(AuditLog).filter_by(action="sale.reversal_shortfall").one()
-    assert shortfall.after == {"userId": user.id, "commission": "4.00", "debited": "1.00",
-                               "shortfall": "3.00"}
+    assert _state(session, user) == (Decimal("-3.00"), 0)
+    debt = session.query(AuditLog).filter_by(action="sale.reversal_debt").one()
+    assert debt.after == {"userId": user.id, "commission": "4.00", "balanceAfter": "-3.00"}
 
 
 async def test_real_network_schemes(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""Admin: sales (list by status; approve and reject run in the workers, 202)."""
+"""Admin: sales (list by status; approve is queued to the workers, reject applies at once; 202)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ async def _decide(request: web.Request, decision: str) -> web.Response:
     sale_id = path_id(request, "Sale")
     data = await request.app[DB].run(request_sale_decision, sale_id=sale_id, decision=decision,
                                      audit=audit_context(request))
-    await enqueue_after_commit(f"sales.{decision}_sale", sale_id)
+    if decision == "approve":
+        await enqueue_after_commit("sales.approve_sale", sale_id)
     return ok(data, status=202)
 
 
@@ -43,7 +44,7 @@ async def approve(request: web.Request) -> web.Response:
     return await _decide(request, "approve")
 
 
-@describe("Reject a pending sale (queued to the workers)", tags=["admin"], path=IdPath, status=202, statuses={404: "No such sale", 409: "Not pending"}, response=SaleDecisionOut)
+@describe("Reject a pending sale (applied at once; nothing can approve it afterwards)", tags=["admin"], path=IdPath, status=202, statuses={404: "No such sale", 409: "Not pending"}, response=SaleDecisionOut)
 @require_admin
 async def reject(request: web.Request) -> web.Response:
     return await _decide(request, "reject")

@@ -36,6 +36,8 @@ class SalesTotal(BaseModel):
 class AdminUserDetail(AdminUserOut):
     ledger: LedgerSummary
     sales: dict[str, SalesTotal] = Field(description="by sale status")
+    debt: Decimal = Field(description="what a reversal of spent money left owing (0 when the "
+                          "balance is not negative); later credits pay it back first")
 
 
 class AdjustmentOut(BaseModel):
@@ -63,7 +65,8 @@ class AdminSaleOut(SaleOut):
 
 class SaleDecisionOut(BaseModel):
     saleId: int
-    status: Literal["pending"]
+    # "rejected" at once for a rejection; "pending" for an approval until a worker credits it.
+    status: Literal["pending", "rejected"]
     queued: Literal["approve", "reject"]
 
 

@@ -1,0 +1,116 @@
+"""Reversals that arrive early or late, and the decisions that must win (docs/money.md "Sales"):
+a reversal before its credit is remembered, a reversal of spent money leaves a debt that later
+money pays back, and an admin's rejection is final the moment the admin is answered."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from common.errors import InvalidInput
+from common.models import AuditLog, PostbackLog, Sale, User
+from common.services.admin_queue import request_sale_decision
+from common.services.payments import cancel_payment, request_withdrawal
+from common.services.sales import approve_due_sales, approve_sale, credit_sale, reverse_sale
+from tests.factories import make_user
+from tests.money.factories import generic_params, make_offer
+
+
+def _money(session: Session, user_id: int) -> tuple[Decimal, Decimal]:
+    session.expire_all()
+    user = session.get(User, user_id)
+    assert user is not None
+    return user.balance, user.pending_balance
+
+
+def _approved_sale(session: Session, user_id: int, txn: str, amount: str = "10.00") -> int:
+    outcome = credit_sale(session, network="testnet", external_id=txn, user_id=user_id,
+                          offer_external_id="o1", amount=Decimal(amount), hold_seconds=0)
+    assert outcome.sale_id is not None and approve_sale(session, sale_id=outcome.sale_id)
+    return outcome.sale_id
+
+
+def _withdraw(session: Session, user_id: int, amount: str) -> int:
+    payment = request_withdrawal(session, user_id=user_id, amount=Decimal(amount), method="paypal",
+                                 destination="me@example.com", minimum=Decimal(5),
+                                 auto_pay_limit=Decimal(100))
+    return int(payment["id"])
+
+
+async def test_a_reversal_before_its_credit_is_remembered(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    session.commit()
+    reversal = generic_params(user_id=user.id, offer_id="o1", txn_id="early", status="2")
+    resp = await money_client.get("/api/postbacks/testnet", params=reversal)
+    assert resp.status == 200
+    assert (await resp.json())["data"]["status"] == "rejected"
+    credit = generic_params(user_id=user.id, offer_id="o1", txn_id="early", amount="5.00")
+    resp = await money_client.get("/api/postbacks/testnet", params=credit)
+    assert resp.status == 200
+    assert (await resp.json())["data"]["status"] == "rejected"
+    assert approve_due_sales(session) == 0
+    assert _money(session, user.id) == (Decimal("0"), Decimal("0"))
+    assert session.execute(select(Sale.status)).scalars().all() == ["rejected"]
+    outcomes = session.execute(select(PostbackLog.outcome).order_by(PostbackLog.id)).scalars().all()
+    assert outcomes == ["reversal_before_credit", "duplicate"]
+
+
+def test_a_reversal_of_spent_money_is_a_debt_that_later_money_pays_back(session: Session) -> None:
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    sale_id = _approved_sale(session, user.id, "t1", "10.00")
+    payment_id = _withdraw(session, user.id, "10.00")      # withdraw everything
+    assert reverse_sale(session, sale_id=sale_id) == "reversed"
+    assert _money(session, user.id) == (Decimal("-10.00"), Decimal("0"))
+    with pytest.raises(InvalidInput):                     # no withdrawal while in debt
+        _withdraw(session, user.id, "5.00")
+    cancel_payment(session, user_id=user.id, payment_id=payment_id)
+    assert _money(session, user.id) == (Decimal("0.00"), Decimal("0"))  # the release repaid it
+    _approved_sale(session, user.id, "t2", "4.00")
+    assert reverse_sale(session, sale_id=session.execute(
+        select(Sale.id).where(Sale.external_id == "t2")).scalar_one()) == "reversed"
+    assert _money(session, user.id)[0] == Decimal("0.00")
+    debts = session.query(AuditLog).filter_by(action="sale.reversal_debt").all()
+    assert [d.after for d in debts] == [
+        {"userId": user.id, "commission": "10.00", "balanceAfter": "-10.00"}]
+
+
+def test_a_credit_repays_a_debt_in_part(session: Session) -> None:
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    sale_id = _approved_sale(session, user.id, "t1", "10.00")
+    _withdraw(session, user.id, "10.00")
+    reverse_sale(session, sale_id=sale_id)
+    _approved_sale(session, user.id, "t2", "3.00")
+    assert _money(session, user.id)[0] == Decimal("-7.00")
+
+
+def test_an_admin_rejection_wins_over_the_end_of_the_hold(session: Session) -> None:
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1")
+    sale_id = credit_sale(session, network="testnet", external_id="t1", user_id=user.id,
+                          offer_external_id="o1", amount=Decimal("10"), hold_seconds=0).sale_id
+    assert sale_id is not None
+    request_sale_decision(session, sale_id=sale_id, decision="reject",
+                          audit={"actor_id": None, "ip": None, "trace_id": None})
+    # The enqueue after the admin's answer is lost; the beat's batch runs, the hold being over.
+    assert approve_due_sales(session) == 0
+    assert session.execute(select(Sale.status).where(Sale.id == sale_id)).scalar_one() == "rejected"
+    assert _money(session, user.id) == (Decimal("0"), Decimal("0"))
+
+
+def test_an_admin_approval_is_applied_by_the_batch_if_its_task_is_lost(session: Session) -> None:
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1")
+    sale_id = credit_sale(session, network="testnet", external_id="t1", user_id=user.id,
+                          offer_external_id="o1", amount=Decimal("10"), hold_seconds=86_400).sale_id
+    assert sale_id is not None
+    request_sale_decision(session, sale_id=sale_id, decision="approve",
+                          audit={"actor_id": None, "ip": None, "trace_id": None})
+    assert approve_due_sales(session) == 1
+    assert session.execute(text("SELECT status FROM sales WHERE id = :id"),
+                           {"id": sale_id}).scalar_one() == "approved"
