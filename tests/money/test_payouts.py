@@ -3,14 +3,9 @@ the circuit breaker, and a worker SIGKILLed mid-payout at several points."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import redis
@@ -23,16 +18,7 @@ from common.redis import key as redis_key
 from common.services.payments import approve_payment, request_withdrawal
 from common.taskqueue import enqueue
 from tests.money.factories import make_funded_user
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
+from tests.money.processes import kill, start_worker, wait_for
 
 def _withdraw(engine: Engine, amount: str = "10", destination: str = "me@example.com") -> tuple[int, int]:
     with Session(engine, expire_on_commit=False) as session, session.begin():
@@ -72,7 +58,7 @@ def _balance(engine: Engine, user_id: int) -> Decimal:
 def test_payout_through_the_worker(celery_worker, committed: Engine, destination, final, balance) -> None:  # type: ignore[no-untyped-def]
     user_id, payment_id = _withdraw(committed, destination=destination)
     enqueue("payouts.pay", payment_id)
-    _wait(_final(committed, payment_id))
+    wait_for(_final(committed, payment_id))
     assert _status(committed, payment_id) == final
     assert _provider_rows(committed, payment_id) == ["paid" if final == "paid" else "declined"]
     assert _balance(committed, user_id) == Decimal(balance)
@@ -91,7 +77,7 @@ def test_over_the_auto_pay_limit_waits_for_an_admin(celery_worker, committed: En
     with Session(committed) as session, session.begin():
         assert approve_payment(session, payment_id=payment_id)
     enqueue("payouts.pay", payment_id)
-    _wait(_final(committed, payment_id))
+    wait_for(_final(committed, payment_id))
     assert _status(committed, payment_id) == "paid"
     assert _balance(committed, user_id) == Decimal("50.00")
 
@@ -121,22 +107,6 @@ async def test_health_lists_the_payout_breaker(client, redis_sync: redis.Redis, 
     assert resp.status == 503
 
 
-def _start_worker(settings: Settings, **env: str) -> subprocess.Popen[bytes]:
-    full = {**os.environ, "LOG_LEVEL": "WARNING", "PAYOUT_SANDBOX_LATENCY_MS": "0", **env}
-    celery = str(Path(sys.executable).parent / "celery")
-    return subprocess.Popen(
-        [celery, "-A", "workers.celery_app", "worker", "-Q", "payouts", "-c", "1", "-P", "prefork",
-         "--without-mingle", "--without-gossip", "-n", f"kill{os.getpid()}@%h"],
-        cwd=ROOT, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def _kill(worker: subprocess.Popen[bytes]) -> None:
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait(timeout=30)
-
-
 def _sweep_until_final(engine: Engine, payment_id: int, timeout: float = 60) -> None:
     """The beat's recovery sweep, every half second, until the payment is final."""
     deadline = time.monotonic() + timeout
@@ -151,20 +121,20 @@ def _sweep_until_final(engine: Engine, payment_id: int, timeout: float = 60) -> 
 def test_worker_killed_mid_payout_recovers(committed: Engine, settings: Settings, redis_sync: redis.Redis, point: str) -> None:
     user_id, payment_id = _withdraw(committed)
     # A short lease, so that the sweep may take the payment over soon after the kill.
-    worker = _start_worker(settings, PAYOUT_TEST_PAUSE_AT=point, PAYOUT_STUCK_SECONDS="2")
+    worker = start_worker(PAYOUT_TEST_PAUSE_AT=point, PAYOUT_STUCK_SECONDS="2")
     try:
         enqueue("payouts.pay", payment_id)
         paused = redis_key(settings, "test", "paused", payment_id)
-        _wait(lambda: redis_sync.get(paused) is not None, timeout=60)
+        wait_for(lambda: redis_sync.get(paused) is not None, timeout=60)
     finally:
-        _kill(worker)
+        kill(worker)
     assert _status(committed, payment_id) == "processing"
     # A fresh worker, and the beat's recovery sweep: the payment finishes, paid exactly once.
-    worker = _start_worker(settings, PAYOUT_STUCK_SECONDS="2")
+    worker = start_worker(PAYOUT_STUCK_SECONDS="2")
     try:
         _sweep_until_final(committed, payment_id)
     finally:
-        _kill(worker)
+        kill(worker)
     assert _status(committed, payment_id) == "paid"
     assert _provider_rows(committed, payment_id) == ["paid"]
     assert _balance(committed, user_id) == Decimal("190.00")
