@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from common.services.ledger import post_entry
@@ -28,6 +29,19 @@ def make_funded_user(session: Session, amount: Decimal | str = "0", **kwargs: ob
         fund(session, user.id, amount)
         session.refresh(user)
     return user
+
+
+def committed_withdrawal(engine: Engine, amount: str = "10", destination: str = "me@example.com",
+                         funds: str = "200") -> tuple[int, int]:
+    """A funded user's withdrawal, committed (for real workers): (user id, payment id)."""
+    from common.services.payments import request_withdrawal
+
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        user = make_funded_user(session, funds)
+        payment = request_withdrawal(
+            session, user_id=user.id, amount=Decimal(amount), method="paypal",
+            destination=destination, minimum=Decimal(5), auto_pay_limit=Decimal(100))
+    return user.id, payment["id"]
 
 
 def make_offer(session: Session, **kwargs: object) -> int:

@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from common.config import Settings
 from common.services.ledger import check_ledger
 from common.services.payments import (
-    approve_payment, finish_payout, request_withdrawal, start_payout, stuck_payments,
+    approve_payment, finish_payout, start_payout, stuck_payments,
 )
 from common.uow import SyncContext
-from tests.money.factories import make_funded_user
+from tests.money.factories import committed_withdrawal
 from workers.tasks.payouts import attempt, give_up, record, take
 
 pytestmark = pytest.mark.committed
@@ -28,15 +28,6 @@ def ctx(committed: Engine, settings: Settings, redis_sync: redis.Redis) -> Itera
     yield SyncContext(
         settings=settings.model_copy(update={"payout_sandbox_latency_ms": 0}), engine=committed,
         redis=redis_sync, sessions=sessionmaker(committed, expire_on_commit=False))
-
-
-def _withdraw(engine: Engine, amount: str = "20", destination: str = "me@example.com") -> tuple[int, int]:
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        user = make_funded_user(session, "200")
-        payment = request_withdrawal(
-            session, user_id=user.id, amount=Decimal(amount), method="paypal",
-            destination=destination, minimum=Decimal(5), auto_pay_limit=Decimal(100))
-    return user.id, payment["id"]
 
 
 def _expire_lease(engine: Engine, payment_id: int) -> None:
@@ -61,7 +52,7 @@ def _state(engine: Engine, user_id: int, payment_id: int) -> tuple[str, Decimal,
 
 
 def test_an_old_chain_out_of_attempts_cannot_fail_a_payment_another_chain_holds(ctx: SyncContext, committed: Engine) -> None:
-    user_id, payment_id = _withdraw(committed)
+    user_id, payment_id = committed_withdrawal(committed, "20")
     x = take(ctx, payment_id)             # chain X starts, then waits for a retry
     assert x is not None
     _expire_lease(committed, payment_id)  # X's wait outlives its lease: the sweep dispatches Y
@@ -75,7 +66,7 @@ def test_an_old_chain_out_of_attempts_cannot_fail_a_payment_another_chain_holds(
 
 
 def test_a_stalled_chain_inside_the_provider_cannot_pay_after_the_holder_gave_up(ctx: SyncContext, committed: Engine) -> None:
-    user_id, payment_id = _withdraw(committed)
+    user_id, payment_id = committed_withdrawal(committed, "20")
     y = take(ctx, payment_id)             # chain Y is about to call the provider, and stalls
     assert y is not None
     _expire_lease(committed, payment_id)
@@ -89,7 +80,7 @@ def test_a_stalled_chain_inside_the_provider_cannot_pay_after_the_holder_gave_up
 
 
 def test_a_holder_giving_up_after_a_stalled_chain_paid_records_the_payment(ctx: SyncContext, committed: Engine) -> None:
-    user_id, payment_id = _withdraw(committed)
+    user_id, payment_id = committed_withdrawal(committed, "20")
     y = take(ctx, payment_id)
     assert y is not None
     paid = attempt(ctx, y)                # the provider pays, Y stalls before recording it
@@ -103,7 +94,7 @@ def test_a_holder_giving_up_after_a_stalled_chain_paid_records_the_payment(ctx: 
 
 
 def test_a_second_chain_gets_nothing_while_the_lease_is_live(ctx: SyncContext, committed: Engine) -> None:
-    _, payment_id = _withdraw(committed)
+    _, payment_id = committed_withdrawal(committed, "20")
     first = take(ctx, payment_id)
     assert first is not None
     assert take(ctx, payment_id) is None              # a duplicate enqueue, a redelivery
@@ -113,7 +104,7 @@ def test_a_second_chain_gets_nothing_while_the_lease_is_live(ctx: SyncContext, c
 
 
 def test_the_sweep_enqueues_expired_leases_only_and_once_per_period(ctx: SyncContext, committed: Engine) -> None:
-    _, payment_id = _withdraw(committed)
+    _, payment_id = committed_withdrawal(committed, "20")
     assert take(ctx, payment_id) is not None
     with ctx.transaction() as session:
         assert stuck_payments(session, older_than=60) == []
@@ -125,7 +116,7 @@ def test_the_sweep_enqueues_expired_leases_only_and_once_per_period(ctx: SyncCon
 
 
 def test_a_finished_payment_cannot_be_finished_again(ctx: SyncContext, committed: Engine) -> None:
-    user_id, payment_id = _withdraw(committed)
+    user_id, payment_id = committed_withdrawal(committed, "20")
     job = take(ctx, payment_id)
     assert job is not None
     with ctx.transaction() as session:
@@ -136,7 +127,7 @@ def test_a_finished_payment_cannot_be_finished_again(ctx: SyncContext, committed
 
 
 def test_a_payment_over_the_auto_pay_limit_is_not_paid_before_an_admin_approves(ctx: SyncContext, committed: Engine) -> None:
-    user_id, payment_id = _withdraw(committed, amount="150")
+    user_id, payment_id = committed_withdrawal(committed, "150")
     with ctx.transaction() as session:
         assert start_payout(session, payment_id=payment_id, lease_seconds=60) is None
     with ctx.transaction() as session:

@@ -15,18 +15,10 @@ from sqlalchemy.orm import Session
 from common.config import Settings
 from common.payouts import BREAKER_NAME, BreakerOpen, CircuitBreaker, ProviderError
 from common.redis import key as redis_key
-from common.services.payments import approve_payment, request_withdrawal
+from common.services.payments import approve_payment
 from common.taskqueue import enqueue
-from tests.money.factories import make_funded_user
+from tests.money.factories import committed_withdrawal
 from tests.money.processes import kill, start_worker, wait_for
-
-def _withdraw(engine: Engine, amount: str = "10", destination: str = "me@example.com") -> tuple[int, int]:
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        user = make_funded_user(session, "200")
-        payment = request_withdrawal(
-            session, user_id=user.id, amount=Decimal(amount), method="paypal",
-            destination=destination, minimum=Decimal(5), auto_pay_limit=Decimal(100))
-    return user.id, payment["id"]
 
 
 def _status(engine: Engine, payment_id: int) -> str:
@@ -56,7 +48,7 @@ def _balance(engine: Engine, user_id: int) -> Decimal:
      ("timeout@example.com", "paid", "190.00"), ("flaky@example.com", "paid", "190.00")],
 )
 def test_payout_through_the_worker(celery_worker, committed: Engine, destination, final, balance) -> None:  # type: ignore[no-untyped-def]
-    user_id, payment_id = _withdraw(committed, destination=destination)
+    user_id, payment_id = committed_withdrawal(committed, destination=destination)
     enqueue("payouts.pay", payment_id)
     wait_for(_final(committed, payment_id))
     assert _status(committed, payment_id) == final
@@ -72,7 +64,7 @@ def test_payout_through_the_worker(celery_worker, committed: Engine, destination
 
 @pytest.mark.committed
 def test_over_the_auto_pay_limit_waits_for_an_admin(celery_worker, committed: Engine) -> None:  # type: ignore[no-untyped-def]
-    user_id, payment_id = _withdraw(committed, amount="150")
+    user_id, payment_id = committed_withdrawal(committed, amount="150")
     enqueue("payouts.pay", payment_id)  # a stray enqueue must not pay it
     with Session(committed) as session, session.begin():
         assert approve_payment(session, payment_id=payment_id)
@@ -119,7 +111,7 @@ def _sweep_until_final(engine: Engine, payment_id: int, timeout: float = 60) -> 
 @pytest.mark.committed
 @pytest.mark.parametrize("point", ["before_provider", "after_provider", "before_commit"])
 def test_worker_killed_mid_payout_recovers(committed: Engine, settings: Settings, redis_sync: redis.Redis, point: str) -> None:
-    user_id, payment_id = _withdraw(committed)
+    user_id, payment_id = committed_withdrawal(committed)
     # A short lease, so that the sweep may take the payment over soon after the kill.
     worker = start_worker(PAYOUT_TEST_PAUSE_AT=point, PAYOUT_STUCK_SECONDS="2")
     try:

@@ -33,6 +33,15 @@ def _approved_sale(session: Session, user_id: int, txn: str, amount: str = "10.0
     return outcome.sale_id
 
 
+def _pending_sale(session: Session, hold: int) -> tuple[int, int]:
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1")
+    sale_id = credit_sale(session, network="testnet", external_id="t1", user_id=user.id,
+                          offer_external_id="o1", amount=Decimal("10"), hold_seconds=hold).sale_id
+    assert sale_id is not None
+    return user.id, sale_id
+
+
 def _withdraw(session: Session, user_id: int, amount: str) -> int:
     payment = request_withdrawal(session, user_id=user_id, amount=Decimal(amount), method="paypal",
                                  destination="me@example.com", minimum=Decimal(5),
@@ -90,25 +99,17 @@ def test_a_credit_repays_a_debt_in_part(session: Session) -> None:
 
 
 def test_an_admin_rejection_wins_over_the_end_of_the_hold(session: Session) -> None:
-    user = make_user(session)
-    make_offer(session, network="testnet", external_id="o1")
-    sale_id = credit_sale(session, network="testnet", external_id="t1", user_id=user.id,
-                          offer_external_id="o1", amount=Decimal("10"), hold_seconds=0).sale_id
-    assert sale_id is not None
+    user_id, sale_id = _pending_sale(session, hold=0)
     request_sale_decision(session, sale_id=sale_id, decision="reject",
                           audit={"actor_id": None, "ip": None, "trace_id": None})
     # The enqueue after the admin's answer is lost; the beat's batch runs, the hold being over.
     assert approve_due_sales(session) == 0
     assert session.execute(select(Sale.status).where(Sale.id == sale_id)).scalar_one() == "rejected"
-    assert _money(session, user.id) == (Decimal("0"), Decimal("0"))
+    assert _money(session, user_id) == (Decimal("0"), Decimal("0"))
 
 
 def test_an_admin_approval_is_applied_by_the_batch_if_its_task_is_lost(session: Session) -> None:
-    user = make_user(session)
-    make_offer(session, network="testnet", external_id="o1")
-    sale_id = credit_sale(session, network="testnet", external_id="t1", user_id=user.id,
-                          offer_external_id="o1", amount=Decimal("10"), hold_seconds=86_400).sale_id
-    assert sale_id is not None
+    _, sale_id = _pending_sale(session, hold=86_400)
     request_sale_decision(session, sale_id=sale_id, decision="approve",
                           audit={"actor_id": None, "ip": None, "trace_id": None})
     assert approve_due_sales(session) == 1
