@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     rate_limit_chat: str = "10/10second"
     rate_limit_withdrawal: str = "10/minute"
 
+    # How long a request waits for a running request with the same Idempotency-Key to finish
+    # before it gets 409 (docs/money.md, "Idempotency-Key").
+    idempotency_wait_ms: int = Field(5_000, ge=1, le=60_000)
+
     sale_hold_seconds: int = Field(604_800, ge=0)
     min_withdrawal: Money = Decimal("5")
     auto_pay_limit: Money = Decimal("100")
