@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     rate_limit_postback: str = "600/minute"
     rate_limit_chat: str = "10/10second"
     rate_limit_withdrawal: str = "10/minute"
+    # /auth/refresh: per client IP (guessing tokens) and per refresh token (one stolen token
+    # replayed in a loop); docs/api.md "Rate limits".
+    rate_limit_refresh: str = "30/minute"
+    rate_limit_refresh_token: str = "5/minute"
 
     # How long a request waits for a running request with the same Idempotency-Key to finish
     # before it gets 409 (docs/money.md, "Idempotency-Key").
