@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     payout_test_pause_at: str = ""
 
     flower_basic_auth: str | None = None
+    # When set, GET /metrics requires ``Authorization: Bearer <token>`` (docs/operations.md).
+    metrics_token: str | None = Field(None, repr=False)
+    # The database and broker figures of /metrics are read at most once per this many seconds.
+    metrics_cache_seconds: float = Field(5.0, ge=0, le=300)
     # ``savebucks create-admin``'s password when set (otherwise it prompts).
     savebucks_admin_password: str | None = Field(None, repr=False)
     flower_port: int = Field(5555, ge=1, le=65535)
@@ -149,6 +153,13 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_or_none(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() != value:
+            raise ValueError("must not start or end with whitespace")
+        return value or None
 
     @field_validator("flower_basic_auth")
     @classmethod
