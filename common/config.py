@@ -92,6 +92,14 @@ class Settings(BaseSettings):
     rate_limit_postback: str = "600/minute"
     rate_limit_chat: str = "10/10second"
     rate_limit_withdrawal: str = "10/minute"
+    # /auth/refresh: per client IP (guessing tokens) and per refresh token (one stolen token
+    # replayed in a loop); docs/api.md "Rate limits".
+    rate_limit_refresh: str = "30/minute"
+    rate_limit_refresh_token: str = "5/minute"
+
+    # How long a request waits for a running request with the same Idempotency-Key to finish
+    # before it gets 409 (docs/money.md, "Idempotency-Key").
+    idempotency_wait_ms: int = Field(5_000, ge=1, le=60_000)
 
     sale_hold_seconds: int = Field(604_800, ge=0)
     min_withdrawal: Money = Decimal("5")
@@ -115,6 +123,10 @@ class Settings(BaseSettings):
     payout_test_pause_at: str = ""
 
     flower_basic_auth: str | None = None
+    # When set, GET /metrics requires ``Authorization: Bearer <token>`` (docs/operations.md).
+    metrics_token: str | None = Field(None, repr=False)
+    # The database and broker figures of /metrics are read at most once per this many seconds.
+    metrics_cache_seconds: float = Field(5.0, ge=0, le=300)
     # ``savebucks create-admin``'s password when set (otherwise it prompts).
     savebucks_admin_password: str | None = Field(None, repr=False)
     flower_port: int = Field(5555, ge=1, le=65535)
@@ -141,6 +153,13 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_or_none(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() != value:
+            raise ValueError("must not start or end with whitespace")
+        return value or None
 
     @field_validator("flower_basic_auth")
     @classmethod

@@ -118,6 +118,19 @@ def discard_events(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
 
+def emitted_count(session: Session) -> int:
+    """How many events this transaction has emitted so far (see ``discard_events_after``)."""
+    return len(session.info.get(_PENDING, ()))
+
+
+def discard_events_after(session: Session, count: int) -> None:
+    """Forget the events emitted since ``emitted_count`` said ``count``: a savepoint rolled
+    them back, and the rest of the transaction goes on."""
+    pending = session.info.get(_PENDING)
+    if pending is not None:
+        del pending[count:]
+
+
 def _mark_published(conn: Connection, ids: Sequence[int]) -> None:
     conn.execute(
         update(_outbox)

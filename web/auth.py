@@ -43,6 +43,19 @@ async def authenticate(request: web.Request) -> AccessClaims:
     return claims
 
 
+async def is_current_admin(request: web.Request) -> bool:
+    """For a public route that shows admins more: true only for a signed-in admin whose account
+    is an active admin now (the check ``@require_admin`` makes). Any other caller, including one
+    with a bad, demoted or banned admin token, is answered as the public is, never refused."""
+    if bearer_token(request) is None:
+        return False
+    try:
+        claims = await authenticate(request)
+    except (Unauthorized, Forbidden):
+        return False
+    return claims.role == "admin"
+
+
 def require_user(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from web.envelope import dumps
 from web.health import health
-from web.metrics import metrics
+from web.metrics import setup_metrics
 from web.openapi import Description, Operation, build_document, describe, operations
 from web.routes import API_PREFIXES, api_routes
 
@@ -69,8 +69,10 @@ _WS = Description(
 )
 _METRICS = Description(
     summary="Prometheus metrics",
-    description="Prometheus text format; see docs/operations.md for each family.",
+    description=("Prometheus text format; see docs/operations.md for each family. With "
+                 "METRICS_TOKEN set, requires `Authorization: Bearer <token>` (401 otherwise)."),
     tags=("operations",),
+    statuses={401: "METRICS_TOKEN is set and the request does not carry it"},
     envelope=False,
     media="text/plain",
 )
@@ -137,7 +139,7 @@ def document_bytes() -> bytes:
 
 
 def setup_docs(app: web.Application) -> None:
-    app.router.add_get("/metrics", metrics)
+    setup_metrics(app)
     for prefix in API_PREFIXES:
         app.router.add_get(f"{prefix}/openapi.json", openapi_json)
         app.router.add_get(f"{prefix}/docs", docs_page)

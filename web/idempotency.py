@@ -1,41 +1,50 @@
 """Idempotency-Key handling for write routes (withdrawals, balance adjustments).
 
-A key is claimed per owner with a hash of the request; the same key and request replay the first
-answer, another request gets 409 (``claim_key``). The first answer, success or refusal, is stored
-for the key; a crash releases the key so the client can retry.
+``idempotency_key`` reads and bounds the header (the only place that does). ``run_once`` runs a
+write with its key claimed in the same transaction (``common.services.idempotency``): the first
+answer, success or refusal, is stored for the key and replayed (header ``Idempotent-Replayed``);
+another body with the key gets 409, and so does a request whose twin is still running after
+``IDEMPOTENCY_WAIT_MS``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
+from sqlalchemy.orm import Session
 
-from common.errors import DomainError
-from common.services.idempotency import claim_key, release_key, store_response
-from web.db import Database
-from web.envelope import error, ok
+from common.models.payments import IDEMPOTENCY_KEY_MAX_LENGTH
+from common.services.idempotency import Refused, Stored, run_once as run_once_in
+from web.envelope import dumps, error, ok
+from web.keys import DB, SETTINGS
 from web.validation import BadRequest
 
 T = TypeVar("T")
-MAX_KEY_LENGTH = 255
+# Printable ASCII: what an HTTP header carries unambiguously, and what the column stores as is.
+_SHAPE = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}")
+HEADER_DOC = (f"required, 1..{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters; the same key "
+              "and body replay the first answer")
 
 
 def idempotency_key(request: web.Request) -> str:
     key = request.headers.get("Idempotency-Key", "").strip()
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise BadRequest(f"Idempotency-Key header required (1..{MAX_KEY_LENGTH} characters)")
+    if not _SHAPE.fullmatch(key):
+        raise BadRequest(f"Idempotency-Key header required: 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} "
+                         "printable ASCII characters")
     return key
 
 
-async def claim_or_replay(
-    db: Database, *, owner_id: int, key: str, request_hash: bytes
-) -> web.Response | None:
-    """Claim ``key`` for this request, or the stored first answer when it was claimed before."""
-    stored = await db.run(claim_key, user_id=owner_id, key=key, request_hash=request_hash)
-    if stored is None:
-        return None
+def request_hash(payload: Any) -> bytes:
+    """The request's fingerprint: keys sorted, so their order does not matter."""
+    return hashlib.sha256(orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def _replay(stored: Stored) -> web.Response:
     headers = {"Idempotent-Replayed": "true"}
     if stored.status < 400:
         return ok(stored.body.get("data"), status=stored.status, headers=headers)
@@ -43,20 +52,30 @@ async def claim_or_replay(
                  code=stored.body.get("code"), headers=headers)
 
 
-async def run_claimed(
-    db: Database, fn: Callable[..., T], /, *, owner_id: int, key: str, **kwargs: Any
-) -> T:
-    """Run ``fn`` (which stores its success answer for ``key`` in its own transaction).
+async def run_once(
+    request: web.Request,
+    work: Callable[[Session, int], T],
+    /,
+    *,
+    owner_id: int,
+    key: str,
+    fingerprint: bytes,
+    status: int,
+    data: Callable[[T], Any],
+) -> T | web.Response:
+    """``work(session, claim_id)``'s result when this request executed it (its answer, ``status``
+    with ``data(result)``, is stored with it), or the stored answer's response to send. A
+    refusal is raised, after it was stored."""
 
-    A refusal is the first answer too, stored and replayed for this key; any other failure
-    releases the key.
-    """
-    try:
-        return await db.run(fn, key=key, **kwargs)
-    except DomainError as exc:
-        await db.run(store_response, user_id=owner_id, key=key, status=exc.status,
-                     body={"message": exc.message, "errors": exc.errors, "code": exc.code})
-        raise
-    except BaseException:
-        await db.run(release_key, user_id=owner_id, key=key)
-        raise
+    def answer(result: T) -> tuple[int, dict[str, Any]]:
+        return status, {"data": orjson.loads(dumps(data(result)))}
+
+    outcome = await request.app[DB].run(
+        run_once_in, user_id=owner_id, key=key, request_hash=fingerprint,
+        wait_ms=request.app[SETTINGS].idempotency_wait_ms, work=work, answer=answer,
+    )
+    if isinstance(outcome, Refused):
+        raise outcome.error
+    if isinstance(outcome, Stored):
+        return _replay(outcome)
+    return outcome

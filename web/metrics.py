@@ -5,7 +5,9 @@ process and GC collectors) are rendered from the default registry. The figures t
 elsewhere are read when scraped, concurrently and each with a timeout, so a slow dependency
 leaves its family out rather than stalling the scrape: queue depths (broker), outbox backlog
 (PostgreSQL), circuit breaker states, Celery task figures and the last ledger check (Redis).
-See docs/operations.md for what each figure means.
+The broker and database figures are kept ``METRICS_CACHE_SECONDS``, so a scrape storm costs
+those two at most one round per period. With ``METRICS_TOKEN`` set, a scrape needs the token
+(``web.metrics_auth``). See docs/operations.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections.abc import Awaitable, Iterator
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -35,6 +39,7 @@ from common.models.outbox import OutboxEvent
 from common.sql import compile_query
 from common.taskqueue import QUEUES
 from web.keys import DB, HEALTH, REDIS, SETTINGS
+from web.metrics_auth import check_metrics_token
 from web.realtime.keys import HUB
 
 log = logging.getLogger(__name__)
@@ -156,12 +161,35 @@ async def _outbox(app: web.Application) -> tuple[int, float]:
     return (int(row["backlog"]), float(row["age"])) if row else (0, 0.0)
 
 
+class _Cached:
+    """One source's last answer (a failure too), kept ``ttl`` seconds. Scrapes arriving while it
+    is read wait for that read instead of starting their own: whatever the scrape rate, the
+    source is asked once per ``ttl``."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.lock = asyncio.Lock()
+        self.value: Any = FAILED
+        self.read_at = -math.inf
+
+    async def get(self, read: Callable[[], Awaitable[Any]]) -> Any:
+        async with self.lock:
+            if time.monotonic() - self.read_at >= self.ttl:
+                self.value = await read()
+                self.read_at = time.monotonic()
+            return self.value
+
+
+# The figures that cost a broker or database round per read.
+CACHED = web.AppKey("metrics_cached", dict)
+
+
 async def _sources(app: web.Application) -> dict[str, Any]:
-    redis, settings = app[REDIS], app[SETTINGS]
+    redis, settings, cached = app[REDIS], app[SETTINGS], app[CACHED]
     names = ("queues", "outbox", "breakers", "tasks", "ledger")
     values = await asyncio.gather(
-        _bounded("queues", _queue_depths(app)),
-        _bounded("outbox", _outbox(app)),
+        cached["queues"].get(lambda: _bounded("queues", _queue_depths(app))),
+        cached["outbox"].get(lambda: _bounded("outbox", _outbox(app))),
         _bounded("breakers", breaker_states(redis, settings)),
         _bounded("tasks", read_task_figures(redis, settings)),
         _bounded("ledger", read_ledger_check(redis, settings)),
@@ -289,8 +317,16 @@ def _hub_families(app: web.Application) -> Iterator[Metric]:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    check_metrics_token(request)
     registry = CollectorRegistry(auto_describe=False)
     sources = await _sources(request.app)
     registry.register(_Snapshot(sources, request.app))
     body = generate_latest(REGISTRY) + generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def setup_metrics(app: web.Application) -> None:
+    """Serve ``GET /metrics`` with this app's cache of the expensive figures."""
+    ttl = app[SETTINGS].metrics_cache_seconds
+    app[CACHED] = {"queues": _Cached(ttl), "outbox": _Cached(ttl)}
+    app.router.add_get("/metrics", metrics)

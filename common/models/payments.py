@@ -14,6 +14,9 @@ from common.db import BigId, Base, CreatedAt, Money, UpdatedAt
 
 PAYMENT_METHODS = ("paypal", "crypto", "giftcard")
 PAYMENT_STATUSES = ("pending", "processing", "paid", "failed", "cancelled")
+# The longest ``Idempotency-Key`` a client may send (the column holds it; web/idempotency.py
+# refuses longer ones with 400).
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 
 class Payment(Base):
@@ -52,7 +55,8 @@ class Payment(Base):
 
 class IdempotencyKey(Base):
     """A client's ``Idempotency-Key`` for one user: the body's hash and the first answer.
-    The row is inserted (and committed) before the work, so concurrent requests meet on it."""
+    The row is inserted in the transaction of the work it guards, so the two commit together and
+    concurrent requests meet on its unique constraint. Its ``id`` names the executed request."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (
@@ -62,7 +66,7 @@ class IdempotencyKey(Base):
 
     id: Mapped[BigId]
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX_LENGTH))
     request_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     response_status: Mapped[int | None] = mapped_column(SmallInteger)
     response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from common.errors import InvalidInput, NotFound
+from common.errors import Conflict, InvalidInput, NotFound
 from common.models import LedgerEntry, Sale, User
 from common.services.audit import record_audit
 from common.services.ledger import post_entry
@@ -83,10 +83,14 @@ def user_detail(session: Session, *, user_id: int) -> dict[str, Any]:
 
 
 def adjust_balance(session: Session, *, actor_id: int, user_id: int, amount: Decimal, reason: str,
-                   key: str, ip: str | None, trace_id: str | None) -> dict[str, Any]:
-    """Post a signed ``adjustment`` through the ledger, once per (admin, Idempotency-Key).
+                   key: str, request_id: int, ip: str | None, trace_id: str | None) -> dict[str, Any]:
+    """Post a signed ``adjustment`` through the ledger for one executed request.
 
-    Raises ``InsufficientFunds`` (422) for a debit over the balance, ``NotFound`` for no user.
+    ``request_id`` is the server's id of this execution (the Idempotency-Key claim): the ledger
+    key ``adjustment:request:<id>`` is fresh each time a key is executed, even when an expired
+    key is reused, and never longer than the column whatever the client's key. ``key`` is only
+    recorded in the audit row. Raises ``InsufficientFunds`` (422) for a debit over the balance,
+    ``NotFound`` for no user, ``Conflict`` if this request already posted (nothing changed).
     """
     if amount == 0:
         raise InvalidInput("Amount must not be zero", errors=["amount: non-zero"])
@@ -95,16 +99,17 @@ def adjust_balance(session: Session, *, actor_id: int, user_id: int, amount: Dec
         raise NotFound("User not found")
     posted = post_entry(
         session, user_id=user_id, amount=amount, kind="adjustment",
-        key=f"adjustment:{actor_id}:{key}", reference_type="user", reference_id=user_id,
+        key=f"adjustment:request:{request_id}", reference_type="user", reference_id=user_id,
         reason=reason,
     )
-    balance = posted.balance if posted else before
+    if posted is None:  # never answer for a change this request did not make
+        raise Conflict("This adjustment was already posted")
     record_audit(
         session, action="user.adjust_balance", actor_id=actor_id, target_type="user",
         target_id=user_id, before={"balance": str(before)},
-        after={"balance": str(balance), "amount": str(amount), "reason": reason,
-               "idempotencyKey": key},
+        after={"balance": str(posted.balance), "amount": str(amount), "reason": reason,
+               "idempotencyKey": key, "entryId": posted.entry_id},
         ip=ip, trace_id=trace_id,
     )
-    return {"userId": user_id, "amount": amount, "balance": balance, "reason": reason,
-            "entryId": posted.entry_id if posted else None}
+    return {"userId": user_id, "amount": amount, "balance": posted.balance, "reason": reason,
+            "entryId": posted.entry_id}

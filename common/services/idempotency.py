@@ -1,33 +1,48 @@
-"""``Idempotency-Key``: per user, the body's hash and the first response, kept 24 hours.
+"""``Idempotency-Key``: per user, the body's hash and the first answer, kept 24 hours.
 
-The key row is inserted and COMMITTED before the work (``claim_key``), so concurrent requests
-with one key meet on the unique constraint: one executes, the others get 409 until the answer is
-stored, then the stored answer. A key is scoped to its user: user B never sees user A's reply.
+``run_once`` claims the key INSIDE the transaction of the work it guards, so the key and the
+work commit or roll back together: a request cancelled at shutdown or a crashed process leaves
+either both (the retry replays the answer) or neither (the retry does the work), never a key
+without its work or work without its key.
+
+Concurrent requests with one key meet on the unique ``(user_id, key)``: the second one's insert
+waits for the first transaction (at most ``lock_timeout``, then 409), and then replays its stored
+answer, or claims the key itself if the first rolled back. A refusal (a ``DomainError`` such as
+422) rolls the work back to a savepoint and is stored for the key in the same transaction, so it
+is replayed too. A key is scoped to its user: user B never sees user A's answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from psycopg import errors as pg_errors
 from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from common.errors import Conflict
+from common.errors import Conflict, DomainError
+from common.events import discard_events_after, emitted_count
 from common.models.payments import IdempotencyKey
 
+T = TypeVar("T")
 TTL_SECONDS = 86_400
 _k = IdempotencyKey.__table__
 
-# A new key, or an expired one taken over; a live key is left alone (nothing returned).
+# An expired key is deleted rather than updated: the request that takes it over gets a row (and
+# an id) of its own. A live key, committed or not, is left alone.
+_EXPIRED = text(
+    "DELETE FROM idempotency_keys WHERE user_id = :user_id AND key = :key AND expires_at <= now()"
+)
+# Waits for an uncommitted row with the same key (another request's transaction) to commit or
+# roll back; then inserts nothing (replay) or the claim (the other one rolled back).
 _CLAIM = text(
     """
     INSERT INTO idempotency_keys (user_id, key, request_hash, expires_at)
     VALUES (:user_id, :key, :hash, now() + make_interval(secs => :ttl))
-    ON CONFLICT (user_id, key) DO UPDATE
-        SET request_hash = EXCLUDED.request_hash, response_status = NULL, response_body = NULL,
-            expires_at = EXCLUDED.expires_at, created_at = now()
-        WHERE idempotency_keys.expires_at <= now()
+    ON CONFLICT (user_id, key) DO NOTHING
     RETURNING id
     """
 )
@@ -35,38 +50,87 @@ _CLAIM = text(
 
 @dataclass(frozen=True, slots=True)
 class Stored:
+    """The first answer for a key: replay it."""
+
     status: int
     body: dict[str, Any]
 
 
-def claim_key(session: Session, *, user_id: int, key: str, request_hash: bytes) -> Stored | None:
-    """None: the caller owns the key and must do the work. ``Stored``: replay it.
-    Raises ``Conflict`` for another body, or while the first request is still running."""
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """This request's refusal, stored for its key; the caller raises ``error`` after commit."""
+
+    error: DomainError
+
+
+def claim_key(
+    session: Session, *, user_id: int, key: str, request_hash: bytes, wait_ms: int
+) -> int | Stored:
+    """The claim's id (the caller owns the key in this transaction and does the work), or the
+    ``Stored`` answer to replay. Raises ``Conflict`` for another body, or when the request
+    holding the key does not finish within ``wait_ms``."""
     params = {"user_id": user_id, "key": key, "hash": request_hash, "ttl": TTL_SECONDS}
-    if session.execute(_CLAIM, params).first() is not None:
-        return None
+    # Only the claim waits so briefly; the work keeps the connection's own lock_timeout.
+    session.execute(text(f"SET LOCAL lock_timeout = {int(wait_ms)}"))
+    try:
+        session.execute(_EXPIRED, params)
+        claimed = session.execute(_CLAIM, params).scalar()
+    except OperationalError as exc:
+        if isinstance(exc.orig, pg_errors.LockNotAvailable):
+            raise Conflict("A request with this Idempotency-Key is still in progress; retry later") from None
+        raise
+    session.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
+    if claimed is not None:
+        return int(claimed)
     row = session.execute(
         select(_k.c.request_hash, _k.c.response_status, _k.c.response_body)
         .where(_k.c.user_id == user_id, _k.c.key == key)
     ).one()
     if bytes(row.request_hash) != request_hash:
         raise Conflict("Idempotency-Key already used with a different body")
-    if row.response_status is None:
-        raise Conflict("A request with this Idempotency-Key is still in progress")
+    if row.response_status is None:  # only a row claimed by an older release (committed apart)
+        raise Conflict("A request with this Idempotency-Key is still in progress; retry later")
     return Stored(row.response_status, row.response_body)
 
 
-def store_response(session: Session, *, user_id: int, key: str, status: int, body: dict[str, Any]) -> None:
+def store_response(session: Session, *, claim_id: int, status: int, body: dict[str, Any]) -> None:
     session.execute(
-        update(_k).where(_k.c.user_id == user_id, _k.c.key == key)
-        .values(response_status=status, response_body=body)
+        update(_k).where(_k.c.id == claim_id).values(response_status=status, response_body=body)
     )
 
 
-def release_key(session: Session, *, user_id: int, key: str) -> None:
-    """Forget a key whose request failed unexpectedly, so that the client may retry it."""
-    session.execute(delete(_k).where(_k.c.user_id == user_id, _k.c.key == key,
-                                     _k.c.response_status.is_(None)))
+def run_once(
+    session: Session,
+    *,
+    user_id: int,
+    key: str,
+    request_hash: bytes,
+    wait_ms: int,
+    work: Callable[[Session, int], T],
+    answer: Callable[[T], tuple[int, dict[str, Any]]],
+) -> T | Stored | Refused:
+    """In the caller's transaction: claim ``key``, run ``work(session, claim_id)`` and store
+    ``answer(result)`` (status, body) for the key. ``claim_id`` names this executed request
+    (a fresh one each time the key is taken over after expiry)."""
+    claimed = claim_key(session, user_id=user_id, key=key, request_hash=request_hash,
+                        wait_ms=wait_ms)
+    if isinstance(claimed, Stored):
+        return claimed
+    emitted = emitted_count(session)
+    savepoint = session.begin_nested()
+    try:
+        result = work(session, claimed)
+        savepoint.commit()
+    except DomainError as exc:
+        # The refusal's writes and events go; the key stays claimed, now with its refusal.
+        savepoint.rollback()
+        discard_events_after(session, emitted)
+        store_response(session, claim_id=claimed, status=exc.status,
+                       body={"message": exc.message, "errors": exc.errors, "code": exc.code})
+        return Refused(exc)
+    status, body = answer(result)
+    store_response(session, claim_id=claimed, status=status, body=body)
+    return result
 
 
 def purge_expired(session: Session) -> int:

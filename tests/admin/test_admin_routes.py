@@ -6,8 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from common.models import AuditLog, LedgerEntry, Offer, OutboxEvent, Sale, User
@@ -91,6 +92,51 @@ async def test_adjust_balance_posts_once_per_key(api: TestClient, session: Sessi
     assert member.balance == Decimal("7.25")
     row = _audit(session, "user.adjust_balance")
     assert row.before == {"balance": "0.00"} and row.after["balance"] == "7.25"
+
+
+async def test_adjustment_after_its_key_expired_posts_again(api: TestClient, session: Session,
+                                                           member: User,
+                                                           admin_headers: dict[str, str]) -> None:
+    """An expired key is taken over by the next request, which must make its own adjustment
+    (the ledger key is the executed request's, not the client's key text)."""
+    url = f"/api/admin/users/{member.id}/adjust-balance"
+    headers = {**admin_headers, "Idempotency-Key": "monthly-bonus"}
+    first = (await _ok(await api.post(url, json={"amount": 5, "reason": "bonus"}, headers=headers)))["data"]
+    session.execute(text("UPDATE idempotency_keys SET expires_at = now() - interval '1 s'"))
+    second = (await _ok(await api.post(url, json={"amount": 5, "reason": "bonus"}, headers=headers)))["data"]
+    assert second["entryId"] is not None and second["entryId"] != first["entryId"]
+    assert second["balance"] == 10
+    session.refresh(member)
+    assert member.balance == Decimal("10.00")
+
+
+async def test_idempotency_key_length_is_bounded(api: TestClient, session: Session, member: User,
+                                                 admin_headers: dict[str, str]) -> None:
+    url = f"/api/admin/users/{member.id}/adjust-balance"
+    longest = {**admin_headers, "Idempotency-Key": "k" * 255}
+    data = (await _ok(await api.post(url, json={"amount": 2, "reason": "r"}, headers=longest)))["data"]
+    assert data["entryId"] is not None and data["balance"] == 2
+    for bad in ("k" * 256, "caf\u00e9"):
+        resp = await api.post(url, json={"amount": 2, "reason": "r"},
+                              headers={**admin_headers, "Idempotency-Key": bad})
+        body = await resp.json()
+        assert resp.status == 400 and body["success"] is False, body
+        assert "Idempotency-Key" in body["message"] and "255" in body["message"]
+    session.refresh(member)
+    assert member.balance == Decimal("2.00")
+
+
+def test_an_adjustment_that_posts_nothing_is_an_error(session: Session) -> None:
+    """Reporting 200 with no entry and an unchanged balance is never right."""
+    from common.errors import Conflict
+    from common.services.admin_users import adjust_balance
+
+    admin, member = make_user(session, role="admin"), make_user(session)
+    args = dict(actor_id=admin.id, user_id=member.id, amount=Decimal("3"), reason="r", key="k",
+                request_id=1, ip=None, trace_id=None)
+    assert adjust_balance(session, **args)["entryId"] is not None  # type: ignore[arg-type]
+    with pytest.raises(Conflict):
+        adjust_balance(session, **args)  # type: ignore[arg-type]
 
 
 def _offer_body(**extra: Any) -> dict[str, Any]:

@@ -20,6 +20,8 @@ _ROOMY = {
     "rate_limit_login": "1000/minute",
     "rate_limit_login_email": "1000/minute",
     "rate_limit_register": "1000/minute",
+    "rate_limit_refresh": "1000/minute",
+    "rate_limit_refresh_token": "1000/minute",
 }
 
 MakeClient = Callable[..., Awaitable[TestClient]]

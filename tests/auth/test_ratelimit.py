@@ -79,3 +79,32 @@ async def test_limiter_fails_open_without_redis(settings: Settings) -> None:
             await limiter.hit("login:ip", "1/minute", "127.0.0.1")
     finally:
         await limiter.close()
+
+
+async def _refresh(client, token: str):  # type: ignore[no-untyped-def]
+    return await client.post("/api/auth/refresh", json={"refreshToken": token})
+
+
+async def test_refresh_per_ip_limit(make_client) -> None:  # type: ignore[no-untyped-def]
+    client = await make_client(rate_limit_refresh="3/minute")
+    with freeze_time(dt.datetime.now(dt.UTC), real_asyncio=True) as frozen:
+        for n in range(3):  # guessed tokens: each a 401, each counted
+            assert (await _refresh(client, f"guess-{n}")).status == 401
+        resp = await _refresh(client, "guess-3")
+        body = await resp.json()
+        assert resp.status == 429 and body["success"] is False and body["code"] == "rate_limited"
+        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+        frozen.tick(61)
+        assert (await _refresh(client, "guess-4")).status == 401
+
+
+async def test_refresh_per_token_limit(make_client) -> None:  # type: ignore[no-untyped-def]
+    client = await make_client(rate_limit_refresh_token="2/minute")
+    token = (await register(client))["refreshToken"]
+    for _ in range(2):
+        assert (await _refresh(client, token)).status == 200
+    resp = await _refresh(client, token)
+    assert resp.status == 429 and "Retry-After" in resp.headers
+    # Another token from the same address is not held back by this token's limit.
+    other = (await register(client))["refreshToken"]
+    assert (await _refresh(client, other)).status == 200

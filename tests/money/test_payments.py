@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -127,22 +131,167 @@ async def test_concurrent_requests_with_one_key_execute_once(live_client, commit
         user = make_funded_user(session, "100")
     responses = await asyncio.gather(*(
         live_client.post("/api/payments", json=BODY, headers=_headers(settings, user, "same"))
-        for _ in range(20)))
+        for _ in range(50)))
     assert {r.status for r in responses} <= {202, 409} and any(r.status == 202 for r in responses)
     ids = {(await r.json())["data"]["id"] for r in responses if r.status == 202}
     assert len(ids) == 1
     with committed.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM payments")).scalar_one() == 1
         assert conn.execute(text("SELECT balance FROM users")).scalar_one() == Decimal("90.00")
 
 
+async def _until(check: Callable[[], bool], what: str, deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while not check():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+class PausedWithdrawal:
+    """Stands in for ``request_withdrawal``: does the real work, then (first call only) waits
+    inside the request's transaction until the test lets it go."""
+
+    def __init__(self) -> None:
+        from common.services import payments
+
+        self.real = payments.request_withdrawal
+        self.inside, self.go = threading.Event(), threading.Event()
+        self.calls = 0
+        self.backend_pid: int | None = None
+
+    def __call__(self, session: Session, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        row = self.real(session, **kwargs)
+        if self.calls == 1:
+            self.backend_pid = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            self.inside.set()
+            self.go.wait(30)
+        return row
+
+
+@pytest.fixture
+def paused(monkeypatch: pytest.MonkeyPatch) -> Iterator[PausedWithdrawal]:
+    stand_in = PausedWithdrawal()
+    monkeypatch.setattr("web.handlers.payments.request_withdrawal", stand_in)
+    yield stand_in
+    stand_in.go.set()
+
+
+def _handler_task() -> asyncio.Task[Any]:
+    """The server task running ``create_payment`` (the one a shutdown would cancel)."""
+    for task in asyncio.all_tasks():
+        awaiting: Any = task.get_coro()
+        while awaiting is not None:  # down the chain of awaits: middlewares, decorators, handler
+            code = getattr(awaiting, "cr_code", None)
+            if code is not None and code.co_name == "create_payment":
+                return task
+            awaiting = getattr(awaiting, "cr_await", None)
+    raise AssertionError("no create_payment handler is running")
+
+
+def _lock_waiters(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'")).scalar_one()
+
+
+async def _payments_client(aiohttp_client, settings: Settings, **overrides: Any):  # type: ignore[no-untyped-def]
+    from web.app import create_app
+
+    return await aiohttp_client(create_app(settings.model_copy(
+        update={"rate_limit_withdrawal": "1000/minute", **overrides})))
+
+
+@pytest.mark.committed
+async def test_cancelled_request_and_its_key_commit_together(aiohttp_client, committed: Engine, settings: Settings, paused: PausedWithdrawal) -> None:  # type: ignore[no-untyped-def]
+    """A shutdown cancels the handler while its write thread is inside the transaction: the key
+    stays with the payment, so a retry waits for it and replays it (never a second payment)."""
+    api = await _payments_client(aiohttp_client, settings, idempotency_wait_ms=30_000)
+    with Session(committed, expire_on_commit=False) as session, session.begin():
+        user = make_funded_user(session, "100")
+    first = asyncio.ensure_future(api.post("/api/payments", json=BODY, headers=_headers(settings, user)))
+    await _until(paused.inside.is_set, "the write thread to enter the transaction")
+    _handler_task().cancel()
+    with pytest.raises(Exception):  # the connection drops with the cancelled handler
+        await first
+    retry = asyncio.ensure_future(api.post("/api/payments", json=BODY, headers=_headers(settings, user)))
+    # The retry either waits for the first transaction's key, or (the fault) runs again.
+    await _until(lambda: retry.done() or paused.calls > 1 or _lock_waiters(committed) > 0,
+                 "the retry to wait on the key")
+    paused.go.set()
+    resp = await retry
+    body = await resp.json()
+    assert resp.status == 202, body
+    assert resp.headers.get("Idempotent-Replayed") == "true"
+    assert paused.calls == 1
+    with committed.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM payments")).scalar_one() == 1
+        assert conn.execute(text("SELECT id FROM payments")).scalar_one() == body["data"]["id"]
+        assert conn.execute(text("SELECT balance FROM users")).scalar_one() == Decimal("90.00")
+
+
+@pytest.mark.committed
+async def test_crash_after_claiming_leaves_no_key_behind(aiohttp_client, committed: Engine, settings: Settings, paused: PausedWithdrawal) -> None:  # type: ignore[no-untyped-def]
+    """The process dies (its database session ends, no code of it runs again) after the key was
+    claimed: the retry is served at once instead of 409 for a day."""
+    api = await _payments_client(aiohttp_client, settings, idempotency_wait_ms=30_000)
+    with Session(committed, expire_on_commit=False) as session, session.begin():
+        user = make_funded_user(session, "100")
+    first = asyncio.ensure_future(api.post("/api/payments", json=BODY, headers=_headers(settings, user)))
+    await _until(paused.inside.is_set, "the write thread to enter the transaction")
+    with committed.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": paused.backend_pid})
+
+    def gone() -> bool:
+        with committed.connect() as conn:
+            return not conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                    {"pid": paused.backend_pid}).scalar_one()
+
+    await _until(gone, "the crashed session to end")
+    resp = await api.post("/api/payments", json=BODY, headers=_headers(settings, user))
+    body = await resp.json()
+    assert resp.status == 202, body
+    assert "Idempotent-Replayed" not in resp.headers
+    paused.go.set()
+    await first  # the "dead" request's thread wakes to a closed connection; its answer is moot
+    with committed.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM payments")).scalar_one() == 1
+        assert conn.execute(text("SELECT balance FROM users")).scalar_one() == Decimal("90.00")
+    again = await api.post("/api/payments", json=BODY, headers=_headers(settings, user))
+    assert again.status == 202 and again.headers["Idempotent-Replayed"] == "true"
+    assert (await again.json())["data"]["id"] == body["data"]["id"]
+
+
+@pytest.mark.committed
+async def test_a_retry_waits_only_so_long_for_a_running_request(aiohttp_client, committed: Engine, settings: Settings, paused: PausedWithdrawal) -> None:  # type: ignore[no-untyped-def]
+    api = await _payments_client(aiohttp_client, settings, idempotency_wait_ms=50)
+    with Session(committed, expire_on_commit=False) as session, session.begin():
+        user = make_funded_user(session, "100")
+    first = asyncio.ensure_future(api.post("/api/payments", json=BODY, headers=_headers(settings, user)))
+    await _until(paused.inside.is_set, "the write thread to enter the transaction")
+    busy = await api.post("/api/payments", json=BODY, headers=_headers(settings, user))
+    assert busy.status == 409, await busy.json()
+    paused.go.set()
+    assert (await first).status == 202
+    again = await api.post("/api/payments", json=BODY, headers=_headers(settings, user))
+    assert again.status == 202 and again.headers["Idempotent-Replayed"] == "true"
+    with committed.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM payments")).scalar_one() == 1
+
+
 def test_expired_keys_are_taken_over_and_purged(session: Session) -> None:
-    from common.services.idempotency import claim_key, purge_expired, store_response
+    from common.services.idempotency import Stored, claim_key, purge_expired, store_response
 
     user = make_funded_user(session, "0")
-    assert claim_key(session, user_id=user.id, key="k", request_hash=b"a" * 32) is None
-    store_response(session, user_id=user.id, key="k", status=202, body={"data": 1})
-    assert claim_key(session, user_id=user.id, key="k", request_hash=b"a" * 32).status == 202  # type: ignore[union-attr]
+    claim = claim_key(session, user_id=user.id, key="k", request_hash=b"a" * 32, wait_ms=100)
+    assert isinstance(claim, int)
+    store_response(session, claim_id=claim, status=202, body={"data": 1})
+    replay = claim_key(session, user_id=user.id, key="k", request_hash=b"a" * 32, wait_ms=100)
+    assert replay == Stored(202, {"data": 1})
     session.execute(text("UPDATE idempotency_keys SET expires_at = now() - interval '1 s'"))
-    assert claim_key(session, user_id=user.id, key="k", request_hash=b"b" * 32) is None
+    # Taken over with a claim (and an id) of its own: the new execution is told apart.
+    again = claim_key(session, user_id=user.id, key="k", request_hash=b"b" * 32, wait_ms=100)
+    assert isinstance(again, int) and again != claim
     session.execute(text("UPDATE idempotency_keys SET expires_at = now() - interval '1 s'"))
     assert purge_expired(session) == 1

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
 import orjson
 import pytest
 import redis
+from freezegun import freeze_time
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
@@ -60,7 +66,17 @@ async def test_queue_depths_and_unacked(client) -> None:  # type: ignore[no-unty
     assert value(samples, "savebucks_metrics_source_up", source="queues") == 1
 
 
-async def test_outbox_backlog_counts_unpublished_events(client, session: Session) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+async def uncached_client(aiohttp_client, settings: Settings, bound_db):  # type: ignore[no-untyped-def]
+    """For tests that change a cached figure between two scrapes."""
+    from web.app import create_app
+
+    return await aiohttp_client(create_app(settings.model_copy(update={"metrics_cache_seconds": 0}),
+                                           db=bound_db))
+
+
+async def test_outbox_backlog_counts_unpublished_events(uncached_client, session: Session) -> None:  # type: ignore[no-untyped-def]
+    client = uncached_client
     assert value(await scrape(client), "savebucks_outbox_backlog") == 0
     for n in range(3):
         emit(session, event="test:backlog", data={"n": n})
@@ -163,6 +179,52 @@ async def test_open_websockets_and_their_events_are_counted(client, session: Ses
         assert value(samples, "savebucks_events_delivered_total", event="test:ping") == delivered + 1
     finally:
         await ws.close()
+
+
+async def test_a_scrape_storm_costs_one_database_and_broker_round_per_ttl(aiohttp_client, settings: Settings, bound_db, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from web import metrics
+    from web.app import create_app
+
+    calls = {"outbox": 0, "queues": 0}
+
+    def counted(name: str, real: Any) -> Any:
+        async def wrapper(app: Any) -> Any:
+            calls[name] += 1
+            return await real(app)
+        return wrapper
+
+    monkeypatch.setattr(metrics, "_outbox", counted("outbox", metrics._outbox))
+    monkeypatch.setattr(metrics, "_queue_depths", counted("queues", metrics._queue_depths))
+    client = await aiohttp_client(create_app(
+        settings.model_copy(update={"metrics_cache_seconds": 10}), db=bound_db))
+    with freeze_time(dt.datetime.now(dt.UTC), real_asyncio=True) as frozen:
+        storm = await asyncio.gather(*(client.get("/metrics") for _ in range(30)))
+        assert {r.status for r in storm} == {200}
+        assert "savebucks_outbox_backlog" in await storm[-1].text()
+        assert calls == {"outbox": 1, "queues": 1}
+        frozen.tick(11)
+        await scrape(client)
+        assert calls == {"outbox": 2, "queues": 2}
+
+
+async def test_metrics_token_guards_the_scrape(aiohttp_client, settings: Settings, bound_db, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    from web.app import create_app
+    from web.keys import SETTINGS
+
+    secret = "scrape-secret-0123456789abcdef"
+    client = await aiohttp_client(create_app(settings.model_copy(update={"metrics_token": secret}),
+                                             db=bound_db))
+    caplog.set_level(logging.DEBUG)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": secret},
+                    {"Authorization": f"Bearer {secret}x"}, {"Authorization": "Bearer caf\u00e9"}):
+        resp = await client.get("/metrics", headers=headers)
+        body = await resp.json()
+        assert resp.status == 401 and body["success"] is False and body["code"] == "unauthorized"
+        assert secret not in await resp.text()
+    ok = await client.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+    assert ok.status == 200 and "savebucks_http_requests_total" in await ok.text()
+    assert secret not in caplog.text
+    assert secret not in repr(client.app[SETTINGS])
 
 
 @pytest.mark.committed

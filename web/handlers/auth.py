@@ -23,6 +23,7 @@ from common.security.passwords import MAX_LENGTH, MIN_LENGTH
 from common.security.tokens import issue_access_token
 from common.services.auth import (
     SignedIn,
+    hash_refresh_token,
     logout,
     record_login_failure,
     refresh_session,
@@ -186,10 +187,15 @@ async def login(request: web.Request) -> web.Response:
 @describe("A new access token for a refresh token (and the next refresh token when rotating)",
           tags=["auth"], body=RefreshBody, response=RefreshOut,
           statuses={401: "Unknown, expired, revoked or reused refresh token",
-                    403: "Account suspended or banned"})
+                    403: "Account suspended or banned",
+                    429: "Too many refreshes from this address or with this token"})
 async def refresh(request: web.Request) -> web.Response:
     body = await parse_body(request, RefreshBody)
     app, settings = request.app, request.app[SETTINGS]
+    await app[LIMITER].hit("refresh:ip", settings.rate_limit_refresh, request[CLIENT_IP])
+    # Keyed by the token's hash, as the database keeps it: the token itself never reaches Redis.
+    await app[LIMITER].hit("refresh:token", settings.rate_limit_refresh_token,
+                           hash_refresh_token(body.refreshToken).hex())
     outcome = await app[DB].run(
         refresh_session, token=body.refreshToken, rotation=settings.refresh_rotation,
         grace_seconds=settings.refresh_reuse_grace_seconds,

@@ -10,11 +10,10 @@ from sqlalchemy import bindparam, func, literal_column, select
 
 from common.errors import NotFound
 from common.models.offers import Offer
-from common.security.tokens import InvalidToken, decode_access_token
 from common.sql import compile_query
-from web.auth import bearer_token
+from web.auth import is_current_admin
 from web.envelope import ok, pagination
-from web.keys import DB, SETTINGS
+from web.keys import DB
 from web.money_schemas import CategoryCount, IdPath, OfferOut
 from web.openapi import describe
 from web.schemas import PageQuery
@@ -106,24 +105,14 @@ async def list_offers(request: web.Request) -> web.Response:
     return ok([offer_json(r) for r in rows], page=pagination(q.page, q.limit, total))
 
 
-def _is_admin(request: web.Request) -> bool:
-    token = bearer_token(request)
-    if token is None:
-        return False
-    try:
-        return decode_access_token(request.app[SETTINGS], token).role == "admin"
-    except InvalidToken:
-        return False
-
-
-@describe("One offer: 404 unless active (admins see every status)", tags=["offers"],
+@describe("One offer: 404 unless active (a current, active admin sees every status)", tags=["offers"],
           path=IdPath, response=OfferOut, statuses={404: "No such active offer"})
 async def get_offer(request: web.Request) -> web.Response:
     offer_id = int(request.match_info["id"])
     if offer_id > MAX_ID:
         raise NotFound("Offer not found")
     row = await request.app[DB].fetch_one(_ONE, {"id": offer_id})
-    if row is None or (row["status"] != "active" and not _is_admin(request)):
+    if row is None or (row["status"] != "active" and not await is_current_admin(request)):
         raise NotFound("Offer not found")
     return ok(offer_json(row))
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from decimal import Decimal
 from typing import Any, Literal
 
-import orjson
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy import bindparam, func, select
@@ -15,13 +13,12 @@ from sqlalchemy.orm import Session
 from common.errors import NotFound
 from common.models.payments import Payment
 from common.payouts import BREAKER_NAME  # noqa: F401  (registers the breaker for /health)
-from common.services.idempotency import store_response
 from common.services.payments import cancel_payment, payment_json, request_withdrawal
 from common.sql import compile_query
 from web.auth import current_user, require_user
-from web.envelope import dumps, ok, pagination
+from web.envelope import ok, pagination
+from web.idempotency import HEADER_DOC, idempotency_key, request_hash, run_once
 from web.tasks import enqueue_after_commit
-from web.idempotency import claim_or_replay, idempotency_key, run_claimed
 from web.keys import DB, LIMITER, SETTINGS
 from web.money_schemas import IdPath, PaymentOut
 from web.openapi import describe
@@ -45,43 +42,36 @@ class WithdrawalBody(Model):
     destination: str = Field(min_length=3, max_length=256)
 
 
-def _hash(body: Any) -> bytes:
-    return hashlib.sha256(orjson.dumps(body, default=str, option=orjson.OPT_SORT_KEYS)).digest()
-
-
-def _withdraw_and_store(session: Session, *, user_id: int, key: str, **kwargs: Any) -> dict[str, Any]:
-    """The withdrawal and its stored answer commit together."""
-    payment = request_withdrawal(session, user_id=user_id, **kwargs)
-    store_response(session, user_id=user_id, key=key, status=202,
-                   body={"data": orjson.loads(dumps(payment_json(payment)))})
-    return payment
-
-
 @describe(
     "Request a withdrawal (funds held at acceptance)", tags=["payments"], body=WithdrawalBody,
     response=PaymentOut, status=202,
-    headers={"Idempotency-Key": "required; the same key and body replay the first answer"},
-    statuses={409: "Idempotency-Key reused with another body, or still in progress",
+    headers={"Idempotency-Key": HEADER_DOC},
+    statuses={400: "Idempotency-Key missing or malformed",
+              409: "Idempotency-Key reused with another body, or still in progress",
               422: "Over the balance, under MIN_WITHDRAWAL, or more than 2 decimals",
               429: "Too many withdrawal requests (RATE_LIMIT_WITHDRAWAL per user)"},
 )
 @require_user
 async def create_payment(request: web.Request) -> web.Response:
-    settings, db = request.app[SETTINGS], request.app[DB]
+    settings = request.app[SETTINGS]
     user_id = current_user(request).user_id
     # Counted before the Idempotency-Key is read: replays count too, and a refusal claims no key.
     await request.app[LIMITER].hit("withdrawal:user", settings.rate_limit_withdrawal, user_id)
     key = idempotency_key(request)
     raw = await read_json(request)
     body = validate(WithdrawalBody, raw)
-    replayed = await claim_or_replay(db, owner_id=user_id, key=key, request_hash=_hash(raw))
-    if replayed is not None:
-        return replayed
-    payment = await run_claimed(
-        db, _withdraw_and_store, owner_id=user_id, user_id=user_id, key=key, amount=body.amount,
-        method=body.method, destination=body.destination, minimum=settings.min_withdrawal,
-        auto_pay_limit=settings.auto_pay_limit,
-    )
+
+    def withdraw(session: Session, _claim_id: int) -> dict[str, Any]:
+        return request_withdrawal(
+            session, user_id=user_id, amount=body.amount, method=body.method,
+            destination=body.destination, minimum=settings.min_withdrawal,
+            auto_pay_limit=settings.auto_pay_limit,
+        )
+
+    payment = await run_once(request, withdraw, owner_id=user_id, key=key,
+                             fingerprint=request_hash(raw), status=202, data=payment_json)
+    if isinstance(payment, web.Response):  # the stored first answer
+        return payment
     if not payment["needs_approval"]:
         await enqueue_after_commit("payouts.pay", payment["id"])
     return ok(payment_json(payment), status=202)

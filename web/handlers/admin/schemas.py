@@ -45,7 +45,7 @@ class AdjustmentOut(BaseModel):
     amount: Decimal
     balance: Decimal
     reason: str
-    entryId: int | None = Field(description="null when this key had already posted")
+    entryId: int = Field(description="the ledger entry this adjustment posted")
 
 
 class AdminOfferOut(OfferOut):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from decimal import Decimal
 from typing import Any, Literal
 
-import orjson
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy.orm import Session
@@ -14,13 +12,12 @@ from sqlalchemy.orm import Session
 from common.models import User
 from common.services.accounts import set_user_status
 from common.services.admin_users import adjust_balance, list_users, user_detail, user_json
-from common.services.idempotency import store_response
 from web.handlers.admin.schemas import AdjustmentOut, AdminUserDetail, AdminUserOut
 from web.openapi import describe
 from web.auth import current_user, require_admin
-from web.envelope import dumps, ok
+from web.envelope import ok
 from web.handlers.admin.base import IdPath, audit_context, paged, path_id
-from web.idempotency import claim_or_replay, idempotency_key, run_claimed
+from web.idempotency import HEADER_DOC, idempotency_key, request_hash, run_once
 from web.keys import DB
 from web.schemas import Model, PageQuery
 from web.validation import parse_body, parse_query, read_json, validate
@@ -70,30 +67,24 @@ def _set_status(session: Session, **kwargs: Any) -> dict[str, Any]:
     return user_json({c.name: getattr(user, c.name) for c in User.__table__.c})
 
 
-def _adjust_and_store(session: Session, *, key: str, **kwargs: Any) -> dict[str, Any]:
-    """The adjustment and its stored answer commit together (as withdrawals do)."""
-    result = adjust_balance(session, key=key, **kwargs)
-    store_response(session, user_id=kwargs["actor_id"], key=key, status=200,
-                   body={"data": orjson.loads(dumps(result))})
-    return result
-
-
-@describe("Adjust a balance through the ledger (signed amount)", tags=["admin"], path=IdPath, body=AdjustBody, headers={"Idempotency-Key": "required; the same key and body replay the first answer"}, statuses={404: "No such user", 409: "Idempotency-Key reused with another body, or in progress", 422: "A debit over the balance"}, response=AdjustmentOut)
+@describe("Adjust a balance through the ledger (signed amount)", tags=["admin"], path=IdPath, body=AdjustBody, headers={"Idempotency-Key": HEADER_DOC}, statuses={400: "Idempotency-Key missing or malformed", 404: "No such user", 409: "Idempotency-Key reused with another body, or in progress", 422: "A debit over the balance"}, response=AdjustmentOut)
 @require_admin
 async def adjust(request: web.Request) -> web.Response:
-    db, admin_id = request.app[DB], current_user(request).user_id
+    admin_id = current_user(request).user_id
     key = idempotency_key(request)
     user_id = path_id(request, "User")
     raw = await read_json(request)
     body = validate(AdjustBody, raw)
-    digest = hashlib.sha256(orjson.dumps({"user": user_id, "body": raw}, default=str,
-                                         option=orjson.OPT_SORT_KEYS)).digest()
-    replayed = await claim_or_replay(db, owner_id=admin_id, key=key, request_hash=digest)
-    if replayed is not None:
-        return replayed
-    result = await run_claimed(db, _adjust_and_store, owner_id=admin_id, key=key, user_id=user_id,
-                               amount=body.amount, reason=body.reason, **audit_context(request))
-    return ok(result)
+    context = audit_context(request)
+
+    def adjust_once(session: Session, claim_id: int) -> dict[str, Any]:
+        return adjust_balance(session, user_id=user_id, amount=body.amount, reason=body.reason,
+                              key=key, request_id=claim_id, **context)
+
+    result = await run_once(request, adjust_once, owner_id=admin_id, key=key, status=200,
+                            fingerprint=request_hash({"user": user_id, "body": raw}),
+                            data=lambda adjusted: adjusted)
+    return result if isinstance(result, web.Response) else ok(result)
 
 
 ROUTES = [
