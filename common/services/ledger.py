@@ -105,11 +105,13 @@ def post_entry(
 
 
 # Users whose money does not add up: balance against the ledger, pending balance against pending
-# sales, and no balance below zero unless a reversal left a debt.
+# sales, and no balance below zero but a debt: never deeper than all the user's reversals together.
 _CHECK = text(
     """
     WITH ledger AS (
-        SELECT user_id, sum(amount) AS total FROM ledger_entries GROUP BY user_id
+        SELECT user_id, sum(amount) AS total,
+               coalesce(sum(amount) FILTER (WHERE kind = 'sale_reversal'), 0) AS reversed
+        FROM ledger_entries GROUP BY user_id
     ), pending AS (
         SELECT user_id, sum(commission_amount) AS total FROM sales
         WHERE status = 'pending' GROUP BY user_id
@@ -120,8 +122,7 @@ _CHECK = text(
     LEFT JOIN ledger l ON l.user_id = u.id
     LEFT JOIN pending p ON p.user_id = u.id
     WHERE u.balance <> coalesce(l.total, 0)
-       OR (u.balance < 0 AND NOT EXISTS (
-           SELECT 1 FROM ledger_entries d WHERE d.user_id = u.id AND d.kind = 'sale_reversal'))
+       OR (u.balance < 0 AND u.balance < coalesce(l.reversed, 0))
        OR u.pending_balance <> coalesce(p.total, 0) OR u.pending_balance < 0
     ORDER BY u.id
     """

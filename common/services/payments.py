@@ -128,6 +128,25 @@ def reject_payment(session: Session, *, payment_id: int, reason: str) -> bool:
     return True
 
 
+DEBT_REASON = "Cancelled: a reversed reward left your balance below zero"
+_PENDING_OF = text(
+    "SELECT id FROM payments WHERE user_id = :user_id AND status = 'pending' ORDER BY id DESC")
+_BALANCE = text("SELECT balance FROM users WHERE id = :user_id")
+
+
+def fail_pending_for_debt(session: Session, *, user_id: int) -> list[int]:
+    """A reversal left the user in debt: their pending withdrawals fail, newest first, and their
+    released holds pay the debt back, until it is paid or none is left (a debt never leaves with a
+    withdrawal). A payment already processing is on its way to the provider and goes on."""
+    failed = []
+    for payment_id in session.execute(_PENDING_OF, {"user_id": user_id}).scalars():
+        if session.execute(_BALANCE, {"user_id": user_id}).scalar_one() >= 0:
+            break
+        if reject_payment(session, payment_id=payment_id, reason=DEBT_REASON):
+            failed.append(payment_id)
+    return failed
+
+
 @dataclass(frozen=True, slots=True)
 class PayoutJob:
     """A payment a payout chain holds the lease of; ``token`` fences every write it makes."""

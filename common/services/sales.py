@@ -20,6 +20,7 @@ from common.models.audit import AuditLog
 from common.money import commission
 from common.services.leaderboard import record_approvals, record_reversal
 from common.services.ledger import post_entry
+from common.services.payments import fail_pending_for_debt
 from common.tracing import current_trace_id
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,8 @@ CREDIT_CTES = """
     )"""
 CREDIT_RESULT = "SELECT (SELECT id FROM sale) AS sale_id, EXISTS (SELECT 1 FROM owner) AS user_exists"
 _CREDIT = text(CREDIT_CTES + "\n" + CREDIT_RESULT)
-_EXISTING = text("SELECT id, status FROM sales WHERE network = :network AND external_id = :external_id")
+_EXISTING = text(
+    "SELECT id, status, user_id FROM sales WHERE network = :network AND external_id = :external_id")
 # The sale if this transaction id was seen, and the offer's payout rule: one round trip.
 _LOOKUP = text(
     """
@@ -66,6 +68,13 @@ class UnknownOffer(InvalidInput):
 
 class UnknownUser(InvalidInput):
     outcome = "unknown_user"
+
+
+class UserMismatch(InvalidInput):
+    """A callback names another user than the sale of its transaction id: a network's sale never
+    changes hands, so this is refused (and logged) rather than applied to someone else."""
+
+    outcome = "user_mismatch"
 
 
 def credit_sale(
@@ -222,8 +231,9 @@ def reject_sale(session: Session, *, sale_id: int) -> bool:
 def reverse_sale(session: Session, *, sale_id: int) -> str:
     """A network takes a sale back: pending -> rejected, or approved -> reversed with a
     ``sale_reversal`` debit of the whole commission. If the member already spent it, the balance
-    goes below zero: a debt that later credits and releases pay back first, and that refuses
-    withdrawals while open; it is audited for admins (docs/money.md). Returns the outcome."""
+    goes below zero: a debt that the user's pending withdrawals pay back first (they fail and their
+    holds come back), then later credits; it refuses withdrawals while open and is audited for
+    admins (docs/money.md). Returns the outcome."""
     if reject_sale(session, sale_id=sale_id):
         return "rejected"
     sale = session.execute(_REVERSE, {"sale_id": sale_id}).first()
@@ -238,11 +248,12 @@ def reverse_sale(session: Session, *, sale_id: int) -> str:
         allow_debt=True,
     )
     if posted is not None and posted.balance < 0:
+        failed = fail_pending_for_debt(session, user_id=sale.user_id)
         session.execute(insert(AuditLog).values(
             action="sale.reversal_debt", actor_id=None, target_type="user",
             target_id=str(sale.user_id),
             after={"userId": sale.user_id, "commission": str(sale.commission_amount),
-                   "balanceAfter": str(posted.balance)},
+                   "balanceAfter": str(posted.balance), "paymentsFailed": failed},
         ))
     return "reversed"
 
@@ -281,6 +292,8 @@ def reverse_callback(
     found = session.execute(_EXISTING, {"network": network, "external_id": external_id}).first()
     if found is None:
         return SaleOutcome(None, None, "unknown_sale")
+    if found.user_id != user_id:
+        raise UserMismatch(f"Transaction {external_id!r} belongs to another user")
     outcome = reverse_sale(session, sale_id=found.id)
     status = session.execute(text("SELECT status FROM sales WHERE id = :id"), {"id": found.id})
     return SaleOutcome(found.id, status.scalar_one(), outcome)

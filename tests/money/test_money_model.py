@@ -30,7 +30,9 @@ from common.payouts import PayoutResult
 from common.services.admin_queue import request_sale_decision
 from common.services.ledger import check_ledger
 from common.services.payments import PayoutJob, cancel_payment, request_withdrawal, stuck_payments
-from common.services.sales import approve_due_sales, approve_sale, credit_sale, reverse_callback
+from common.services.sales import (
+    UserMismatch, approve_due_sales, approve_sale, credit_sale, reverse_callback,
+)
 from common.uow import SyncContext
 from tests.conftest import truncate_all
 from tests.factories import make_user
@@ -87,9 +89,13 @@ class MoneyMachine(RuleBasedStateMachine):
     @rule(txn=TXNS, who=st.integers(0, 1), cents=CENTS)
     def reverse(self, txn: str, who: int, cents: int) -> None:
         user = self.model.users[who]
-        with self.ctx.transaction() as session:
-            reverse_callback(session, network="testnet", external_id=txn, user_id=user,
-                             offer_external_id="o1", amount=Decimal(cents) / 100)
+        try:
+            with self.ctx.transaction() as session:
+                reverse_callback(session, network="testnet", external_id=txn, user_id=user,
+                                 offer_external_id="o1", amount=Decimal(cents) / 100)
+        except UserMismatch:
+            assert self.model.sales[txn][0] != user
+            return
         if txn not in self.model.sales:
             self.model.sales[txn] = (user, "rejected", Decimal(cents) / 100)
             return
@@ -99,6 +105,7 @@ class MoneyMachine(RuleBasedStateMachine):
         elif status == "approved":
             self.model.sales[txn] = (owner, "reversed", amount)
             self.model.balances[owner] -= amount
+            self._observe_payments()  # a debt fails the owner's pending withdrawals
 
     def _approve_model(self, txn: str) -> None:
         owner, status, amount = self.model.sales[txn]

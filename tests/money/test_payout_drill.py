@@ -31,7 +31,9 @@ KILLS = 40 if LONG else 5
 DEADLINE = 400 if LONG else 150
 # Chains that give up often (transient errors, two attempts) while the sweep starts others: the
 # interleaving that paid twice when a chain released funds on the provider's "never paid".
-WORKER_ENV = {"PAYOUT_STUCK_SECONDS": "1", "PAYOUT_SANDBOX_LATENCY_MS": "400",
+# The provider's calls (0.5 to 1.5 x 900 ms) often outlive the one-second lease, so stalled chains
+# meet the chains that took over.
+WORKER_ENV = {"PAYOUT_STUCK_SECONDS": "1", "PAYOUT_SANDBOX_LATENCY_MS": "900",
               "PAYOUT_SANDBOX_ERROR_RATE": "0.25", "PAYOUT_MAX_ATTEMPTS": "2"}
 DESTINATIONS = ["me@example.com", "flaky@example.com", "decline@example.com", "timeout@example.com"]
 

@@ -93,6 +93,22 @@ def test_a_holder_giving_up_after_a_stalled_chain_paid_records_the_payment(ctx: 
     assert _state(committed, user_id, payment_id) == ("paid", Decimal("180.00"), ["paid"])
 
 
+def test_a_stalled_chain_records_nothing_while_another_holds_the_lease(ctx: SyncContext, committed: Engine) -> None:
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    y = take(ctx, payment_id)
+    assert y is not None
+    paid = attempt(ctx, y)
+    _expire_lease(committed, payment_id)
+    x = take(ctx, payment_id)             # X holds the lease; the payment is still processing
+    assert x is not None and not isinstance(paid, Exception)
+    assert record(ctx, y, paid) == "lease_lost"
+    assert _state(committed, user_id, payment_id) == ("processing", Decimal("180.00"), ["paid"])
+    result = attempt(ctx, x)              # X learns the first result from the provider
+    assert not isinstance(result, Exception)
+    assert record(ctx, x, result) == "paid"
+    assert _state(committed, user_id, payment_id) == ("paid", Decimal("180.00"), ["paid"])
+
+
 def test_a_second_chain_gets_nothing_while_the_lease_is_live(ctx: SyncContext, committed: Engine) -> None:
     _, payment_id = committed_withdrawal(committed, "20")
     first = take(ctx, payment_id)

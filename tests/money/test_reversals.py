@@ -13,8 +13,11 @@ from sqlalchemy.orm import Session
 from common.errors import InvalidInput
 from common.models import AuditLog, PostbackLog, Sale, User
 from common.services.admin_queue import request_sale_decision
-from common.services.payments import cancel_payment, request_withdrawal
-from common.services.sales import approve_due_sales, approve_sale, credit_sale, reverse_sale
+from common.services.ledger import check_ledger, post_entry
+from common.services.payments import DEBT_REASON, request_withdrawal, start_payout
+from common.services.sales import (
+    UserMismatch, approve_due_sales, approve_sale, credit_sale, reverse_callback, reverse_sale,
+)
 from tests.factories import make_user
 from tests.money.factories import generic_params, make_offer
 
@@ -68,34 +71,58 @@ async def test_a_reversal_before_its_credit_is_remembered(money_client, session:
     assert outcomes == ["reversal_before_credit", "duplicate"]
 
 
-def test_a_reversal_of_spent_money_is_a_debt_that_later_money_pays_back(session: Session) -> None:
+def test_a_reversal_of_spent_money_fails_the_pending_withdrawal_that_holds_it(session: Session) -> None:
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    sale_id = _approved_sale(session, user.id, "t1", "150.00")
+    payment_id = _withdraw(session, user.id, "150.00")   # over the auto-pay limit: waits
+    assert reverse_sale(session, sale_id=sale_id) == "reversed"
+    assert _money(session, user.id) == (Decimal("0.00"), Decimal("0"))
+    payment = session.execute(text("SELECT status, failure_reason FROM payments WHERE id = :id"),
+                              {"id": payment_id}).one()
+    assert tuple(payment) == ("failed", DEBT_REASON)
+    debt = session.query(AuditLog).filter_by(action="sale.reversal_debt").one()
+    assert debt.after == {"userId": user.id, "commission": "150.00", "balanceAfter": "-150.00",
+                          "paymentsFailed": [payment_id]}
+
+
+def test_a_debt_left_by_a_paid_withdrawal_blocks_withdrawals_and_later_money_pays_it(session: Session) -> None:
     user = make_user(session)
     make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
     sale_id = _approved_sale(session, user.id, "t1", "10.00")
-    payment_id = _withdraw(session, user.id, "10.00")      # withdraw everything
+    payment_id = _withdraw(session, user.id, "10.00")
+    assert start_payout(session, payment_id=payment_id, lease_seconds=60) is not None  # on its way
     assert reverse_sale(session, sale_id=sale_id) == "reversed"
     assert _money(session, user.id) == (Decimal("-10.00"), Decimal("0"))
     with pytest.raises(InvalidInput):                     # no withdrawal while in debt
         _withdraw(session, user.id, "5.00")
-    cancel_payment(session, user_id=user.id, payment_id=payment_id)
-    assert _money(session, user.id) == (Decimal("0.00"), Decimal("0"))  # the release repaid it
-    _approved_sale(session, user.id, "t2", "4.00")
-    assert reverse_sale(session, sale_id=session.execute(
-        select(Sale.id).where(Sale.external_id == "t2")).scalar_one()) == "reversed"
-    assert _money(session, user.id)[0] == Decimal("0.00")
-    debts = session.query(AuditLog).filter_by(action="sale.reversal_debt").all()
-    assert [d.after for d in debts] == [
-        {"userId": user.id, "commission": "10.00", "balanceAfter": "-10.00"}]
+    _approved_sale(session, user.id, "t2", "4.00")        # later money pays the debt first
+    assert _money(session, user.id)[0] == Decimal("-6.00")
+    _approved_sale(session, user.id, "t3", "9.00")
+    assert _money(session, user.id)[0] == Decimal("3.00")
+    assert check_ledger(session) == []
 
 
-def test_a_credit_repays_a_debt_in_part(session: Session) -> None:
+def test_the_ledger_check_allows_a_debt_no_deeper_than_the_reversals(session: Session) -> None:
     user = make_user(session)
     make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
-    sale_id = _approved_sale(session, user.id, "t1", "10.00")
-    _withdraw(session, user.id, "10.00")
-    reverse_sale(session, sale_id=sale_id)
-    _approved_sale(session, user.id, "t2", "3.00")
-    assert _money(session, user.id)[0] == Decimal("-7.00")
+    reverse_sale(session, sale_id=_approved_sale(session, user.id, "t1", "1.00"))
+    assert check_ledger(session) == []
+    post_entry(session, user_id=user.id, amount=Decimal("-1000"), kind="adjustment",
+               key="bogus", allow_debt=True)
+    assert len(check_ledger(session)) == 1
+    post_entry(session, user_id=user.id, amount=Decimal("1000"), kind="adjustment", key="undo")
+
+
+def test_a_reversal_naming_another_user_is_refused(session: Session) -> None:
+    owner, other = make_user(session), make_user(session)
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    _approved_sale(session, owner.id, "t1", "10.00")
+    with pytest.raises(UserMismatch):
+        reverse_callback(session, network="testnet", external_id="t1", user_id=other.id,
+                         offer_external_id="o1", amount=Decimal("10"))
+    assert session.execute(select(Sale.status)).scalar_one() == "approved"
+    assert _money(session, owner.id)[0] == Decimal("10.00")
 
 
 def test_an_admin_rejection_wins_over_the_end_of_the_hold(session: Session) -> None:
