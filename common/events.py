@@ -1,8 +1,9 @@
 """The outbox: an event commits with the change that caused it and is published after commit.
 
-1. ``emit`` inserts the event row in the caller's transaction and remembers it on the session.
-2. After the commit, the caller hands ``committed_events(session)`` to a publisher, which sends
-   each on Redis pub/sub and marks it published.
+1. ``emit`` (or ``emit_many``, or ``adopt_emitted`` for rows a statement inserted itself) writes
+   the event row in the caller's transaction and registers it as an after-commit effect.
+2. After the commit, the unit of work (``common/uow.py``) sends them on Redis pub/sub
+   (``publish``) and marks them published (``mark_published``).
 3. ``sweep_unpublished`` (a beat task) publishes what a process that died between commit and
    publish, or a Redis outage, left behind. Subscribers drop duplicates by event id.
 """
@@ -17,15 +18,14 @@ from typing import Any
 
 import orjson
 import redis
-import redis.asyncio as aredis
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from common.effects import after_commit
 from common.models.outbox import OutboxEvent
 from common.tracing import current_trace_id
 
 log = logging.getLogger(__name__)
-_PENDING = "savebucks.outbox"
 _outbox = OutboxEvent.__table__
 
 
@@ -77,7 +77,7 @@ def emit(
         .returning(_outbox.c.id)
     ).scalar_one()
     emitted = Event(event_id, target, target_id, event, data, trace_id)
-    session.info.setdefault(_PENDING, []).append(emitted)
+    after_commit(session).events.append(emitted)
     return emitted
 
 
@@ -93,92 +93,39 @@ def emit_many(session: Session, events: Sequence[tuple[str, dict[str, Any], int]
     ids = session.execute(
         insert(_outbox).returning(_outbox.c.id, sort_by_parameter_order=True), rows
     ).scalars().all()
-    pending = session.info.setdefault(_PENDING, [])
-    for event_id, (ev, data, uid) in zip(ids, events, strict=True):
-        pending.append(Event(event_id, "user", uid, ev, data, trace_id))
+    after_commit(session).events.extend(
+        Event(event_id, "user", uid, ev, data, trace_id)
+        for event_id, (ev, data, uid) in zip(ids, events, strict=True))
 
 
 def adopt_emitted(session: Session, rows: Iterable[Any]) -> None:
     """Publish after commit the outbox rows that SQL inserted in this transaction (batch paths
     that write their events in the statement that makes the change). ``rows`` carry ``id,
     target, target_id, event, data, trace_id``."""
-    pending = session.info.setdefault(_PENDING, [])
-    pending.extend(
-        Event(r.id, r.target, r.target_id, r.event, r.data, r.trace_id) for r in rows
-    )
+    after_commit(session).events.extend(_event(r) for r in rows)
 
 
-def committed_events(session: Session) -> list[Event]:
-    """Take the events emitted in the transaction that just committed (call after commit)."""
-    return session.info.pop(_PENDING, [])
+def _event(row: Any) -> Event:
+    return Event(row.id, row.target, row.target_id, row.event, row.data, row.trace_id)
 
 
-def discard_events(session: Session) -> None:
-    """Forget events of a transaction that rolled back: they were never committed."""
-    session.info.pop(_PENDING, None)
-
-
-def emitted_count(session: Session) -> int:
-    """How many events this transaction has emitted so far (see ``discard_events_after``)."""
-    return len(session.info.get(_PENDING, ()))
-
-
-def discard_events_after(session: Session, count: int) -> None:
-    """Forget the events emitted since ``emitted_count`` said ``count``: a savepoint rolled
-    them back, and the rest of the transaction goes on."""
-    pending = session.info.get(_PENDING)
-    if pending is not None:
-        del pending[count:]
-
-
-def _mark_published(conn: Connection, ids: Sequence[int]) -> None:
-    conn.execute(
-        update(_outbox)
-        .where(_outbox.c.id.in_(ids), _outbox.c.published_at.is_(None))
-        .values(published_at=func.now())
-    )
-
-
-def publish_events(
-    events: Sequence[Event], *, client: redis.Redis, channel: str, session: Session
-) -> bool:
-    """Publish committed events and mark them; on a Redis failure leave them to the sweep."""
-    if not events:
-        return True
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.publish(channel, event.wire())
-            pipe.execute()
-    except redis.RedisError as exc:
-        log.warning("events left for the outbox sweep", extra={"error": str(exc), "count": len(events)})
-        return False
-    with session.begin():
-        _mark_published(session.connection(), [e.id for e in events])
-    return True
-
-
-async def publish_events_async(
-    events: Sequence[Event], *, client: aredis.Redis, channel: str
-) -> list[int]:
-    """The web's post-commit publish; returns the ids sent (marking them is the caller's job)."""
-    if not events:
-        return []
-    try:
-        async with client.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.publish(channel, event.wire())
-            await pipe.execute()
-    except (redis.RedisError, OSError) as exc:
-        log.warning("events left for the outbox sweep", extra={"error": str(exc), "count": len(events)})
-        return []
-    return [e.id for e in events]
+def publish(client: redis.Redis, channel: str, events: Sequence[Event]) -> None:
+    """Send events on pub/sub in one round trip (raises on a Redis failure)."""
+    with client.pipeline(transaction=False) as pipe:
+        for event in events:
+            pipe.publish(channel, event.wire())
+        pipe.execute()
 
 
 def mark_published(session: Session, ids: Iterable[int]) -> None:
+    """Tell the sweep these went out (call inside a transaction)."""
     ids = list(ids)
     if ids:
-        _mark_published(session.connection(), ids)
+        session.execute(
+            update(_outbox)
+            .where(_outbox.c.id.in_(ids), _outbox.c.published_at.is_(None))
+            .values(published_at=func.now())
+        )
 
 
 def sweep_unpublished(
@@ -206,10 +153,7 @@ def sweep_unpublished(
     ).all()
     if not rows:
         return 0
-    events = [Event(r.id, r.target, r.target_id, r.event, r.data, r.trace_id) for r in rows]
-    with client.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.publish(channel, event.wire())
-        pipe.execute()
-    _mark_published(session.connection(), [e.id for e in events])
+    events = [_event(r) for r in rows]
+    publish(client, channel, events)
+    mark_published(session, [e.id for e in events])
     return len(events)

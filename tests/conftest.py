@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import secrets
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import nullcontext
 
 _RUN = f"{os.getpid()}_{secrets.token_hex(3)}"
 
@@ -133,10 +134,10 @@ async def aredis_client(settings: Settings, redis_sync: redis.Redis) -> AsyncIte
 
 
 @pytest.fixture
-async def bound_db(connection: Connection, aredis_client: aredis.Redis, settings: Settings):  # type: ignore[no-untyped-def]
+async def bound_db(connection: Connection, redis_sync: redis.Redis, settings: Settings):  # type: ignore[no-untyped-def]
     from web.db import BoundDatabase
 
-    db = BoundDatabase(connection, aredis_client, events_channel(settings))
+    db = BoundDatabase(connection, redis_sync, events_channel(settings))
     yield db
     await db.close()
 
@@ -156,6 +157,17 @@ def truncate_all(engine: Engine) -> None:
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
             for statement in RESEED:
                 conn.execute(text(statement))
+
+
+@pytest.fixture
+def commit(session: Session, redis_sync: redis.Redis, settings: Settings) -> Callable[[Session], None]:
+    """Commit the test's session as a unit of work would: then its after-commit effects run
+    (events published, leaderboard deltas applied, tasks enqueued)."""
+    from common.taskqueue import enqueue
+    from common.uow import UnitOfWork
+
+    return UnitOfWork(lambda: nullcontext(session), redis_sync, events_channel(settings),
+                      enqueue).commit
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 
 import orjson
 import pytest
@@ -13,11 +14,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from common.config import Settings
-from common.events import committed_events, emit, publish_events, sweep_unpublished
+from common.events import emit, sweep_unpublished
 from common.models import OutboxEvent
 from common.redis import events_channel
 from common.taskqueue import enqueue
-from common.uow import SyncContext
+from common.uow import SyncContext, UnitOfWork
 
 
 @pytest.fixture
@@ -40,12 +41,11 @@ def _received(pubsub: redis.client.PubSub, count: int, deadline: float = 10.0) -
 
 
 def test_committed_event_reaches_a_subscriber(session: Session, redis_sync, subscriber, settings) -> None:
-    with session.begin():
-        first = emit(session, event="balance:updated", data={"newBalance": 1.5}, user_id=7)
-        second = emit(session, event="offer:new", data={"offer": {}, "category": "games"})
-    events = committed_events(session)
-    assert [e.id for e in events] == [first.id, second.id] and second.id > first.id
-    publish_events(events, client=redis_sync, channel=events_channel(settings), session=session)
+    unit = UnitOfWork(lambda: nullcontext(session), redis_sync, events_channel(settings), enqueue)
+    with unit.transaction() as s:
+        first = emit(s, event="balance:updated", data={"newBalance": 1.5}, user_id=7)
+        second = emit(s, event="offer:new", data={"offer": {}, "category": "games"})
+    assert second.id > first.id
     got = _received(subscriber, 2)
     assert [g["id"] for g in got] == [first.id, second.id]
     assert got[0] == {
@@ -76,7 +76,7 @@ def test_rolled_back_event_is_never_published(engine: Engine, settings, redis_sy
 def test_sweep_publishes_what_a_dead_process_left(session: Session, redis_sync, subscriber, settings) -> None:
     with session.begin():
         lost = emit(session, event="payment:status", data={"paymentId": 3}, user_id=2)
-    committed_events(session)  # the process "died" here: nothing was published
+    # The process "died" here: a plain session's commit publishes nothing, only a unit's does.
     assert _received(subscriber, 1, deadline=0.5) == []
     import datetime as dt
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from common.config import Settings
 from common.db import make_sync_engine
 from common.ratelimit import Limiter
-from common.redis import events_channel, make_async_redis
+from common.redis import events_channel, make_async_redis, make_redis
 from web.account_gate import account_gate_context
 from web.db import Database, PooledDatabase
 from web.docs import setup_docs
@@ -59,13 +59,13 @@ def _database(given: Database | None):  # type: ignore[no-untyped-def]
             app[DB] = given
             yield
             return
-        db = PooledDatabase(
-            settings, make_sync_engine(settings), app[REDIS], events_channel(settings)
-        )
+        client = make_redis(settings)  # the write threads' after-commit effects (sync)
+        db = PooledDatabase(settings, make_sync_engine(settings), client, events_channel(settings))
         await db.open()
         app[DB] = db
         yield
         await db.close()
+        client.close()
 
     return ctx
 

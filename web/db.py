@@ -4,8 +4,9 @@
   psycopg ``AsyncConnectionPool`` in autocommit: one round trip, prepared after a few runs, no
   SQLAlchemy on the hot path. psycopg's pool hands connections out in arrival order, which keeps
   the p99 near the median (docs/database.md).
-- ``run`` executes a sync service (``fn(session, **kwargs)``, the same code the workers run) in one
-  transaction on a bounded thread pool, and publishes the events it emitted once it commits.
+- ``run`` executes a sync service (``fn(session, **kwargs)``, the same code the workers run) in
+  one unit of work (``common/uow.py``: the transaction, then its after-commit effects: events,
+  leaderboard deltas, tasks) on a bounded thread pool, exactly as a worker or the CLI would.
 
 ``BoundDatabase`` runs both on one connection inside a test's outer transaction, each ``run`` in a
 savepoint, so a test sees, and rolls back, everything the app did.
@@ -14,29 +15,24 @@ savepoint, so a test sees, and rolls back, everything the app did.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
-import redis.asyncio as aredis
+import redis
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.config import Settings
-from common.events import Event, committed_events, discard_events, publish_events_async
-from common.metrics import EVENTS_PUBLISHED
 from common.sql import Query
+from common.taskqueue import enqueue
+from common.uow import UnitOfWork
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 Row = dict[str, Any]
-_MARK = text(
-    "UPDATE outbox SET published_at = now() WHERE id = ANY(:ids) AND published_at IS NULL"
-)
-_MARK_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY(%(ids)s) AND published_at IS NULL"
 
 
 class Database(Protocol):
@@ -46,26 +42,9 @@ class Database(Protocol):
     async def ping(self) -> None: ...
 
 
-class _Publishing:
-    """After a commit: send the events on Redis, then mark them published."""
-
-    redis: aredis.Redis
-    channel: str
-
-    async def _after_commit(self, events: Sequence[Event]) -> None:
-        if events:
-            ids = await publish_events_async(events, client=self.redis, channel=self.channel)
-            if ids:
-                EVENTS_PUBLISHED.inc(len(ids))
-                await self._mark(ids)
-
-    async def _mark(self, ids: list[int]) -> None:
-        raise NotImplementedError
-
-
-class PooledDatabase(_Publishing):
+class PooledDatabase:
     def __init__(
-        self, settings: Settings, engine: Engine, redis: aredis.Redis, channel: str
+        self, settings: Settings, engine: Engine, client: redis.Redis, channel: str
     ) -> None:
         self.pool = AsyncConnectionPool(
             settings.libpq_url,
@@ -88,8 +67,7 @@ class PooledDatabase(_Publishing):
         self.executor = ThreadPoolExecutor(
             max_workers=settings.db_pool_size, thread_name_prefix="db-write"
         )
-        self.redis = redis
-        self.channel = channel
+        self.unit = UnitOfWork(self.sessions, client, channel, enqueue)
 
     async def open(self) -> None:
         await self.pool.open(wait=False)
@@ -114,39 +92,20 @@ class PooledDatabase(_Publishing):
             await conn.execute("SELECT 1")
 
     async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        result, events = await loop.run_in_executor(self.executor, self._transaction, fn, kwargs)
-        await self._after_commit(events)
-        return result
-
-    def _transaction(self, fn: Callable[..., T], kwargs: dict[str, Any]) -> tuple[T, list[Event]]:
-        with self.sessions() as session:
-            try:
-                with session.begin():
-                    result = fn(session, **kwargs)
-            except BaseException:
-                discard_events(session)
-                raise
-            return result, committed_events(session)
-
-    async def _mark(self, ids: list[int]) -> None:
-        try:
-            async with self.pool.connection() as conn:
-                await conn.execute(_MARK_SQL, {"ids": ids})
-        except Exception:  # the sweep republishes; subscribers drop duplicates by id
-            log.warning("could not mark events published", exc_info=True)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, lambda: self.unit.run(fn, **kwargs))
 
 
-class BoundDatabase(_Publishing):
-    """Everything on one connection inside the caller's transaction (tests)."""
+class BoundDatabase:
+    """Everything on one connection inside the caller's transaction (tests): each unit of work is
+    a savepoint of it, and its effects run as they would in production."""
 
-    def __init__(self, connection: Connection, redis: aredis.Redis, channel: str) -> None:
+    def __init__(self, connection: Connection, client: redis.Redis, channel: str) -> None:
         self.connection = connection
         self.session = Session(
             bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
         )
-        self.redis = redis
-        self.channel = channel
+        self.unit = UnitOfWork(self._same_session, client, channel, enqueue)
         # One thread owns the connection; requests queue for it as they would for a pool of one.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-test")
 
@@ -175,18 +134,8 @@ class BoundDatabase(_Publishing):
         await self._call(self.connection.exec_driver_sql, "SELECT 1")
 
     async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        result, events = await self._call(self._transaction, fn, kwargs)
-        await self._after_commit(events)
-        return result
+        return await self._call(lambda: self.unit.run(fn, **kwargs))
 
-    def _transaction(self, fn: Callable[..., T], kwargs: dict[str, Any]) -> tuple[T, list[Event]]:
-        try:
-            with self.session.begin():
-                result = fn(self.session, **kwargs)
-        except BaseException:
-            discard_events(self.session)
-            raise
-        return result, committed_events(self.session)
-
-    async def _mark(self, ids: list[int]) -> None:
-        await self._call(lambda: self.connection.execute(_MARK, {"ids": ids}))
+    @contextmanager
+    def _same_session(self) -> Iterator[Session]:
+        yield self.session  # kept open: it lives as long as the test's connection

@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from common.errors import Conflict, DomainError
-from common.events import discard_events_after, emitted_count
+from common.effects import after_commit
 from common.models.payments import IdempotencyKey
 
 T = TypeVar("T")
@@ -116,15 +116,15 @@ def run_once(
                         wait_ms=wait_ms)
     if isinstance(claimed, Stored):
         return claimed
-    emitted = emitted_count(session)
+    registered = after_commit(session).mark()
     savepoint = session.begin_nested()
     try:
         result = work(session, claimed)
         savepoint.commit()
     except DomainError as exc:
-        # The refusal's writes and events go; the key stays claimed, now with its refusal.
+        # The refusal's writes and effects go; the key stays claimed, now with its refusal.
         savepoint.rollback()
-        discard_events_after(session, emitted)
+        after_commit(session).forget_after(registered)
         store_response(session, claim_id=claimed, status=exc.status,
                        body={"message": exc.message, "errors": exc.errors, "code": exc.code})
         return Refused(exc)

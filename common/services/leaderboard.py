@@ -7,8 +7,9 @@ user id: ids are given at signup), so ranks are unique and stable.
 
 Redis keeps one sorted set per period bucket: the score in integer cents (exact in a double) and
 the member ``10**19 - 1 - user_id`` zero-padded, so ZREVRANGE's tie order (members descending)
-is user id ascending. Approvals and reversals record their deltas on the session; they reach
-Redis only after the commit (a rolled-back approval never counts). A process dying between
+is user id ascending. Approvals and reversals register their deltas as after-commit effects of
+their unit of work (``common/uow.py``); they reach Redis only after the commit (a rolled-back
+approval never counts). A process dying between
 commit and that update leaves the set short until the beat's absolute rebuild, which builds
 each set from PostgreSQL into a temporary key and RENAMEs it over the live one.
 """
@@ -23,10 +24,11 @@ from decimal import Decimal
 from typing import Any
 
 import redis
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from common.config import Settings, get_settings
+from common.effects import after_commit
 from common.events import emit
 from common.redis import key, make_redis
 from common.services.ledger import post_entry
@@ -34,7 +36,6 @@ from common.services.ledger import post_entry
 log = logging.getLogger(__name__)
 PERIODS = ("daily", "weekly", "monthly", "all_time")
 _PAD = 10**19 - 1
-_DELTAS = "savebucks.leaderboard.deltas"
 
 
 def bucket(period: str, at: dt.datetime) -> str:
@@ -116,7 +117,7 @@ def record_reversal(session: Session, *, sale_id: int, user_id: int, amount: Dec
 
 
 def _record(session: Session, changes: list[tuple[int, Decimal, dt.datetime]]) -> None:
-    deltas = session.info.setdefault(_DELTAS, [])
+    deltas = after_commit(session).leaderboard
     settings = get_settings()
     touched = set()
     for user_id, amount, at in changes:
@@ -140,31 +141,6 @@ def _announce(session: Session, settings: Settings, touched: Iterable[tuple[str,
             return
         if fresh:
             emit(session, event="leaderboard:updated", data={"leaderboard": period, "period": name})
-
-
-def apply_deltas(client: redis.Redis, deltas: list[tuple[str, str, int]]) -> None:
-    pipe = client.pipeline(transaction=True)
-    for board, who, cents in deltas:
-        pipe.zincrby(board, cents, who)
-    for board in {d[0] for d in deltas}:
-        pipe.zremrangebyscore(board, "-inf", 0)  # as the rebuild: nobody at zero or below
-    pipe.execute()
-
-
-@event.listens_for(Session, "after_commit")
-def _after_commit(session: Session) -> None:
-    deltas = session.info.pop(_DELTAS, None)
-    if not deltas:
-        return
-    try:
-        apply_deltas(_client(), deltas)
-    except redis.RedisError:  # the commit stands; the beat's rebuild brings the sets back
-        log.warning("leaderboard update left to the rebuild", exc_info=True)
-
-
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_DELTAS, None)
 
 
 # ---------------------------------------------------------------- absolute rebuild

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -23,6 +24,7 @@ from tests.factories import auth_headers, make_user
 from tests.money.factories import make_offer
 
 UTC = dt.UTC
+Commit = Callable[[Session], None]
 
 
 @pytest.mark.parametrize(("before", "after", "same"), [
@@ -46,7 +48,8 @@ def test_buckets_follow_utc_boundaries(before: str, after: str, same: set[str]) 
     assert lb.previous_bucket("monthly", dt.datetime(2027, 1, 5, tzinfo=UTC)) == "2026-12"
 
 
-def _approved_sale(session: Session, user: User, amount: str, at: dt.datetime, offer: int) -> int:
+def _approved_sale(commit: Commit, session: Session, user: User, amount: str, at: dt.datetime,
+                   offer: int) -> int:
     """An approved sale decided at ``at``, with its credit, recorded as an approval is."""
     sale_id = session.execute(insert(Sale).values(
         user_id=user.id, offer_id=offer, network="testnet", external_id=f"x{random.random()}",
@@ -56,7 +59,7 @@ def _approved_sale(session: Session, user: User, amount: str, at: dt.datetime, o
         user_id=user.id, amount=Decimal(amount), kind="sale_credit",
         idempotency_key=f"sale_credit:{sale_id}", created_at=at))
     lb.record_approvals(session, sale_ids=[sale_id])
-    session.commit()
+    commit(session)
     return sale_id
 
 
@@ -72,12 +75,12 @@ async def _read(api: TestClient, settings: Settings, user: User, period: str) ->
     return (await resp.json())["data"]
 
 
-async def test_week_boundary_with_a_frozen_clock(client: TestClient, session: Session,
+async def test_week_boundary_with_a_frozen_clock(commit: Commit, client: TestClient, session: Session,
                                                  settings: Settings, redis_sync: redis.Redis) -> None:
     offer = make_offer(session)
     sunday, monday = make_user(session), make_user(session)
-    _approved_sale(session, sunday, "4.00", dt.datetime(2026, 11, 29, 23, 59, 59, tzinfo=UTC), offer)
-    _approved_sale(session, monday, "3.00", dt.datetime(2026, 11, 30, 0, 0, 0, tzinfo=UTC), offer)
+    _approved_sale(commit, session, sunday, "4.00", dt.datetime(2026, 11, 29, 23, 59, 59, tzinfo=UTC), offer)
+    _approved_sale(commit, session, monday, "3.00", dt.datetime(2026, 11, 30, 0, 0, 0, tzinfo=UTC), offer)
     with freeze_time("2026-11-29T23:59:59Z", real_asyncio=True):
         data = await _read(client, settings, monday, "weekly")
         assert [e["userId"] for e in data["entries"]] == [sunday.id]
@@ -99,13 +102,13 @@ async def test_week_boundary_with_a_frozen_clock(client: TestClient, session: Se
         assert (await _read(client, settings, monday, "daily"))["entries"][0]["userId"] == sunday.id
 
 
-async def test_ties_rank_by_earlier_signup(client: TestClient, session: Session, settings: Settings,
+async def test_ties_rank_by_earlier_signup(commit: Commit, client: TestClient, session: Session, settings: Settings,
                                            redis_sync: redis.Redis) -> None:
     offer = make_offer(session)
     first, second, third = (make_user(session) for _ in range(3))
     now = dt.datetime.now(UTC)
     for user in (third, second, first):  # approved in the opposite order
-        _approved_sale(session, user, "2.50", now, offer)
+        _approved_sale(commit, session, user, "2.50", now, offer)
     data = await _read(client, settings, second, "daily")
     assert [(e["rank"], e["userId"]) for e in data["entries"]] == [
         (1, first.id), (2, second.id), (3, third.id)]
@@ -113,33 +116,33 @@ async def test_ties_rank_by_earlier_signup(client: TestClient, session: Session,
     assert (await client.get("/api/leaderboard")).status == 401
 
 
-def _credit_and_approve(session: Session, user: User, amount: str) -> int:
+def _credit_and_approve(commit: Commit, session: Session, user: User, amount: str) -> int:
     sale = credit_sale(session, network="testnet", external_id=f"r{random.random()}",
                        user_id=user.id, offer_external_id="lb-offer", amount=Decimal(amount),
                        hold_seconds=0).sale_id
     approve_sale(session, sale_id=sale)
-    session.commit()
+    commit(session)
     return sale
 
 
-async def test_a_reversal_moves_a_user_down(client: TestClient, session: Session,
+async def test_a_reversal_moves_a_user_down(commit: Commit, client: TestClient, session: Session,
                                             settings: Settings, redis_sync: redis.Redis) -> None:
     make_offer(session, external_id="lb-offer", user_share=Decimal("1"))
     alice, bob = make_user(session), make_user(session)
-    big = _credit_and_approve(session, alice, "10")
-    _credit_and_approve(session, alice, "1")
-    _credit_and_approve(session, bob, "5")
+    big = _credit_and_approve(commit, session, alice, "10")
+    _credit_and_approve(commit, session, alice, "1")
+    _credit_and_approve(commit, session, bob, "5")
     data = await _read(client, settings, alice, "weekly")
     assert [(e["userId"], e["score"]) for e in data["entries"]] == [(alice.id, 11), (bob.id, 5)]
     reverse_sale(session, sale_id=big)
-    session.commit()
+    commit(session)
     data = await _read(client, settings, alice, "weekly")
     assert [(e["userId"], e["score"]) for e in data["entries"]] == [(bob.id, 5), (alice.id, 1)]
     assert data["me"] == {"rank": 2, "score": 1}
 
 
 @pytest.mark.parametrize("seed", [3, 4])
-def test_rebuild_equals_incremental(session: Session, settings: Settings, redis_sync: redis.Redis,
+def test_rebuild_equals_incremental(commit: Commit, session: Session, settings: Settings, redis_sync: redis.Redis,
                                     seed: int) -> None:
     rng = random.Random(seed)
     make_offer(session, external_id="lb-offer", user_share=Decimal("1"))
@@ -148,10 +151,10 @@ def test_rebuild_equals_incremental(session: Session, settings: Settings, redis_
     for _ in range(40):
         if approved and rng.random() < 0.25:
             reverse_sale(session, sale_id=approved.pop(rng.randrange(len(approved))))
-            session.commit()
+            commit(session)
         else:
             amount = f"{rng.randrange(1, 3)}.{rng.choice(['00', '50'])}"  # many ties
-            approved.append(_credit_and_approve(session, rng.choice(users), amount))
+            approved.append(_credit_and_approve(commit, session, rng.choice(users), amount))
     now = dt.datetime.now(UTC)
     names = {p: lb.bucket(p, now) for p in lb.PERIODS}
     incremental = {p: _board(redis_sync, settings, p, n) for p, n in names.items()}
@@ -165,13 +168,13 @@ def test_rebuild_equals_incremental(session: Session, settings: Settings, redis_
     assert dict(incremental["all_time"]) == {u: s * 100 for u, s in expected.items()}
 
 
-def test_prizes_are_paid_once(session: Session, redis_sync: redis.Redis) -> None:
+def test_prizes_are_paid_once(commit: Commit, session: Session, redis_sync: redis.Redis) -> None:
     offer = make_offer(session)
     users = [make_user(session) for _ in range(4)]
     now = dt.datetime.now(UTC)
     yesterday = now - dt.timedelta(days=1)
     for user, amount in zip(users, ["1.00", "9.00", "5.00", "5.00"], strict=True):
-        _approved_sale(session, user, amount, yesterday, offer)
+        _approved_sale(commit, session, user, amount, yesterday, offer)
     table = lb.prize_table("daily=3,2,1")
     first = lb.pay_prizes(session, table=table, now=now)
     # Ties by earlier signup: users[2] before users[3].
@@ -182,12 +185,12 @@ def test_prizes_are_paid_once(session: Session, redis_sync: redis.Redis) -> None
     assert prizes == 3
 
 
-def test_updates_are_announced_at_most_once_per_interval(session: Session,
+def test_updates_are_announced_at_most_once_per_interval(commit: Commit, session: Session,
                                                          redis_sync: redis.Redis) -> None:
     make_offer(session, external_id="lb-offer", user_share=Decimal("1"))
     user = make_user(session)
     for _ in range(3):
-        _credit_and_approve(session, user, "1")
+        _credit_and_approve(commit, session, user, "1")
     events = session.scalars(select(OutboxEvent).where(OutboxEvent.event == "leaderboard:updated")).all()
     assert sorted(e.data["leaderboard"] for e in events) == sorted(lb.PERIODS)
     assert all(e.target == "all" for e in events)

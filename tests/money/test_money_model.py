@@ -22,7 +22,6 @@ import redis
 from hypothesis import HealthCheck, settings as hsettings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import sessionmaker
 
 from common.config import Settings
 from common.errors import Conflict, InvalidInput, NotFound
@@ -289,9 +288,9 @@ class MoneyMachine(RuleBasedStateMachine):
 
 @pytest.mark.committed
 def test_money_model(committed: Engine, settings: Settings, redis_sync: redis.Redis) -> None:
-    MoneyMachine.ctx = SyncContext(
-        settings=settings.model_copy(update={"payout_sandbox_latency_ms": 0}), engine=committed,
-        redis=redis_sync, sessions=sessionmaker(committed, expire_on_commit=False))
+    MoneyMachine.ctx = SyncContext.create(
+        settings.model_copy(update={"payout_sandbox_latency_ms": 0}), engine=committed,
+        client=redis_sync)
     run_state_machine_as_test(MoneyMachine, settings=hsettings(
         max_examples=300 if LONG else 25, stateful_step_count=60 if LONG else 30, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 import redis
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from common.config import Settings
 from common.services.ledger import check_ledger
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.committed
 
 @pytest.fixture
 def ctx(committed: Engine, settings: Settings, redis_sync: redis.Redis) -> Iterator[SyncContext]:
-    yield SyncContext(
-        settings=settings.model_copy(update={"payout_sandbox_latency_ms": 0}), engine=committed,
-        redis=redis_sync, sessions=sessionmaker(committed, expire_on_commit=False))
+    yield SyncContext.create(
+        settings.model_copy(update={"payout_sandbox_latency_ms": 0}), engine=committed,
+        client=redis_sync)
 
 
 def _expire_lease(engine: Engine, payment_id: int) -> None:

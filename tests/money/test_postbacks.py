@@ -120,7 +120,8 @@ async def test_reversal_of_spent_balance_leaves_a_debt(money_client, session: Se
     assert (await money_client.get("/api/postbacks/testnet", params=p)).status == 200
     assert _state(session, user) == (Decimal("-3.00"), 0)
     debt = session.query(AuditLog).filter_by(action="sale.reversal_debt").one()
-    assert debt.after == {"userId": user.id, "commission": "4.00", "balanceAfter": "-3.00"}
+    assert debt.after == {"userId": user.id, "commission": "4.00", "balanceAfter": "-3.00",
+                          "paymentsFailed": []}
 
 
 async def test_real_network_schemes(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]

@@ -161,7 +161,7 @@ async def test_an_event_a_worker_publishes_reaches_the_socket(
 ) -> None:
     from sqlalchemy.orm import Session
 
-    from common.events import committed_events, emit
+    from common.events import emit
     from common.taskqueue import enqueue
 
     me = someone()
@@ -169,7 +169,7 @@ async def test_an_event_a_worker_publishes_reaches_the_socket(
     with Session(sync_ctx.engine) as session, session.begin():
         lost = emit(session, event="payment:status", data={"paymentId": 4, "status": "paid"},
                     user_id=me.id)
-    committed_events(session)  # the committing process died before publishing
+    # A plain session, not a unit of work: as if the committing process died before publishing.
     await asyncio.get_running_loop().run_in_executor(None, enqueue, "events.sweep_outbox", 0.0)
     frame = await next_frame(ws, timeout=DEADLINE * 2)
     assert frame == {"event": "payment:status", "id": lost.id,
