@@ -15,7 +15,8 @@ from common.sql import compile_query
 from web.auth import bearer_token
 from web.envelope import ok, pagination
 from web.keys import DB, SETTINGS
-from web.money_schemas import CategoryCount, IdPath, OfferOut
+from web.ids import IdPath, path_id
+from web.money_schemas import CategoryCount, OfferOut
 from web.openapi import describe
 from web.schemas import PageQuery
 from web.validation import parse_query
@@ -59,7 +60,6 @@ _CATEGORIES = compile_query(
 )
 
 
-MAX_ID = 2**63 - 1
 
 
 class OfferQuery(PageQuery):
@@ -119,9 +119,7 @@ def _is_admin(request: web.Request) -> bool:
 @describe("One offer: 404 unless active (admins see every status)", tags=["offers"],
           path=IdPath, response=OfferOut, statuses={404: "No such active offer"})
 async def get_offer(request: web.Request) -> web.Response:
-    offer_id = int(request.match_info["id"])
-    if offer_id > MAX_ID:
-        raise NotFound("Offer not found")
+    offer_id = path_id(request, "Offer")
     row = await request.app[DB].fetch_one(_ONE, {"id": offer_id})
     if row is None or (row["status"] != "active" and not _is_admin(request)):
         raise NotFound("Offer not found")

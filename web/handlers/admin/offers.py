@@ -87,9 +87,10 @@ async def offer(request: web.Request) -> web.Response:
 @describe("Change an offer's fields (payout follows the payout rule)", tags=["admin"], path=IdPath, body=OfferChanges, statuses={404: "No such offer"}, response=AdminOfferOut)
 @require_admin
 async def update(request: web.Request) -> web.Response:
+    offer_id = path_id(request, "Offer")  # before the body: an id naming no row is a 404
     body = await parse_body(request, OfferChanges)
     changes = _columns(body.model_dump(exclude_unset=True, exclude_none=True))
-    return ok(await request.app[DB].run(update_offer, offer_id=path_id(request, "Offer"),
+    return ok(await request.app[DB].run(update_offer, offer_id=offer_id,
                                         changes=changes, audit=audit_context(request)))
 
 
@@ -113,6 +114,7 @@ async def approve(request: web.Request) -> web.Response:
 @describe("Reject an offer with a reason", tags=["admin"], path=IdPath, body=RejectBody, statuses={404: "No such offer"}, response=AdminOfferOut)
 @require_admin
 async def reject(request: web.Request) -> web.Response:
+    path_id(request, "Offer")  # before the body: an id naming no row is a 404
     body = await parse_body(request, RejectBody)
     return await _status(request, "rejected", body.reason)
 

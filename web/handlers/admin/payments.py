@@ -47,9 +47,10 @@ async def approve(request: web.Request) -> web.Response:
 @describe("Reject a pending payment (failed, the hold goes back)", tags=["admin"], path=IdPath, body=RejectBody, status=202, statuses={404: "No such payment", 409: "Not pending"}, response=AdminPaymentOut)
 @require_admin
 async def reject(request: web.Request) -> web.Response:
+    payment_id = path_id(request, "Payment")  # before the body: an id naming no row is a 404
     raw = await read_json(request) if request.can_read_body else {}
     body = validate(RejectBody, raw or {})
-    data = await request.app[DB].run(decide_payment, payment_id=path_id(request, "Payment"),
+    data = await request.app[DB].run(decide_payment, payment_id=payment_id,
                                      approve=False, reason=body.reason, audit=audit_context(request))
     return ok(data, status=202)
 

@@ -58,9 +58,10 @@ async def user(request: web.Request) -> web.Response:
 @describe("Set a user's status (suspended/banned revoke sessions and close sockets)", tags=["admin"], path=IdPath, body=StatusBody, statuses={403: "Your own status", 404: "No such user"}, response=AdminUserOut)
 @require_admin
 async def status(request: web.Request) -> web.Response:
+    user_id = path_id(request, "User")  # before the body: an id naming no row is a 404
     body = await parse_body(request, StatusBody)
     return ok(await request.app[DB].run(
-        _set_status, user_id=path_id(request, "User"), status=body.status, reason=body.reason,
+        _set_status, user_id=user_id, status=body.status, reason=body.reason,
         **audit_context(request)))
 
 
@@ -82,8 +83,8 @@ def _adjust_and_store(session: Session, *, key: str, **kwargs: Any) -> dict[str,
 @require_admin
 async def adjust(request: web.Request) -> web.Response:
     db, admin_id = request.app[DB], current_user(request).user_id
-    key = idempotency_key(request)
     user_id = path_id(request, "User")
+    key = idempotency_key(request)
     raw = await read_json(request)
     body = validate(AdjustBody, raw)
     digest = hashlib.sha256(orjson.dumps({"user": user_id, "body": raw}, default=str,
