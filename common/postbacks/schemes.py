@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from typing import ClassVar
 
 from common.postbacks.base import (
-    Adapter, Callback, PostbackInvalid, PostbackRefused,
+    Adapter, Callback, Outcome, PostbackInvalid, PostbackRefused,
 )
 
 _CREDIT = {"1", "approved", "completed"}
@@ -98,7 +99,8 @@ class Tapjoy(Adapter):
     # Tapjoy retries every reply but 200 and 403 for 4 days: 403 ("do not retry") where a retry
     # cannot help (the user does not exist, the callback itself is unusable); a missing wall offer
     # (our configuration) and the rate limit stay retryable.
-    statuses = {**Adapter.statuses, "unknown_user": 403, "malformed": 403, "bad_amount": 403}
+    statuses: ClassVar[Mapping[Outcome, int]] = {
+        **Adapter.statuses, "unknown_user": 403, "malformed": 403, "bad_amount": 403}
 
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
         txn, snuid, currency = (self._required(params, n) for n in ("id", "snuid", "currency"))

@@ -17,7 +17,7 @@ from common.postbacks.params import MAX_NAME, MAX_PARAMS, MAX_VALUE, TRUNCATED
 from tests.factories import make_user
 from tests.money.factories import generic_params, make_offer
 
-_UNKNOWN = re.compile(r"^savebucks_postbacks_unknown_network_total (\S+)$", re.M)
+_UNKNOWN = re.compile(r"^savebucks_postbacks_unknown_network_total (\S+)$", re.MULTILINE)
 
 
 @pytest.fixture

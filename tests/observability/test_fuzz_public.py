@@ -68,8 +68,8 @@ def errors() -> Iterator[ErrorLog]:
 def server(settings: Settings, committed: Engine) -> Iterator[ThreadedServer]:
     from web.app import create_app
 
-    app = create_app(settings.model_copy(update={**_ROOMY, "rate_limit_postback_ip": "100000/minute",
-                                                 "networks": NETWORKS, "ws_auth_timeout": 0.5}))
+    app = create_app(settings.model_copy(
+        update={**_ROOMY, "networks": NETWORKS, "ws_auth_timeout": 0.5}))
     running = ThreadedServer(app)
     try:
         yield running

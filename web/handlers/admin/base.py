@@ -9,11 +9,9 @@ from aiohttp import web
 
 from web.auth import current_user
 from web.envelope import ok, pagination
-from web.ids import IdPath, path_id
 from web.keys import CLIENT_IP, DB, TRACE_ID
 from web.schemas import PageQuery
 
-__all__ = ["IdPath", "audit_context", "paged", "path_id"]
 
 def audit_context(request: web.Request) -> dict[str, Any]:
     """Who (the admin), from where (client IP) and under which trace id: for ``record_audit``."""

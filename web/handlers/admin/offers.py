@@ -15,7 +15,8 @@ from web.handlers.admin.schemas import AdminOfferOut
 from web.openapi import describe
 from web.auth import require_admin
 from web.envelope import ok
-from web.handlers.admin.base import IdPath, audit_context, paged, path_id
+from web.handlers.admin.base import audit_context, paged
+from web.ids import IdPath, path_id
 from web.keys import DB
 from web.schemas import Model, PageQuery
 from web.validation import parse_body, parse_query

@@ -19,7 +19,8 @@ from web.handlers.admin.schemas import AdjustmentOut, AdminUserDetail, AdminUser
 from web.openapi import describe
 from web.auth import current_user, require_admin
 from web.envelope import dumps, ok
-from web.handlers.admin.base import IdPath, audit_context, paged, path_id
+from web.handlers.admin.base import audit_context, paged
+from web.ids import IdPath, path_id
 from web.idempotency import claim_or_replay, idempotency_key, run_claimed
 from web.keys import DB
 from web.schemas import Model, PageQuery
