@@ -89,7 +89,10 @@ class Settings(BaseSettings):
     rate_limit_login: str = "10/minute"
     rate_limit_register: str = "5/minute"
     rate_limit_login_email: str = "5/minute"
-    rate_limit_postback: str = "600/minute"
+    rate_limit_postback: str = "600/minute"  # per network and source IP
+    # Per source IP whatever network the URL names, counted before the name is looked up: made-up
+    # names share this one budget (docs/money.md "Postbacks").
+    rate_limit_postback_ip: str = "1200/minute"
     rate_limit_chat: str = "10/10second"
     rate_limit_withdrawal: str = "10/minute"
     # /auth/refresh: per client IP (guessing tokens) and per refresh token (one stolen token

@@ -46,6 +46,12 @@ EVENTS_DELIVERED = Counter(
     ["event"],
 )
 
+POSTBACKS_UNKNOWN_NETWORK = Counter(
+    "savebucks_postbacks_unknown_network_total",
+    "Callbacks to a network name that is not configured (answered 403, nothing stored). No label:"
+    " the name comes from the caller, and one series per made-up name would be a flood of its own",
+)
+
 # --- cluster-wide, in Redis --------------------------------------------------------------------
 
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0)

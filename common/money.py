@@ -5,6 +5,14 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
+# The largest amount received from outside (a network's payout for one completion): far above any
+# real offer, and small enough that every commission and sum of them fits NUMERIC(14,2) and
+# Decimal's 28 digits (``Decimal("1e30").quantize`` raises instead of rounding).
+MAX_AMOUNT = Decimal("1000000")
+# More decimals than this is not a price anyone pays, and an exponent like 1e-999999999 is more
+# than PostgreSQL's NUMERIC can hold.
+MAX_DECIMALS = 8
+_SMALLEST = Decimal(1).scaleb(-MAX_DECIMALS)
 
 
 def to_cents(value: Decimal) -> Decimal:
@@ -17,12 +25,15 @@ def to_cents(value: Decimal) -> Decimal:
 
 
 def parse_amount(raw: object) -> Decimal:
-    """An amount as received (string or number): exact, finite, at most 2 decimals."""
+    """An amount as received (string or number): exact, finite, at most ``MAX_AMOUNT`` in size
+    and ``MAX_DECIMALS`` decimals (trailing zeros aside); anything else is a ``ValueError``."""
     try:
         value = Decimal(str(raw).strip())
     except (InvalidOperation, ValueError):
         raise ValueError(f"not an amount: {raw!r}") from None
-    if not value.is_finite():
+    if not value.is_finite() or abs(value) > MAX_AMOUNT:
+        raise ValueError(f"not an amount: {raw!r}")
+    if value != value.quantize(_SMALLEST, rounding=ROUND_DOWN):  # exact: bounded just above
         raise ValueError(f"not an amount: {raw!r}")
     return value
 

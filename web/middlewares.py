@@ -107,7 +107,7 @@ async def _answer(request: web.Request, handler: Handler, trace_id: str) -> web.
     try:
         return await handler(request)
     except DomainError as exc:
-        headers = _rate_limit_headers(exc) if isinstance(exc, RateLimited) else None
+        headers = rate_limit_headers(exc) if isinstance(exc, RateLimited) else None
         return envelope.error(
             exc.status, exc.message, errors=exc.errors, code=exc.code, headers=headers
         )
@@ -128,7 +128,7 @@ async def _answer(request: web.Request, handler: Handler, trace_id: str) -> web.
         return envelope.error(500, "Internal server error", trace_id=trace_id)
 
 
-def _rate_limit_headers(exc: RateLimited) -> dict[str, str]:
+def rate_limit_headers(exc: RateLimited) -> dict[str, str]:
     headers = {"Retry-After": str(exc.retry_after)}
     if exc.limit:
         headers["RateLimit-Limit"] = str(exc.limit)

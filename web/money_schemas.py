@@ -9,10 +9,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 
-class IdPath(BaseModel):
-    id: int = Field(ge=1)
-
-
 class NetworkPath(BaseModel):
     network: str = Field(description="the network's name, lowercased (POSTBACK_*_<NETWORK>)")
 

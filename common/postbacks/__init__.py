@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from common.config import NetworkConfig
 from common.postbacks.base import (
-    Adapter, Callback, PostbackInvalid, PostbackRefused, Reply, source_allowed,
+    Adapter, Callback, Outcome, PostbackInvalid, PostbackRefused, Reply, source_allowed,
 )
+from common.postbacks.params import bounded_params
 from common.postbacks.schemes import Cpx, Generic, SuperRewards, Tapjoy, generic_signature
 
 SCHEMES: dict[str, type[Adapter]] = {a.scheme: a for a in (Generic, Cpx, SuperRewards, Tapjoy)}
@@ -18,6 +19,6 @@ def adapter_for(config: NetworkConfig) -> Adapter | None:
 
 
 __all__ = [
-    "SCHEMES", "Adapter", "Callback", "PostbackInvalid", "PostbackRefused", "Reply",
-    "adapter_for", "generic_signature", "source_allowed",
+    "SCHEMES", "Adapter", "Callback", "Outcome", "PostbackInvalid", "PostbackRefused", "Reply",
+    "adapter_for", "bounded_params", "generic_signature", "source_allowed",
 ]

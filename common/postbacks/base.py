@@ -1,5 +1,6 @@
 """What a network adapter does: read its parameters, check its signature, and say what reply the
-network expects. The source-IP allow-list is checked by ``source_allowed`` before anything else."""
+network expects for each outcome. The source-IP allow-list is checked by ``source_allowed`` before
+anything else."""
 
 from __future__ import annotations
 
@@ -14,9 +15,19 @@ from common.config import NetworkConfig
 from common.money import parse_amount
 
 Kind = Literal["credit", "reversal"]
+# What became of a callback, as far as the network's reply is concerned (docs/money.md "Replies").
+Outcome = Literal[
+    "accepted",       # credited, reversed, or a repeat acknowledged again
+    "bad_signature",  # also a source IP outside the allow-list: not believed
+    "unknown_user", "unknown_offer",
+    "refused",        # another rule of ours refused a verified callback
+    "malformed",      # signed, but a parameter is missing or unusable, or the body unreadable
+    "bad_amount",     # signed, but the amount is not one we accept (docs/money.md "Rounding")
+    "rate_limited",
+]
 # A network's callback without an offer id credits the network's offer with this external id.
 WALL_OFFER = "*"
-MAX_VALUE = 128
+MAX_ID_LENGTH = 128  # ids are stored in columns of this size
 
 
 class PostbackRefused(Exception):
@@ -26,9 +37,14 @@ class PostbackRefused(Exception):
 
 
 class PostbackInvalid(Exception):
-    """Signed correctly but unusable (missing or malformed parameter): 400, logged."""
+    """Signed correctly but unusable (missing or malformed parameter, or an amount out of bounds):
+    logged with verdict ``invalid``, answered as the adapter answers ``outcome``."""
 
     verdict = "invalid"
+
+    def __init__(self, message: str, outcome: Outcome = "malformed") -> None:
+        super().__init__(message)
+        self.outcome: Outcome = outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +67,19 @@ class Reply:
 
 
 class Adapter:
-    """One network's callback scheme. Subclasses set ``scheme`` and implement ``verify``."""
+    """One network's callback scheme. Subclasses set ``scheme`` and implement ``verify``, and
+    override the replies their network reads differently (NETWORKS.md)."""
 
     scheme: ClassVar[str]
+    # Ours (API.md section 4): 4xx that a retry can cure (a user or offer created later, a limit)
+    # are ones networks retry; the others say what is wrong.
+    statuses: ClassVar[Mapping[Outcome, int]] = {
+        "accepted": 200, "bad_signature": 403, "unknown_user": 422, "unknown_offer": 422,
+        "refused": 422, "malformed": 400, "bad_amount": 422, "rate_limited": 429,
+    }
+    # The plain-text bodies of a network that reads a body rather than the envelope.
+    success_text: ClassVar[str | None] = None
+    failure_text: ClassVar[str | None] = None
 
     def __init__(self, config: NetworkConfig) -> None:
         self.config = config
@@ -61,11 +87,10 @@ class Adapter:
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
         raise NotImplementedError
 
-    def accepted(self) -> Reply:
-        return Reply(200)
-
-    def refused(self) -> Reply:
-        return Reply(403)
+    def reply(self, outcome: Outcome) -> Reply:
+        """What the network expects back for ``outcome``."""
+        status = self.statuses[outcome]
+        return Reply(status, self.success_text if status == 200 else self.failure_text)
 
     # Helpers for subclasses.
     def _secret(self) -> bytes:
@@ -73,15 +98,17 @@ class Adapter:
 
     @staticmethod
     def _same(expected: str, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(expected.lower(), given.strip().lower())
+        # Bytes: compare_digest raises TypeError for a str holding a non-ASCII character.
+        return given is not None and hmac.compare_digest(
+            expected.lower().encode(), given.strip().lower().encode())
 
     @staticmethod
     def _required(params: Mapping[str, str], name: str) -> str:
         value = params.get(name)
         if value is None or not value.strip():
             raise PostbackInvalid(f"missing parameter {name}")
-        if len(value) > MAX_VALUE:  # ids are stored in columns of this size
-            raise PostbackInvalid(f"{name} longer than {MAX_VALUE} characters")
+        if len(value) > MAX_ID_LENGTH:
+            raise PostbackInvalid(f"{name} longer than {MAX_ID_LENGTH} characters")
         return value.strip()
 
     @classmethod
@@ -101,7 +128,7 @@ class Adapter:
         try:
             return parse_amount(cls._required(params, name))
         except ValueError:
-            raise PostbackInvalid(f"{name} is not an amount") from None
+            raise PostbackInvalid(f"{name} is not an amount", "bad_amount") from None
 
 
 def source_allowed(config: NetworkConfig, ip: str) -> bool:

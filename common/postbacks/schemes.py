@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from typing import ClassVar
 
 from common.postbacks.base import (
-    Adapter, Callback, PostbackInvalid, PostbackRefused, Reply,
+    Adapter, Callback, Outcome, PostbackInvalid, PostbackRefused,
 )
 
 _CREDIT = {"1", "approved", "completed"}
@@ -86,11 +87,8 @@ class SuperRewards(Adapter):
             amount=abs(amount),
         )
 
-    def accepted(self) -> Reply:
-        return Reply(200, "1")
-
-    def refused(self) -> Reply:
-        return Reply(403, "0")
+    # SuperRewards reads the body, whatever the status: ``1`` done, ``0`` not (and it calls again).
+    success_text, failure_text = "1", "0"
 
 
 class Tapjoy(Adapter):
@@ -98,6 +96,11 @@ class Tapjoy(Adapter):
     ``verifier`` = MD5 of ``id:snuid:currency:secret``; 403 means "do not retry"."""
 
     scheme = "tapjoy"
+    # Tapjoy retries every reply but 200 and 403 for 4 days: 403 ("do not retry") where a retry
+    # cannot help (the user does not exist, the callback itself is unusable); a missing wall offer
+    # (our configuration) and the rate limit stay retryable.
+    statuses: ClassVar[Mapping[Outcome, int]] = {
+        **Adapter.statuses, "unknown_user": 403, "malformed": 403, "bad_amount": 403}
 
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
         txn, snuid, currency = (self._required(params, n) for n in ("id", "snuid", "currency"))
@@ -106,7 +109,7 @@ class Tapjoy(Adapter):
             raise PostbackRefused("bad verifier")
         amount = self._amount(params, "currency")
         if amount < 0:
-            raise PostbackInvalid("negative currency")
+            raise PostbackInvalid("negative currency", "bad_amount")
         return Callback(
             kind="credit", txn_id=txn, user_id=self._user(params, "snuid"),
             offer_external_id=self._optional(params, "offer_id"), amount=amount,

@@ -41,7 +41,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 SKIP = {("GET", "/ws"), ("GET", "/metrics"), ("GET", "/api/docs")}
 _ROOMY = {name: "100000/minute" for name in (
     "rate_limit_login", "rate_limit_login_email", "rate_limit_register", "rate_limit_postback",
-    "rate_limit_chat", "rate_limit_withdrawal",
+    "rate_limit_chat", "rate_limit_withdrawal", "rate_limit_postback_ip",
 )}
 
 

@@ -19,12 +19,12 @@ from common.services.chat import message_data
 from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import iso, ok
+from web.ids import MAX_ID, path_id
 from web.keys import DB
 from web.openapi import describe
 from web.schemas import Model
 from web.validation import parse_query
 
-MAX_ID = 2**63 - 1
 _r, _m = ChatRoom.__table__, ChatMessage.__table__
 
 
@@ -79,7 +79,7 @@ class MessageOut(BaseModel):
 
 
 class RoomPath(BaseModel):
-    roomId: int = Field(ge=1)  # noqa: N815
+    roomId: int = Field(ge=1, le=MAX_ID)  # noqa: N815
 
 
 class HistoryQuery(Model):
@@ -105,7 +105,7 @@ async def list_rooms(request: web.Request) -> web.Response:
 async def room_messages(request: web.Request) -> web.Response:
     """A page of a room's messages before ``before`` (a message id), oldest first."""
     query = parse_query(request, HistoryQuery)
-    room_id = _path_id(request.match_info["roomId"])
+    room_id = path_id(request, "Room", "roomId")
     db, user_id = request.app[DB], current_user(request).user_id
     if await db.fetch_one(_ROOM, {"room_id": room_id, "user_id": user_id}) is None:
         raise NotFound("Room not found")
@@ -119,12 +119,6 @@ async def room_messages(request: web.Request) -> web.Response:
         )
         for r in reversed(rows)
     ])
-
-
-def _path_id(raw: str) -> int:
-    if not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
-        raise NotFound("Room not found")
-    return int(raw)
 
 
 ROUTES = [

@@ -15,12 +15,12 @@ from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import ok, pagination
 from web.keys import DB
-from web.money_schemas import IdPath, NotificationOut, ReadAllOut, ReadOut
+from web.ids import IdPath, path_id
+from web.money_schemas import NotificationOut, ReadAllOut, ReadOut
 from web.openapi import describe
 from web.schemas import PageQuery
 from web.validation import parse_query
 
-MAX_ID = 2**63 - 1
 _n = Notification.__table__
 
 
@@ -72,8 +72,8 @@ async def list_notifications(request: web.Request) -> web.Response:
           statuses={404: "No such notification of this user"})
 @require_user
 async def read_one(request: web.Request) -> web.Response:
-    notification_id = int(request.match_info["id"])
-    found = notification_id <= MAX_ID and await request.app[DB].run(
+    notification_id = path_id(request, "Notification")
+    found = await request.app[DB].run(
         mark_read, user_id=current_user(request).user_id, notification_id=notification_id)
     if not found:
         raise NotFound("Notification not found")

@@ -13,8 +13,9 @@ from common.models.offers import Offer
 from common.sql import compile_query
 from web.auth import is_current_admin
 from web.envelope import ok, pagination
+from web.ids import IdPath, path_id
 from web.keys import DB
-from web.money_schemas import CategoryCount, IdPath, OfferOut
+from web.money_schemas import CategoryCount, OfferOut
 from web.openapi import describe
 from web.schemas import PageQuery
 from web.validation import parse_query
@@ -58,7 +59,6 @@ _CATEGORIES = compile_query(
 )
 
 
-MAX_ID = 2**63 - 1
 
 
 class OfferQuery(PageQuery):
@@ -108,9 +108,7 @@ async def list_offers(request: web.Request) -> web.Response:
 @describe("One offer: 404 unless active (a current, active admin sees every status)", tags=["offers"],
           path=IdPath, response=OfferOut, statuses={404: "No such active offer"})
 async def get_offer(request: web.Request) -> web.Response:
-    offer_id = int(request.match_info["id"])
-    if offer_id > MAX_ID:
-        raise NotFound("Offer not found")
+    offer_id = path_id(request, "Offer")
     row = await request.app[DB].fetch_one(_ONE, {"id": offer_id})
     if row is None or (row["status"] != "active" and not await is_current_admin(request)):
         raise NotFound("Offer not found")

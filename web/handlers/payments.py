@@ -20,12 +20,12 @@ from web.envelope import ok, pagination
 from web.idempotency import HEADER_DOC, idempotency_key, request_hash, run_once
 from web.tasks import enqueue_after_commit
 from web.keys import DB, LIMITER, SETTINGS
-from web.money_schemas import IdPath, PaymentOut
+from web.ids import IdPath, path_id
+from web.money_schemas import PaymentOut
 from web.openapi import describe
 from web.schemas import Model, PageQuery
 from web.validation import parse_query, read_json, validate
 
-MAX_ID = 2**63 - 1
 _p = Payment.__table__
 _PAGE = compile_query(
     select(_p, func.count().over().label("total"))
@@ -95,10 +95,7 @@ async def list_payments(request: web.Request) -> web.Response:
 
 
 def _payment_id(request: web.Request) -> int:
-    payment_id = int(request.match_info["id"])
-    if payment_id > MAX_ID:
-        raise NotFound("Payment not found")
-    return payment_id
+    return path_id(request, "Payment")
 
 
 @describe("One of the user's payments", tags=["payments"], path=IdPath, response=PaymentOut,

@@ -1,9 +1,12 @@
 """``/api/postbacks/{network}``: offer networks report completions (API.md section 4).
 
-Checks run before anything is written: the rate limit per network and source IP
-(RATE_LIMIT_POSTBACK; a refused flood stores nothing, not even log rows), a known network, the
-source IP, the signature. The
-sale change and the log row commit together; a refused callback leaves only its log row.
+Checks run before anything is written, in this order: the rate limit per source IP
+(RATE_LIMIT_POSTBACK_IP, before the network name is even looked up, so made-up names share one
+budget), a configured network (an unknown one stores nothing and is only counted in /metrics), the
+rate limit per network and source IP (RATE_LIMIT_POSTBACK), the source IP, a readable body, the
+signature. A refused flood stores nothing; a refused callback of a known network leaves only its
+log row, with its parameters bounded (``common/postbacks/params.py``). The sale change and the log
+row commit together. Every reply is the one the network expects (``Adapter.reply``).
 Credits, the hot path, run as single self-contained statements on the autocommit pool
 (``common/services/postbacks.py``, ``HOT_*``); reversals run the service in a transaction.
 """
@@ -16,41 +19,49 @@ from decimal import Decimal
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
-from common.errors import DomainError
+from common.errors import DomainError, Forbidden, RateLimited
+from common.metrics import POSTBACKS_UNKNOWN_NETWORK
 from common.money import commission
 from common.postbacks import (
-    Adapter, Callback, PostbackInvalid, PostbackRefused, Reply, adapter_for, source_allowed,
+    Adapter, Callback, Outcome, PostbackInvalid, PostbackRefused, Reply, adapter_for,
+    bounded_params, source_allowed,
 )
 from common.services.postbacks import (
     HOT_CREDIT, HOT_EXISTING, HOT_LOG, HOT_LOOKUP, log_postback, record_callback,
 )
 from web.envelope import error, ok
 from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS, TRACE_ID
+from web.middlewares import rate_limit_headers
 from web.money_schemas import GenericPostbackQuery, NetworkPath, PostbackAck
 from web.openapi import describe
 from web.tasks import enqueue_after_commit
 
-MAX_PARAMS = 50
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+_CODES = {403: "forbidden", 429: "rate_limited"}
 
 
-async def _params(request: web.Request) -> dict[str, str]:
-    params = {k: v for k, v in request.query.items()}
-    if request.method == "POST" and request.content_type in (
-        "application/x-www-form-urlencoded", "multipart/form-data"
-    ):
-        form = await request.post()
-        params.update({k: v for k, v in form.items() if isinstance(v, str)})
-    if len(params) > MAX_PARAMS:
-        params = dict(list(params.items())[:MAX_PARAMS])
-    return params
+async def _params(request: web.Request) -> tuple[dict[str, str], bool]:
+    """The bounded parameters (query, then a form body), and whether the body could be read."""
+    pairs = list(request.query.items())
+    readable = True
+    if request.method == "POST" and request.content_type in _FORMS:
+        try:
+            form = await request.post()
+        except (ValueError, LookupError):  # no multipart boundary, an unknown charset...
+            readable = False
+        else:
+            pairs += [(k, v) for k, v in form.items() if isinstance(v, str)]
+    return bounded_params(pairs), readable
 
 
-def _reply(reply: Reply, data: dict[str, object] | None, message: str) -> web.Response:
+def _reply(reply: Reply, data: dict[str, object] | None, message: str,
+           headers: dict[str, str] | None = None) -> web.Response:
     if reply.text is not None:
-        return web.Response(status=reply.status, text=reply.text, content_type="text/plain")
+        return web.Response(status=reply.status, text=reply.text, content_type="text/plain",
+                            headers=headers)
     if reply.status == 200:
         return ok(data)
-    return error(reply.status, message, code="forbidden" if reply.status == 403 else "invalid")
+    return error(reply.status, message, code=_CODES.get(reply.status, "invalid"), headers=headers)
 
 
 async def _refuse(
@@ -64,44 +75,75 @@ async def _refuse(
     return _reply(reply, None, message)
 
 
+def _accepted(adapter: Adapter, sale_id: int | None, status: str | None) -> web.Response:
+    return _reply(adapter.reply("accepted"), {"saleId": sale_id, "status": status}, "")
+
+
+def _adapter(request: web.Request, network: str) -> Adapter | None:
+    config = request.app[SETTINGS].networks.get(network)
+    return adapter_for(config) if config else None
+
+
+async def _admit(request: web.Request, network: str) -> Adapter:
+    """The network's adapter once both rate limits pass; Forbidden for an unknown network."""
+    settings, limiter, ip = request.app[SETTINGS], request.app[LIMITER], request[CLIENT_IP]
+    await limiter.hit("postback:ip", settings.rate_limit_postback_ip, ip)
+    adapter = _adapter(request, network)
+    if adapter is None:
+        POSTBACKS_UNKNOWN_NETWORK.inc()
+        raise Forbidden("Unknown network")
+    await limiter.hit("postback", settings.rate_limit_postback, network, ip)
+    return adapter
+
+
 @describe(
     "Offer-network callback (server to server)", tags=["postbacks"], path=NetworkPath,
     query=GenericPostbackQuery, response=PostbackAck,
     description="Parameters, signature and reply follow the network's scheme (docs/money.md). "
     "A repeated transaction id is acknowledged again and changes nothing.",
-    statuses={403: "Unknown network, source IP not allowed, or bad signature",
-              422: "Unknown user or offer", 429: "Too many callbacks from this address"},
+    statuses={400: "Signed, but a parameter is missing or malformed, or the body unreadable",
+              403: "Unknown network, source IP not allowed, or bad signature",
+              422: "Unknown user or offer, or an amount out of bounds",
+              429: "Too many callbacks from this address"},
 )
 async def postback(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
     network = request.match_info["network"].lower()[:64]
-    await request.app[LIMITER].hit(
-        "postback", settings.rate_limit_postback, network, request[CLIENT_IP])
-    params = await _params(request)
-    config = settings.networks.get(network)
-    adapter = adapter_for(config) if config else None
-    if config is None or adapter is None:
-        return await _refuse(request, network, params, "unknown_network", Reply(403), "Unknown network")
-    if not source_allowed(config, request[CLIENT_IP]):
-        return await _refuse(request, network, params, "ip_refused", adapter.refused(), "Source not allowed")
+    try:
+        adapter = await _admit(request, network)
+    except RateLimited as exc:
+        known = _adapter(request, network)
+        if known is None or known.reply("rate_limited").text is None:
+            raise  # the standard 429 envelope
+        return _reply(known.reply("rate_limited"), None, exc.message, rate_limit_headers(exc))
+    params, readable = await _params(request)
+    if not source_allowed(adapter.config, request[CLIENT_IP]):
+        return await _refuse(request, network, params, "ip_refused", adapter.reply("bad_signature"),
+                             "Source not allowed")
+    if not readable:
+        return await _refuse(request, network, params, "invalid", adapter.reply("malformed"),
+                             "Invalid callback: unreadable body")
     try:
         callback = adapter.verify(params, headers=request.headers, raw_query=request.query_string)
     except PostbackRefused:
-        return await _refuse(request, network, params, "bad_signature", adapter.refused(), "Bad signature")
+        return await _refuse(request, network, params, "bad_signature",
+                             adapter.reply("bad_signature"), "Bad signature")
     except PostbackInvalid as exc:
-        return await _refuse(request, network, params, "invalid", Reply(400, adapter.refused().text),
+        return await _refuse(request, network, params, "invalid", adapter.reply(exc.outcome),
                              f"Invalid callback: {exc}")
     if callback.kind == "credit":
         return await _credit(request, network, params, callback, adapter)
     try:
         result = await request.app[DB].run(
             record_callback, network=network, method=request.method, params=params,
-            ip=request[CLIENT_IP], callback=callback, hold_seconds=settings.sale_hold_seconds,
+            ip=request[CLIENT_IP], callback=callback,
+            hold_seconds=request.app[SETTINGS].sale_hold_seconds,
         )
     except DomainError as exc:  # unknown user or offer: logged, and the network may retry
-        return await _refuse(request, network, params, "accepted", Reply(422, adapter.refused().text),
-                             exc.message, outcome=getattr(exc, "outcome", "refused"))
-    return _reply(adapter.accepted(), {"saleId": result.sale_id, "status": result.status}, "")
+        outcome = getattr(exc, "outcome", "refused")
+        refusal: Outcome = outcome if outcome in ("unknown_user", "unknown_offer") else "refused"
+        return await _refuse(request, network, params, "accepted", adapter.reply(refusal),
+                             exc.message, outcome=outcome)
+    return _accepted(adapter, result.sale_id, result.status)
 
 
 async def _credit(
@@ -117,10 +159,10 @@ async def _credit(
     if found["sale_id"] is not None:  # a repeat: acknowledged again, nothing changes
         await db.fetch_one(HOT_LOG, {**logged, "verdict": "accepted", "outcome": "duplicate",
                                      "sale_id": found["sale_id"]})
-        return _reply(adapter.accepted(), {"saleId": found["sale_id"], "status": found["status"]}, "")
+        return _accepted(adapter, found["sale_id"], found["status"])
     if found["offer_id"] is None:
         await db.fetch_one(HOT_LOG, {**logged, "verdict": "accepted", "outcome": "unknown_offer"})
-        return _reply(Reply(422, adapter.refused().text), None, "Unknown offer")
+        return _reply(adapter.reply("unknown_offer"), None, "Unknown offer")
     earned = commission(payout_type=found["payout_type"], user_share=found["user_share"],
                         fixed_payout=found["fixed_payout"], network_amount=callback.amount)
     row = await db.fetch_one(HOT_CREDIT, {
@@ -131,13 +173,13 @@ async def _credit(
     if row["sale_id"] is not None:
         if hold == 0:
             await enqueue_after_commit("sales.approve_sale", row["sale_id"])
-        return _reply(adapter.accepted(), {"saleId": row["sale_id"], "status": "pending"}, "")
+        return _accepted(adapter, row["sale_id"], "pending")
     if not row["user_exists"]:
-        return _reply(Reply(422, adapter.refused().text), None, "Unknown user")
+        return _reply(adapter.reply("unknown_user"), None, "Unknown user")
     # A concurrent callback inserted it after this statement's snapshot: answer with its sale.
     again = await db.fetch_one(HOT_EXISTING, {"network": network, "external_id": callback.txn_id})
     assert again is not None
-    return _reply(adapter.accepted(), {"saleId": again["id"], "status": again["status"]}, "")
+    return _accepted(adapter, again["id"], again["status"])
 
 
 ROUTES = [

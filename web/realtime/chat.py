@@ -12,7 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
+from common.errors import NotFound
 from common.services import chat as service
+from web.ids import MAX_ID, parse_id
 from web.keys import DB, LIMITER, SETTINGS
 from web.realtime import protocol
 from web.realtime.connection import Connection
@@ -21,10 +23,14 @@ from web.realtime.protocol import FrameError
 
 
 def _room_id(data: dict[str, Any]) -> int:
+    """A room id as a JSON number or as the path's id text (``parse_id``), within BIGINT."""
     room_id = data.get("roomId")
-    if isinstance(room_id, str) and room_id.isdigit() and len(room_id) <= 18:
-        room_id = int(room_id)
-    if not isinstance(room_id, int) or isinstance(room_id, bool) or room_id <= 0:
+    if isinstance(room_id, str):
+        try:
+            return parse_id(room_id, "Room")
+        except NotFound:
+            raise FrameError("'roomId' must be a positive integer", "invalid") from None
+    if not isinstance(room_id, int) or isinstance(room_id, bool) or not 0 < room_id <= MAX_ID:
         raise FrameError("'roomId' must be a positive integer", "invalid")
     return room_id
 

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, func, select
 
 from common.models.outbox import OutboxEvent
 from common.sql import compile_query
+from web.ids import MAX_ID
 from web.realtime import protocol
 
 _HISTORY = compile_query(
@@ -51,8 +52,9 @@ def parse_since(value: object) -> int | None:
     if isinstance(value, bool):
         return -1
     if isinstance(value, int):
-        return value if value >= 0 else -1
-    if isinstance(value, str) and value.isdigit() and len(value) <= 18:
+        return value if 0 <= value <= MAX_ID else -1
+    # ASCII only: "²".isdigit() is true, and int() refuses it.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
         return int(value)
     return -1
 

@@ -6,32 +6,17 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from pydantic import Field
 
-from common.errors import NotFound
 from web.auth import current_user
 from web.envelope import ok, pagination
 from web.keys import CLIENT_IP, DB, TRACE_ID
-from web.schemas import Model, PageQuery
-
-MAX_ID = 2**63 - 1
-
-
-class IdPath(Model):
-    id: int = Field(ge=1, le=MAX_ID)
+from web.schemas import PageQuery
 
 
 def audit_context(request: web.Request) -> dict[str, Any]:
     """Who (the admin), from where (client IP) and under which trace id: for ``record_audit``."""
     return {"actor_id": current_user(request).user_id, "ip": request.get(CLIENT_IP),
             "trace_id": request.get(TRACE_ID)}
-
-
-def path_id(request: web.Request, what: str) -> int:
-    value = int(request.match_info["id"])
-    if value > MAX_ID:
-        raise NotFound(f"{what} not found")
-    return value
 
 
 async def paged(request: web.Request, q: PageQuery, fn: Callable[..., Any], **filters: Any) -> web.Response:

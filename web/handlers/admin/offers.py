@@ -15,7 +15,8 @@ from web.handlers.admin.schemas import AdminOfferOut
 from web.openapi import describe
 from web.auth import require_admin
 from web.envelope import ok
-from web.handlers.admin.base import IdPath, audit_context, paged, path_id
+from web.handlers.admin.base import audit_context, paged
+from web.ids import IdPath, path_id
 from web.keys import DB
 from web.schemas import Model, PageQuery
 from web.validation import parse_body, parse_query
@@ -87,9 +88,10 @@ async def offer(request: web.Request) -> web.Response:
 @describe("Change an offer's fields (payout follows the payout rule)", tags=["admin"], path=IdPath, body=OfferChanges, statuses={404: "No such offer"}, response=AdminOfferOut)
 @require_admin
 async def update(request: web.Request) -> web.Response:
+    offer_id = path_id(request, "Offer")  # before the body: an id naming no row is a 404
     body = await parse_body(request, OfferChanges)
     changes = _columns(body.model_dump(exclude_unset=True, exclude_none=True))
-    return ok(await request.app[DB].run(update_offer, offer_id=path_id(request, "Offer"),
+    return ok(await request.app[DB].run(update_offer, offer_id=offer_id,
                                         changes=changes, audit=audit_context(request)))
 
 
@@ -113,6 +115,7 @@ async def approve(request: web.Request) -> web.Response:
 @describe("Reject an offer with a reason", tags=["admin"], path=IdPath, body=RejectBody, statuses={404: "No such offer"}, response=AdminOfferOut)
 @require_admin
 async def reject(request: web.Request) -> web.Response:
+    path_id(request, "Offer")  # before the body: an id naming no row is a 404
     body = await parse_body(request, RejectBody)
     return await _status(request, "rejected", body.reason)
 

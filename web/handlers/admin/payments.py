@@ -12,7 +12,8 @@ from web.handlers.admin.schemas import AdminPaymentOut
 from web.openapi import describe
 from web.auth import require_admin
 from web.envelope import ok
-from web.handlers.admin.base import IdPath, audit_context, paged, path_id
+from web.handlers.admin.base import audit_context, paged
+from web.ids import IdPath, path_id
 from web.tasks import enqueue_after_commit
 from web.keys import DB
 from web.schemas import Model, PageQuery
@@ -47,9 +48,10 @@ async def approve(request: web.Request) -> web.Response:
 @describe("Reject a pending payment (failed, the hold goes back)", tags=["admin"], path=IdPath, body=RejectBody, status=202, statuses={404: "No such payment", 409: "Not pending"}, response=AdminPaymentOut)
 @require_admin
 async def reject(request: web.Request) -> web.Response:
+    payment_id = path_id(request, "Payment")  # before the body: an id naming no row is a 404
     raw = await read_json(request) if request.can_read_body else {}
     body = validate(RejectBody, raw or {})
-    data = await request.app[DB].run(decide_payment, payment_id=path_id(request, "Payment"),
+    data = await request.app[DB].run(decide_payment, payment_id=payment_id,
                                      approve=False, reason=body.reason, audit=audit_context(request))
     return ok(data, status=202)
 

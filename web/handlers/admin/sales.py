@@ -11,7 +11,8 @@ from web.handlers.admin.schemas import AdminSaleOut, SaleDecisionOut
 from web.openapi import describe
 from web.auth import require_admin
 from web.envelope import ok
-from web.handlers.admin.base import IdPath, audit_context, paged, path_id
+from web.handlers.admin.base import audit_context, paged
+from web.ids import IdPath, path_id
 from web.tasks import enqueue_after_commit
 from web.keys import DB
 from web.schemas import PageQuery

@@ -16,7 +16,8 @@ from web.handlers.admin.schemas import AdjustmentOut, AdminUserDetail, AdminUser
 from web.openapi import describe
 from web.auth import current_user, require_admin
 from web.envelope import ok
-from web.handlers.admin.base import IdPath, audit_context, paged, path_id
+from web.handlers.admin.base import audit_context, paged
+from web.ids import IdPath, path_id
 from web.idempotency import HEADER_DOC, idempotency_key, request_hash, run_once
 from web.keys import DB
 from web.schemas import Model, PageQuery
@@ -55,9 +56,10 @@ async def user(request: web.Request) -> web.Response:
 @describe("Set a user's status (suspended/banned revoke sessions and close sockets)", tags=["admin"], path=IdPath, body=StatusBody, statuses={403: "Your own status", 404: "No such user"}, response=AdminUserOut)
 @require_admin
 async def status(request: web.Request) -> web.Response:
+    user_id = path_id(request, "User")  # before the body: an id naming no row is a 404
     body = await parse_body(request, StatusBody)
     return ok(await request.app[DB].run(
-        _set_status, user_id=path_id(request, "User"), status=body.status, reason=body.reason,
+        _set_status, user_id=user_id, status=body.status, reason=body.reason,
         **audit_context(request)))
 
 
@@ -71,8 +73,8 @@ def _set_status(session: Session, **kwargs: Any) -> dict[str, Any]:
 @require_admin
 async def adjust(request: web.Request) -> web.Response:
     admin_id = current_user(request).user_id
-    key = idempotency_key(request)
     user_id = path_id(request, "User")
+    key = idempotency_key(request)
     raw = await read_json(request)
     body = validate(AdjustBody, raw)
     context = audit_context(request)
