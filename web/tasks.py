@@ -1,4 +1,6 @@
-"""Enqueuing Celery tasks from handlers, after their transaction has committed."""
+"""Enqueuing a Celery task from the postback credit's fast path, the one write outside a unit of
+work (its statement commits on its own). Everywhere else a service registers its tasks with
+``common.effects.enqueue_after_commit`` and the unit of work sends them after the commit."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from common.taskqueue import enqueue
 log = logging.getLogger(__name__)
 
 
-async def enqueue_after_commit(name: str, *args: Any) -> None:
+async def enqueue_from_loop(name: str, *args: Any) -> None:
     """Send a task without blocking the event loop (the broker call is network I/O).
 
     A lost enqueue only delays the work: beat's batches and sweeps (due sale approvals, payout

@@ -3,7 +3,8 @@
 An admin's rejection of a sale is applied in the admin's own transaction, so nothing (a lost
 enqueue, the end of the hold) can approve the sale after the admin was answered. An approval ends
 the sale's hold here and is credited by ``sales.approve_sale`` (enqueued after commit) or, if that
-task is lost, by the beat's next batch.
+task is lost, by the beat's next batch. An approved payment's payout is enqueued by
+``approve_payment`` itself.
 Payments call the money services (``approve_payment`` / ``reject_payment``) directly.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from common.effects import enqueue_after_commit
 from common.errors import Conflict, NotFound
 from common.models import AuditLog, Offer, Payment, Sale
 from common.services.audit import record_audit
@@ -59,6 +61,8 @@ def request_sale_decision(session: Session, *, sale_id: int, decision: str,
         raise NotFound("Sale not found")
     done = (reject_sale(session, sale_id=sale_id) if decision == "reject"
             else session.execute(_END_HOLD, {"id": sale_id}).first() is not None)
+    if done and decision == "approve":
+        enqueue_after_commit(session, "sales.approve_sale", sale_id)
     if not done:
         current = session.execute(select(_s.c.status).where(_s.c.id == sale_id)).scalar_one()
         raise Conflict(f"Sale is {current}, not pending")

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
+from common.effects import enqueue_after_commit
 from common.errors import Conflict, InvalidInput, NotFound
 from common.events import emit
 from common.models.payments import Payment
@@ -63,8 +64,9 @@ def request_withdrawal(
     minimum: Decimal,
     auto_pay_limit: Decimal,
 ) -> dict[str, Any]:
-    """Accept a withdrawal and hold its amount in this transaction; over the balance raises
-    ``InsufficientFunds`` (422) and the caller's rollback leaves nothing held."""
+    """Accept a withdrawal and hold its amount in this transaction (its payout is enqueued after
+    commit unless it waits for an admin); over the balance raises ``InsufficientFunds`` (422) and
+    the caller's rollback leaves nothing held."""
     validate_amount(amount, minimum=minimum)
     row = session.execute(
         insert(_p).values(user_id=user_id, amount=amount, method=method, destination=destination,
@@ -74,6 +76,8 @@ def request_withdrawal(
     post_entry(session, user_id=user_id, amount=-amount, kind="payout_hold",
                key=f"payout_hold:{row['id']}", reference_type="payment", reference_id=row["id"])
     _status_event(session, row)
+    if not row["needs_approval"]:
+        enqueue_after_commit(session, "payouts.pay", row["id"])
     return dict(row)
 
 
@@ -103,14 +107,18 @@ def cancel_payment(session: Session, *, user_id: int, payment_id: int) -> dict[s
 
 
 def approve_payment(session: Session, *, payment_id: int) -> bool:
-    """An admin approves a payment over the auto-pay limit; the caller enqueues the payout."""
-    return session.execute(
+    """An admin approves a payment over the auto-pay limit; its payout is enqueued after commit
+    (and the recovery sweep picks it up if that enqueue is lost)."""
+    approved = session.execute(
         update(_p)
         .where(_p.c.id == payment_id, _p.c.status == "pending", _p.c.needs_approval,
                _p.c.approved_at.is_(None))
         .values(approved_at=text("now()"), updated_at=text("now()"))
         .returning(_p.c.id)
     ).first() is not None
+    if approved:
+        enqueue_after_commit(session, "payouts.pay", payment_id)
+    return approved
 
 
 def reject_payment(session: Session, *, payment_id: int, reason: str) -> bool:

@@ -18,7 +18,6 @@ from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import ok, pagination
 from web.idempotency import HEADER_DOC, idempotency_key, request_hash, run_once
-from web.tasks import enqueue_after_commit
 from web.keys import DB, LIMITER, SETTINGS
 from web.ids import IdPath, path_id
 from web.money_schemas import PaymentOut
@@ -72,8 +71,6 @@ async def create_payment(request: web.Request) -> web.Response:
                              fingerprint=request_hash(raw), status=202, data=payment_json)
     if isinstance(payment, web.Response):  # the stored first answer
         return payment
-    if not payment["needs_approval"]:
-        await enqueue_after_commit("payouts.pay", payment["id"])
     return ok(payment_json(payment), status=202)
 
 

@@ -34,7 +34,7 @@ from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS, TRACE_ID
 from web.middlewares import rate_limit_headers
 from web.money_schemas import GenericPostbackQuery, NetworkPath, PostbackAck
 from web.openapi import describe
-from web.tasks import enqueue_after_commit
+from web.tasks import enqueue_from_loop
 
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 _CODES = {403: "forbidden", 429: "rate_limited"}
@@ -172,7 +172,7 @@ async def _credit(
     assert row is not None
     if row["sale_id"] is not None:
         if hold == 0:
-            await enqueue_after_commit("sales.approve_sale", row["sale_id"])
+            await enqueue_from_loop("sales.approve_sale", row["sale_id"])
         return _accepted(adapter, row["sale_id"], "pending")
     if not row["user_exists"]:
         return _reply(adapter.reply("unknown_user"), None, "Unknown user")

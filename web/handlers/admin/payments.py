@@ -14,7 +14,6 @@ from web.auth import require_admin
 from web.envelope import ok
 from web.handlers.admin.base import audit_context, paged
 from web.ids import IdPath, path_id
-from web.tasks import enqueue_after_commit
 from web.keys import DB
 from web.schemas import Model, PageQuery
 from web.validation import parse_query, read_json, validate
@@ -41,7 +40,6 @@ async def approve(request: web.Request) -> web.Response:
     payment_id = path_id(request, "Payment")
     data = await request.app[DB].run(decide_payment, payment_id=payment_id, approve=True,
                                      reason=None, audit=audit_context(request))
-    await enqueue_after_commit("payouts.pay", payment_id)
     return ok(data, status=202)
 
 

@@ -13,7 +13,6 @@ from web.auth import require_admin
 from web.envelope import ok
 from web.handlers.admin.base import audit_context, paged
 from web.ids import IdPath, path_id
-from web.tasks import enqueue_after_commit
 from web.keys import DB
 from web.schemas import PageQuery
 from web.validation import parse_query
@@ -34,8 +33,6 @@ async def _decide(request: web.Request, decision: str) -> web.Response:
     sale_id = path_id(request, "Sale")
     data = await request.app[DB].run(request_sale_decision, sale_id=sale_id, decision=decision,
                                      audit=audit_context(request))
-    if decision == "approve":
-        await enqueue_after_commit("sales.approve_sale", sale_id)
     return ok(data, status=202)
 
 
