@@ -13,6 +13,14 @@ class DomainError(Exception):
         self.errors = errors or []
 
 
+class BadRequest(DomainError):
+    """Malformed: not JSON, a missing header, a query parameter of the wrong type (400)."""
+
+
+class UnsupportedMediaType(DomainError):
+    status, code = 415, "unsupported_media_type"
+
+
 class InvalidInput(DomainError):
     status, code = 422, "invalid"
 

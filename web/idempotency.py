@@ -18,11 +18,12 @@ import orjson
 from aiohttp import web
 from sqlalchemy.orm import Session
 
+from common.errors import BadRequest
 from common.models.payments import IDEMPOTENCY_KEY_MAX_LENGTH
-from common.services.idempotency import Refused, Stored, run_once as run_once_in
+from common.services.idempotency import Refused, Stored
+from common.services.idempotency import run_once as run_once_in
 from web.envelope import dumps, error, ok
 from web.keys import DB, SETTINGS
-from web.validation import BadRequest
 
 T = TypeVar("T")
 # Printable ASCII: what an HTTP header carries unambiguously, and what the column stores as is.

@@ -13,22 +13,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from common.errors import DomainError
+from common.errors import BadRequest, InvalidInput, UnsupportedMediaType
 
 M = TypeVar("M", bound=BaseModel)
 MAX_DEPTH = 32
-
-
-class BadRequest(DomainError):
-    status, code = 400, "bad_request"
-
-
-class UnsupportedMediaType(DomainError):
-    status, code = 415, "unsupported_media_type"
-
-
-class Unprocessable(DomainError):
-    status, code = 422, "invalid"
 
 
 def _refuse_constant(name: str) -> Any:
@@ -84,7 +72,7 @@ def validate(model: type[M], data: Any, *, what: str = "body") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise Unprocessable(f"Invalid {what}", errors=field_errors(exc)) from None
+        raise InvalidInput(f"Invalid {what}", errors=field_errors(exc)) from None
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import Field, field_validator
 from sqlalchemy import bindparam, select
 
-from common.errors import Unauthorized
+from common.errors import InvalidInput, Unauthorized
 from common.models import User
 from common.services.auth import change_password, update_profile
 from common.sql import compile_query
@@ -32,7 +32,7 @@ from web.handlers.auth import (
 from web.keys import CLIENT_IP, DB, LIMITER, PASSWORDS, SETTINGS, TRACE_ID
 from web.openapi import describe
 from web.schemas import Model
-from web.validation import Unprocessable, parse_body
+from web.validation import parse_body
 
 _u = User.__table__
 _PROFILE = compile_query(
@@ -81,7 +81,7 @@ async def update_me(request: web.Request) -> web.Response:
         key: getattr(body, key) for key in ("name", "avatar") if key in body.model_fields_set
     }
     if changes.get("name", "") is None:
-        raise Unprocessable("Invalid body", errors=["name: cannot be null"])
+        raise InvalidInput("Invalid body", errors=["name: cannot be null"])
     user = await request.app[DB].run(
         update_profile, user_id=current_user(request).user_id, changes=changes
     )
@@ -101,7 +101,7 @@ async def password(request: web.Request) -> web.Response:
         raise Unauthorized("Invalid or expired token")
     if not await app[PASSWORDS].verify(body.currentPassword, row["password_hash"]):
         # 422, not 401: the client's token is fine and must not be refreshed or dropped.
-        raise Unprocessable("Current password is incorrect", errors=["currentPassword: incorrect"])
+        raise InvalidInput("Current password is incorrect", errors=["currentPassword: incorrect"])
     new_hash = await app[PASSWORDS].hash(body.newPassword)
     signed = await app[DB].run(
         change_password, user_id=user_id, password_hash=new_hash,
