@@ -40,72 +40,54 @@ def _locked(session: Session, user_id: int) -> User:
     return user
 
 
-def set_user_status(
-    session: Session,
-    *,
-    actor_id: int | None,
-    user_id: int,
-    status: str,
-    reason: str,
-    ip: str | None,
-    trace_id: str | None,
-) -> User:
+def _change(session: Session, *, field: str, value: str, allowed: tuple[str, ...],
+            actor_id: int | None, user_id: int, reason: str, ip: str | None,
+            trace_id: str | None) -> tuple[User, bool]:
+    """Set ``users.<field>`` (``status`` or ``role``) on the locked row, audited and announced as
+    ``account:<field>``; a no-op when it already has that value. Returns (user, changed)."""
+    if value not in allowed:
+        raise InvalidInput(f"Unknown {field}", errors=[f"{field}: one of {', '.join(allowed)}"])
+    if actor_id is not None and actor_id == user_id:
+        raise Forbidden(f"You cannot change your own {field}")
+    user = _locked(session, user_id)
+    column = getattr(User, field)
+    before = getattr(user, field)
+    if before == value:
+        return user, False
+    session.execute(update(User).where(User.id == user_id, column == before).values({field: value}))
+    record_audit(
+        session, action=f"user.{field}", actor_id=actor_id, target_type="user", target_id=user_id,
+        before={field: before}, after={field: value, "reason": reason}, ip=ip, trace_id=trace_id,
+    )
+    emit(session, event=f"account:{field}", data={field: value}, user_id=user_id)
+    return user, True
+
+
+def set_user_status(session: Session, *, actor_id: int | None, user_id: int, status: str,
+                    reason: str, ip: str | None, trace_id: str | None) -> User:
     """Make a user ``active``, ``suspended`` or ``banned``. Setting the current status is a no-op.
 
-    ``actor_id`` None means the operator's CLI. An admin cannot change its own status.
+    ``actor_id`` None means the operator's CLI. An admin cannot change its own status. Anything
+    but ``active`` revokes the user's refresh tokens.
     """
-    if status not in USER_STATUSES:
-        raise InvalidInput("Unknown status", errors=[f"status: one of {', '.join(USER_STATUSES)}"])
-    if actor_id is not None and actor_id == user_id:
-        raise Forbidden("You cannot change your own status")
-    user = _locked(session, user_id)
-    before = user.status
-    if before == status:
-        return user
-    session.execute(
-        update(User).where(User.id == user_id, User.status == before).values(status=status)
-    )
-    if status != "active":
+    user, changed = _change(session, field="status", value=status, allowed=USER_STATUSES,
+                            actor_id=actor_id, user_id=user_id, reason=reason, ip=ip,
+                            trace_id=trace_id)
+    if changed and status != "active":
         revoke_refresh_tokens(session, user_id=user_id, reason=status)
-    record_audit(
-        session, action="user.status", actor_id=actor_id, target_type="user", target_id=user_id,
-        before={"status": before}, after={"status": status, "reason": reason}, ip=ip,
-        trace_id=trace_id,
-    )
-    emit(session, event="account:status", data={"status": status}, user_id=user_id)
     session.refresh(user)
     return user
 
 
-def set_user_role(
-    session: Session,
-    *,
-    actor_id: int | None,
-    user_id: int,
-    role: str,
-    reason: str,
-    ip: str | None,
-    trace_id: str | None,
-) -> User:
+def set_user_role(session: Session, *, actor_id: int | None, user_id: int, role: str,
+                  reason: str, ip: str | None, trace_id: str | None) -> User:
     """Make a user a ``user`` or an ``admin``. Setting the current role is a no-op.
 
     Access tokens carry the role: after a demotion the account gate refuses the old admin
     tokens (401, so the client refreshes and gets one with the new role).
     """
-    if role not in ROLES:
-        raise InvalidInput("Unknown role", errors=[f"role: one of {', '.join(ROLES)}"])
-    if actor_id is not None and actor_id == user_id:
-        raise Forbidden("You cannot change your own role")
-    user = _locked(session, user_id)
-    before = user.role
-    if before == role:
-        return user
-    session.execute(update(User).where(User.id == user_id, User.role == before).values(role=role))
-    record_audit(
-        session, action="user.role", actor_id=actor_id, target_type="user", target_id=user_id,
-        before={"role": before}, after={"role": role, "reason": reason}, ip=ip, trace_id=trace_id,
-    )
-    emit(session, event="account:role", data={"role": role}, user_id=user_id)
+    user, _ = _change(session, field="role", value=role, allowed=ROLES, actor_id=actor_id,
+                      user_id=user_id, reason=reason, ip=ip, trace_id=trace_id)
     session.refresh(user)
     return user
 
