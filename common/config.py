@@ -121,9 +121,6 @@ class Settings(BaseSettings):
     payout_sandbox_timeout_rate: float = Field(0.0, ge=0, le=1)
     payout_max_attempts: int = Field(6, ge=1, le=20)
     payout_stuck_seconds: int = Field(300, ge=1)
-    # Test only (honoured when APP_ENV=test): a payout task pauses at this named point so that a
-    # test can SIGKILL the worker there.
-    payout_test_pause_at: str = ""
 
     flower_basic_auth: str | None = None
     # When set, GET /metrics requires ``Authorization: Bearer <token>`` (docs/operations.md).

@@ -22,11 +22,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def start_worker(name: str = "kill", **env: str) -> subprocess.Popen[bytes]:
-    """A payouts worker in its own process group (so a kill takes its pool children too)."""
+    """A payouts worker in its own process group (so a kill takes its pool children too), on the
+    drill app (``PAYOUT_TEST_PAUSE_AT`` in ``env`` stops it at that checkpoint)."""
     full = {**os.environ, "LOG_LEVEL": "WARNING", "PAYOUT_SANDBOX_LATENCY_MS": "0", **env}
     celery = str(Path(sys.executable).parent / "celery")
     return subprocess.Popen(
-        [celery, "-A", "workers.celery_app", "worker", "-Q", "payouts", "-c", "1", "-P", "prefork",
+        [celery, "-A", "tests.money.drill_app", "worker", "-Q", "payouts", "-c", "1", "-P", "prefork",
          "--without-mingle", "--without-gossip", "-n", f"{name}{os.getpid()}@%h"],
         cwd=ROOT, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,

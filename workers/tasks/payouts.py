@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 
 from celery import Task
 
@@ -22,13 +21,13 @@ from common.payouts import (
     BREAKER_NAME, BreakerOpen, CircuitBreaker, PayoutResult, ProviderError, make_provider,
     payout_key,
 )
-from common.redis import key as redis_key
 from common.services.idempotency import purge_expired
 from common.services.payments import (
     PayoutJob, finish_payout, renew_lease, start_payout, stuck_payments,
 )
 from common.taskqueue import celery_app, enqueue
 from common.uow import SyncContext
+from workers.checkpoints import checkpoint
 from workers.context import context
 
 log = logging.getLogger(__name__)
@@ -41,22 +40,13 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
 
 
-def _pause_point(name: str, payment_id: int) -> None:
-    """Test only: stop here (announced in Redis) so that a test can SIGKILL this worker."""
-    ctx = context()
-    if ctx.settings.app_env != "test" or ctx.settings.payout_test_pause_at != name:
-        return
-    ctx.redis.set(redis_key(ctx.settings, "test", "paused", payment_id), name)
-    time.sleep(120)
-
-
 @celery_app.task(name="payouts.pay", bind=True, max_retries=None)
 def pay(self: Task, payment_id: int, token: int | None = None) -> str:
     ctx = context()
     job = take(ctx, payment_id, token)
     if job is None:
         return "nothing_to_do"
-    _pause_point("before_provider", payment_id)
+    checkpoint("before_provider", payment_id)
     outcome = attempt(ctx, job)
     if isinstance(outcome, Exception):
         attempts = self.request.retries + 1
@@ -69,7 +59,7 @@ def pay(self: Task, payment_id: int, token: int | None = None) -> str:
         log.warning("payout retried", extra={"paymentId": payment_id, "error": str(outcome)})
         raise self.retry(countdown=wait, exc=outcome,
                          kwargs={"payment_id": payment_id, "token": job.token})
-    _pause_point("after_provider", payment_id)
+    checkpoint("after_provider", payment_id)
     return record(ctx, job, outcome)
 
 
@@ -99,7 +89,7 @@ def record(ctx: SyncContext, job: PayoutJob, result: PayoutResult) -> str:
     with ctx.transaction() as session:
         done = finish_payout(session, job=job, paid=result.status == "paid",
                              reference=result.reference, reason=result.reason)
-        _pause_point("before_commit", job.payment_id)
+        checkpoint("before_commit", job.payment_id)
     if not done:
         log.warning("payout result not recorded: lease lost", extra={"paymentId": job.payment_id})
         return "lease_lost"
