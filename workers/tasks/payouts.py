@@ -18,12 +18,21 @@ import random
 from celery import Task
 
 from common.payouts import (
-    BREAKER_NAME, BreakerOpen, CircuitBreaker, PayoutResult, ProviderError, make_provider,
+    BREAKER_NAME,
+    BreakerOpen,
+    CircuitBreaker,
+    PayoutResult,
+    ProviderError,
+    make_provider,
     payout_key,
 )
 from common.services.idempotency import purge_expired
 from common.services.payments import (
-    PayoutJob, finish_payout, renew_lease, start_payout, stuck_payments,
+    PayoutJob,
+    finish_payout,
+    renew_lease,
+    start_payout,
+    stuck_payments,
 )
 from common.taskqueue import celery_app, enqueue
 from common.uow import SyncContext
