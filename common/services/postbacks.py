@@ -3,37 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from common.models.sales import PostbackLog
 from common.postbacks import Callback
 from common.services.sales import (
-    CREDIT_CTES, CREDIT_RESULT, SaleOutcome, credit_sale, reverse_callback,
+    CREDIT_CTES,
+    CREDIT_RESULT,
+    EXISTING,
+    LOOKUP,
+    SaleOutcome,
+    credit_sale,
+    reverse_callback,
 )
-from common.sql import Query, compile_query
+from common.sql import compile_query
 from common.tracing import current_trace_id
 
-_log = PostbackLog.__table__
+# One callback's row in ``postback_log``: run through a session by ``log_postback``, and compiled
+# (``HOT_LOG``) for the web's fast path; ``log_row`` makes its parameters for both.
+LOG = text(
+    """
+    INSERT INTO postback_log (network, method, params, ip, verdict, outcome, sale_id, trace_id)
+    VALUES (:network, :method, :params, :ip, :verdict, :outcome, :sale_id, :trace_id)
+    RETURNING id
+    """
+).bindparams(bindparam("params", type_=JSONB))
 
 
-def log_postback(
-    session: Session,
-    *,
-    network: str,
-    method: str,
-    params: Mapping[str, str],
-    ip: str | None,
-    verdict: str,
-    outcome: str | None = None,
-    sale_id: int | None = None,
-) -> None:
+def log_row(
+    *, network: str, method: str, params: Mapping[str, str], ip: str | None, verdict: str,
+    outcome: str | None = None, sale_id: int | None = None, trace_id: str | None = None,
+) -> dict[str, Any]:
+    return {"network": network[:64], "method": method, "params": dict(params), "ip": ip,
+            "verdict": verdict, "outcome": outcome, "sale_id": sale_id,
+            "trace_id": trace_id or current_trace_id()}
+
+
+def log_postback(session: Session, **row: Any) -> None:
     """One row per callback, whatever became of it (support, replays after a fix)."""
-    session.execute(insert(_log).values(
-        network=network[:64], method=method, params=dict(params), ip=ip, verdict=verdict,
-        outcome=outcome, sale_id=sale_id, trace_id=current_trace_id(),
-    ))
+    session.execute(LOG, log_row(**row))
 
 
 def record_callback(
@@ -68,27 +79,12 @@ def record_callback(
 
 # The web's hot path for credits (web/handlers/postbacks.py): each statement is atomic on its own,
 # so it runs on the web's autocommit pool (``fetch_one``) without a thread, a session or a
-# transaction block. Same rules as ``credit_sale``: the lookup reads the transaction id and the
-# offer's payout rule; the credit inserts the sale unless (network, external_id) exists, adds the
-# commission to pending_balance only when inserted, and writes the log row, all in one statement.
-HOT_LOOKUP = Query(
-    sql="""
-    SELECT s.id AS sale_id, s.status, o.id AS offer_id, o.payout_type, o.user_share, o.fixed_payout
-    FROM (SELECT 1) AS one
-    LEFT JOIN sales s ON s.network = %(network)s AND s.external_id = %(external_id)s
-    LEFT JOIN offers o ON o.network = %(network)s AND o.external_id = %(offer)s
-    """,
-    defaults={},
-)
-HOT_LOG = Query(
-    sql="""
-    INSERT INTO postback_log (network, method, params, ip, verdict, outcome, sale_id, trace_id)
-    VALUES (%(network)s, %(method)s, %(params)s, %(ip)s, %(verdict)s, %(outcome)s, %(sale_id)s,
-            %(trace_id)s)
-    RETURNING id
-    """,
-    defaults={"sale_id": None, "outcome": None},
-)
+# transaction block. They are the sales service's statements compiled once, and the handler takes
+# every decision through ``plan_credit`` / ``credited``, as ``credit_sale`` does; the credit
+# statement also writes the log row.
+HOT_LOOKUP = compile_query(LOOKUP)
+HOT_EXISTING = compile_query(EXISTING)
+HOT_LOG = compile_query(LOG)
 HOT_CREDIT = compile_query(text(
     CREDIT_CTES
     + """, logged AS (
@@ -102,7 +98,3 @@ HOT_CREDIT = compile_query(text(
     """
     + CREDIT_RESULT
 ))
-HOT_EXISTING = Query(
-    sql="SELECT id, status FROM sales WHERE network = %(network)s AND external_id = %(external_id)s",
-    defaults={},
-)

@@ -7,6 +7,7 @@ approval racing a reversal, does its work once and the loser does nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -22,6 +23,7 @@ from common.services.leaderboard import record_approvals, record_reversal
 from common.services.ledger import post_entry
 from common.services.payments import fail_pending_for_debt
 from common.tracing import current_trace_id
+
 
 @dataclass(frozen=True, slots=True)
 class SaleOutcome:
@@ -48,18 +50,22 @@ CREDIT_CTES = """
         FROM sale WHERE users.id = sale.user_id
     )"""
 CREDIT_RESULT = "SELECT (SELECT id FROM sale) AS sale_id, EXISTS (SELECT 1 FROM owner) AS user_exists"
-_CREDIT = text(CREDIT_CTES + "\n" + CREDIT_RESULT)
-_EXISTING = text(
+CREDIT = text(CREDIT_CTES + "\n" + CREDIT_RESULT)
+EXISTING = text(
     "SELECT id, status, user_id FROM sales WHERE network = :network AND external_id = :external_id")
 # The sale if this transaction id was seen, and the offer's payout rule: one round trip.
-_LOOKUP = text(
+LOOKUP = text(
     """
-    SELECT s.id AS sale_id, s.status, o.id AS offer_id, o.payout_type, o.user_share, o.fixed_payout
+    SELECT s.id AS sale_id, s.status, s.user_id AS sale_user_id,
+           o.id AS offer_id, o.payout_type, o.user_share, o.fixed_payout
     FROM (SELECT 1) AS one
     LEFT JOIN sales s ON s.network = :network AND s.external_id = :external_id
     LEFT JOIN offers o ON o.network = :network AND o.external_id = :offer
     """
 )
+# Sync callers and the web's async fast path run the same statements: this module's through a
+# session, their compiled forms (common/services/postbacks.py) on the autocommit pool, and both
+# take every decision through ``plan_credit`` and ``credited``.
 
 
 class UnknownOffer(InvalidInput):
@@ -77,40 +83,66 @@ class UserMismatch(InvalidInput):
     outcome = "user_mismatch"
 
 
-def credit_sale(
-    session: Session,
-    *,
-    network: str,
-    external_id: str,
-    user_id: int,
-    offer_external_id: str,
-    amount: Decimal,
-    hold_seconds: int,
-) -> SaleOutcome:
-    """A network reports a completion: a pending sale, once per (network, external_id)."""
-    found = session.execute(_LOOKUP, {"network": network, "external_id": external_id,
-                                      "offer": offer_external_id}).one()
-    if found.sale_id is not None:  # the common repeat: answer without touching anything
-        return SaleOutcome(found.sale_id, found.status, "duplicate")
-    if found.offer_id is None:
-        raise UnknownOffer(f"Unknown offer {offer_external_id!r} for network {network!r}")
+@dataclass(frozen=True, slots=True)
+class CreditRequest:
+    """A network's report of a completion, in our terms."""
+
+    network: str
+    external_id: str
+    user_id: int
+    offer_external_id: str
+    amount: Decimal
+    hold_seconds: int
+
+    def lookup_params(self) -> dict[str, Any]:
+        return {"network": self.network, "external_id": self.external_id,
+                "offer": self.offer_external_id}
+
+
+def plan_credit(found: Mapping[str, Any], request: CreditRequest) -> SaleOutcome | dict[str, Any]:
+    """Decide a credit from its ``LOOKUP`` row: the answer of a repeat (nothing to write), or the
+    parameters of ``CREDIT``. Raises ``UnknownOffer``, or ``UserMismatch`` for a transaction id
+    whose sale belongs to another user (a network's sale never changes hands)."""
+    if found["sale_id"] is not None:  # the common repeat: answer without touching anything
+        if found["sale_user_id"] != request.user_id:
+            raise UserMismatch(f"Transaction {request.external_id!r} belongs to another user")
+        return SaleOutcome(found["sale_id"], found["status"], "duplicate")
+    if found["offer_id"] is None:
+        raise UnknownOffer(
+            f"Unknown offer {request.offer_external_id!r} for network {request.network!r}")
     earned = commission(
-        payout_type=found.payout_type, user_share=found.user_share,
-        fixed_payout=found.fixed_payout, network_amount=amount,
+        payout_type=found["payout_type"], user_share=found["user_share"],
+        fixed_payout=found["fixed_payout"], network_amount=request.amount,
     )
-    row = session.execute(
-        _CREDIT,
-        {
-            "user_id": user_id, "offer_id": found.offer_id, "network": network,
-            "external_id": external_id, "sale_amount": max(amount, Decimal(0)),
-            "commission": earned, "hold": hold_seconds,
-        },
-    ).one()
-    if row.sale_id is not None:
-        return SaleOutcome(row.sale_id, "pending", "credited")
-    if not row.user_exists:
-        raise UnknownUser(f"Unknown user {user_id}")
-    again = session.execute(_EXISTING, {"network": network, "external_id": external_id}).one()
+    return {
+        "user_id": request.user_id, "offer_id": found["offer_id"], "network": request.network,
+        "external_id": request.external_id, "sale_amount": max(request.amount, Decimal(0)),
+        "commission": earned, "hold": request.hold_seconds,
+    }
+
+
+def credited(row: Mapping[str, Any]) -> SaleOutcome | None:
+    """The outcome of ``CREDIT``: the new pending sale; ``UnknownUser``; or None when a concurrent
+    callback inserted the sale first (the caller answers with ``EXISTING``)."""
+    if row["sale_id"] is not None:
+        return SaleOutcome(row["sale_id"], "pending", "credited")
+    if not row["user_exists"]:
+        raise UnknownUser("Unknown user")
+    return None
+
+
+def credit_sale(session: Session, **request: Any) -> SaleOutcome:
+    """A network reports a completion: a pending sale, once per (network, external_id)."""
+    credit = CreditRequest(**request)
+    found = session.execute(LOOKUP, credit.lookup_params()).mappings().one()
+    plan = plan_credit(found, credit)
+    if isinstance(plan, SaleOutcome):
+        return plan
+    outcome = credited(session.execute(CREDIT, plan).mappings().one())
+    if outcome is not None:
+        return outcome
+    again = session.execute(EXISTING, {"network": credit.network,
+                                       "external_id": credit.external_id}).one()
     return SaleOutcome(again.id, again.status, "duplicate")
 
 
@@ -278,8 +310,8 @@ def reverse_callback(
 ) -> SaleOutcome:
     """A reversal postback: reverse the sale of that transaction id, or, when the credit has not
     come yet, remember the reversal as a rejected sale (unknown user or offer: nothing to keep)."""
-    found = session.execute(_LOOKUP, {"network": network, "external_id": external_id,
-                                      "offer": offer_external_id}).one()
+    found = session.execute(LOOKUP, {"network": network, "external_id": external_id,
+                                     "offer": offer_external_id}).one()
     if found.sale_id is None and found.offer_id is not None:
         earned = commission(payout_type=found.payout_type, user_share=found.user_share,
                             fixed_payout=found.fixed_payout, network_amount=abs(amount))
@@ -289,7 +321,7 @@ def reverse_callback(
         }).first()
         if early is not None:
             return SaleOutcome(early.id, "rejected", "reversal_before_credit")
-    found = session.execute(_EXISTING, {"network": network, "external_id": external_id}).first()
+    found = session.execute(EXISTING, {"network": network, "external_id": external_id}).first()
     if found is None:
         return SaleOutcome(None, None, "unknown_sale")
     if found.user_id != user_id:

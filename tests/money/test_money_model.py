@@ -80,9 +80,13 @@ class MoneyMachine(RuleBasedStateMachine):
     @rule(txn=TXNS, who=st.integers(0, 1), cents=CENTS)
     def credit(self, txn: str, who: int, cents: int) -> None:
         user = self.model.users[who]
-        with self.ctx.transaction() as session:
-            credit_sale(session, network="testnet", external_id=txn, user_id=user,
-                        offer_external_id="o1", amount=Decimal(cents) / 100, hold_seconds=0)
+        try:
+            with self.ctx.transaction() as session:
+                credit_sale(session, network="testnet", external_id=txn, user_id=user,
+                            offer_external_id="o1", amount=Decimal(cents) / 100, hold_seconds=0)
+        except UserMismatch:  # another user's transaction id: refused, nothing changes
+            assert self.model.sales[txn][0] != user
+            return
         self.model.sales.setdefault(txn, (user, "pending", Decimal(cents) / 100))
 
     @rule(txn=TXNS, who=st.integers(0, 1), cents=CENTS)
@@ -264,6 +268,7 @@ class MoneyMachine(RuleBasedStateMachine):
             for payment_id in open_ids:
                 self.lease_expires_now(payment_id)
                 job = take(self.ctx, payment_id)
+                self._observe_payments()
                 if job is None:
                     continue
                 outcome = attempt(self.ctx, job)

@@ -13,22 +13,36 @@ Credits, the hot path, run as single self-contained statements on the autocommit
 
 from __future__ import annotations
 
+import binascii
+import zlib
 from collections.abc import Mapping
-from decimal import Decimal
 
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
 from common.errors import DomainError, Forbidden, RateLimited
 from common.metrics import POSTBACKS_UNKNOWN_NETWORK
-from common.money import commission
 from common.postbacks import (
-    Adapter, Callback, Outcome, PostbackInvalid, PostbackRefused, Reply, adapter_for,
-    bounded_params, source_allowed,
+    Adapter,
+    Callback,
+    Outcome,
+    PostbackInvalid,
+    PostbackRefused,
+    Reply,
+    adapter_for,
+    bounded_params,
+    source_allowed,
 )
 from common.services.postbacks import (
-    HOT_CREDIT, HOT_EXISTING, HOT_LOG, HOT_LOOKUP, log_postback, record_callback,
+    HOT_CREDIT,
+    HOT_EXISTING,
+    HOT_LOG,
+    HOT_LOOKUP,
+    log_postback,
+    log_row,
+    record_callback,
 )
+from common.services.sales import CreditRequest, SaleOutcome, credited, plan_credit
 from web.envelope import error, ok
 from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS, TRACE_ID
 from web.middlewares import rate_limit_headers
@@ -40,6 +54,11 @@ _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 _CODES = {403: "forbidden", 429: "rate_limited"}
 
 
+# What aiohttp raises for a body it cannot decode: no multipart boundary, an unknown charset or
+# Content-Transfer-Encoding, a broken base64 or compressed part.
+_UNREADABLE = (ValueError, LookupError, RuntimeError, binascii.Error, zlib.error, EOFError)
+
+
 async def _params(request: web.Request) -> tuple[dict[str, str], bool]:
     """The bounded parameters (query, then a form body), and whether the body could be read."""
     pairs = list(request.query.items())
@@ -47,7 +66,7 @@ async def _params(request: web.Request) -> tuple[dict[str, str], bool]:
     if request.method == "POST" and request.content_type in _FORMS:
         try:
             form = await request.post()
-        except (ValueError, LookupError):  # no multipart boundary, an unknown charset...
+        except _UNREADABLE:
             readable = False
         else:
             pairs += [(k, v) for k, v in form.items() if isinstance(v, str)]
@@ -149,33 +168,37 @@ async def postback(request: web.Request) -> web.Response:
 async def _credit(
     request: web.Request, network: str, params: dict[str, str], callback: Callback, adapter: Adapter,
 ) -> web.Response:
-    """The hot path: each statement atomic on its own, on the autocommit pool (no thread)."""
+    """The hot path: the sales service's statements, each atomic on its own, on the autocommit
+    pool (no thread), and its decisions (``plan_credit``, ``credited``)."""
     db, hold = request.app[DB], request.app[SETTINGS].sale_hold_seconds
-    logged = {"network": network, "method": request.method, "params": Jsonb(params),
-              "ip": request[CLIENT_IP], "trace_id": request[TRACE_ID]}
-    found = await db.fetch_one(HOT_LOOKUP, {
-        "network": network, "external_id": callback.txn_id, "offer": callback.offer_external_id})
+    credit = CreditRequest(network=network, external_id=callback.txn_id, user_id=callback.user_id,
+                           offer_external_id=callback.offer_external_id, amount=callback.amount,
+                           hold_seconds=hold)
+    logged = {**log_row(network=network, method=request.method, params=params,
+                        ip=request[CLIENT_IP], verdict="accepted", trace_id=request[TRACE_ID]),
+              "params": Jsonb(params)}
+    found = await db.fetch_one(HOT_LOOKUP, credit.lookup_params())
     assert found is not None
-    if found["sale_id"] is not None:  # a repeat: acknowledged again, nothing changes
-        await db.fetch_one(HOT_LOG, {**logged, "verdict": "accepted", "outcome": "duplicate",
-                                     "sale_id": found["sale_id"]})
-        return _accepted(adapter, found["sale_id"], found["status"])
-    if found["offer_id"] is None:
-        await db.fetch_one(HOT_LOG, {**logged, "verdict": "accepted", "outcome": "unknown_offer"})
-        return _reply(adapter.reply("unknown_offer"), None, "Unknown offer")
-    earned = commission(payout_type=found["payout_type"], user_share=found["user_share"],
-                        fixed_payout=found["fixed_payout"], network_amount=callback.amount)
-    row = await db.fetch_one(HOT_CREDIT, {
-        **logged, "user_id": callback.user_id, "offer_id": found["offer_id"],
-        "external_id": callback.txn_id, "sale_amount": max(callback.amount, Decimal(0)),
-        "commission": earned, "hold": hold})
+    try:
+        plan = plan_credit(found, credit)
+    except DomainError as exc:  # unknown offer, or another user's transaction id
+        outcome = getattr(exc, "outcome", "refused")
+        await db.fetch_one(HOT_LOG, {**logged, "outcome": outcome})
+        refusal: Outcome = "unknown_offer" if outcome == "unknown_offer" else "refused"
+        return _reply(adapter.reply(refusal), None, exc.message)
+    if isinstance(plan, SaleOutcome):  # a repeat: acknowledged again, nothing changes
+        await db.fetch_one(HOT_LOG, {**logged, "outcome": plan.outcome, "sale_id": plan.sale_id})
+        return _accepted(adapter, plan.sale_id, plan.status)
+    row = await db.fetch_one(HOT_CREDIT, {**logged, **plan})
     assert row is not None
-    if row["sale_id"] is not None:
-        if hold == 0:
-            await enqueue_from_loop("sales.approve_sale", row["sale_id"])
-        return _accepted(adapter, row["sale_id"], "pending")
-    if not row["user_exists"]:
+    try:
+        result = credited(row)
+    except DomainError:  # the statement logged it as unknown_user
         return _reply(adapter.reply("unknown_user"), None, "Unknown user")
+    if result is not None:
+        if hold == 0:
+            await enqueue_from_loop("sales.approve_sale", result.sale_id)
+        return _accepted(adapter, result.sale_id, result.status)
     # A concurrent callback inserted it after this statement's snapshot: answer with its sale.
     again = await db.fetch_one(HOT_EXISTING, {"network": network, "external_id": callback.txn_id})
     assert again is not None
