@@ -11,7 +11,7 @@ import os
 import secrets
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -217,18 +217,28 @@ def _read_networks(environ: dict[str, str]) -> dict[str, NetworkConfig]:
         secret = environ.get(f"POSTBACK_SECRET_{upper}", "")
         scheme = environ.get(f"POSTBACK_SCHEME_{upper}", "generic").strip().lower() or "generic"
         ips = environ.get(f"POSTBACK_ALLOWED_IPS_{upper}", "")
-        if not secret and scheme not in _SCHEMES_WITHOUT_SECRET:
+        adapter = _adapter(scheme)
+        if adapter is None:
+            raise ValueError(f"POSTBACK_SCHEME_{upper}: unknown scheme {scheme!r}")
+        if not secret:
             raise ValueError(f"POSTBACK_SECRET_{upper}: required for network {name!r}")
         try:
             allowed = tuple(ipaddress.ip_network(p.strip(), strict=False) for p in ips.split(",") if p.strip())
         except ValueError as exc:
             raise ValueError(f"POSTBACK_ALLOWED_IPS_{upper}: {exc}") from None
+        if adapter.requires_allowed_ips and not allowed:
+            raise ValueError(f"POSTBACK_ALLOWED_IPS_{upper}: required for scheme {scheme!r}, whose "
+                             "signature does not cover the user, amount and status")
         networks[name] = NetworkConfig(name=name, secret=secret, scheme=scheme, allowed_ips=allowed)
     return networks
 
 
-# Networks that sign nothing and are trusted by source IP alone (AdGate Media).
-_SCHEMES_WITHOUT_SECRET = frozenset({"adgate"})
+def _adapter(scheme: str) -> Any:
+    """The adapter class of a scheme we speak, or None (imported here: the adapters read these
+    settings' types)."""
+    from common.postbacks import SCHEMES
+
+    return SCHEMES.get(scheme)
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
@@ -24,11 +25,17 @@ def to_cents(value: Decimal) -> Decimal:
     return Decimal(value).quantize(CENT, rounding=ROUND_DOWN)
 
 
+_AMOUNT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def parse_amount(raw: object) -> Decimal:
     """An amount as received (string or number): exact, finite, at most ``MAX_AMOUNT`` in size
     and ``MAX_DECIMALS`` decimals (trailing zeros aside); anything else is a ``ValueError``."""
+    text = str(raw).strip()
+    if not _AMOUNT.fullmatch(text):  # ASCII only: Decimal() also reads "1_0" and "١٠"
+        raise ValueError(f"not an amount: {raw!r}")
     try:
-        value = Decimal(str(raw).strip())
+        value = Decimal(text)
     except (InvalidOperation, ValueError):
         raise ValueError(f"not an amount: {raw!r}") from None
     if not value.is_finite() or abs(value) > MAX_AMOUNT:

@@ -62,6 +62,16 @@ def test_production_accepts_strong_settings_and_reads_lists() -> None:
     assert network.scheme == "cpx" and network.secret == "k" and len(network.allowed_ips) == 2
 
 
+@pytest.mark.parametrize(("env", "named"), [
+    ({"POSTBACK_SECRET_CPX": "k", "POSTBACK_SCHEME_CPX": "cpx"}, "POSTBACK_ALLOWED_IPS_CPX"),
+    ({"POSTBACK_SECRET_AG": "k", "POSTBACK_SCHEME_AG": "adgate"}, "POSTBACK_SCHEME_AG"),
+])
+def test_a_network_we_cannot_verify_is_refused_at_start(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(env)
+    assert named in str(exc.value)
+
+
 def test_urls_are_normalised_for_each_driver() -> None:
     settings = load_settings({"DATABASE_URL": "postgresql://u@h:1/d"})
     assert settings.sqlalchemy_url == "postgresql+psycopg://u@h:1/d"

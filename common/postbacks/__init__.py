@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from common.config import NetworkConfig
 from common.postbacks.base import (
-    Adapter, Callback, Outcome, PostbackInvalid, PostbackRefused, Reply, source_allowed,
+    Adapter,
+    Callback,
+    Outcome,
+    PostbackInvalid,
+    PostbackRefused,
+    Reply,
+    source_allowed,
 )
 from common.postbacks.params import bounded_params
 from common.postbacks.schemes import Cpx, Generic, SuperRewards, Tapjoy, generic_signature

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,6 +28,7 @@ Outcome = Literal[
 ]
 # A network's callback without an offer id credits the network's offer with this external id.
 WALL_OFFER = "*"
+_USER_ID = re.compile(r"[1-9][0-9]{0,17}")
 MAX_ID_LENGTH = 128  # ids are stored in columns of this size
 
 
@@ -71,6 +73,9 @@ class Adapter:
     override the replies their network reads differently (NETWORKS.md)."""
 
     scheme: ClassVar[str]
+    # A scheme whose signature leaves the user, amount or status unsigned is believed only from
+    # its network's addresses: configuration refuses it without POSTBACK_ALLOWED_IPS_<NETWORK>.
+    requires_allowed_ips: ClassVar[bool] = False
     # Ours (API.md section 4): 4xx that a retry can cure (a user or offer created later, a limit)
     # are ones networks retry; the others say what is wrong.
     statuses: ClassVar[Mapping[Outcome, int]] = {
@@ -119,7 +124,7 @@ class Adapter:
     @classmethod
     def _user(cls, params: Mapping[str, str], name: str) -> int:
         raw = cls._required(params, name)
-        if not raw.isdigit() or len(raw) > 18:
+        if not _USER_ID.fullmatch(raw):  # ASCII digits only: int() also reads "²" or "١٢"
             raise PostbackInvalid(f"{name} is not a user id")
         return int(raw)
 

@@ -8,7 +8,11 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from common.postbacks.base import (
-    Adapter, Callback, Outcome, PostbackInvalid, PostbackRefused,
+    Adapter,
+    Callback,
+    Outcome,
+    PostbackInvalid,
+    PostbackRefused,
 )
 
 _CREDIT = {"1", "approved", "completed"}
@@ -31,6 +35,10 @@ class Generic(Adapter):
     scheme = "generic"
 
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
+        # The signed text joins k=v with "&" unescaped: a name or value holding "&" or "=" could
+        # be re-split into other parameters under the same signature.
+        if any(c in text for item in params.items() for text in item for c in "&="):
+            raise PostbackInvalid("a parameter contains '&' or '='")
         if not self._same(generic_signature(self.config.secret, params), params.get("sig")):
             raise PostbackRefused("bad signature")
         status = self._required(params, "status").lower()
@@ -51,6 +59,7 @@ class Cpx(Adapter):
     offer (external id ``*``) holds the payout rule."""
 
     scheme = "cpx"
+    requires_allowed_ips = True  # its hash covers the transaction id only
 
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
         txn = self._required(params, "trans_id")

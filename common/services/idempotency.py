@@ -23,8 +23,8 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from common.errors import Conflict, DomainError
 from common.effects import after_commit
+from common.errors import Conflict, DomainError
 from common.models.payments import IdempotencyKey
 
 T = TypeVar("T")
@@ -85,7 +85,9 @@ def claim_key(
     row = session.execute(
         select(_k.c.request_hash, _k.c.response_status, _k.c.response_body)
         .where(_k.c.user_id == user_id, _k.c.key == key)
-    ).one()
+    ).first()
+    if row is None:  # it expired and the purge took it in the meantime: the retry claims it
+        raise Conflict("This Idempotency-Key just expired; retry")
     if bytes(row.request_hash) != request_hash:
         raise Conflict("Idempotency-Key already used with a different body")
     if row.response_status is None:  # only a row claimed by an older release (committed apart)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from common.models import PostbackLog, Sale
 from tests.factories import make_user
-from tests.money.factories import make_offer
+from tests.money.factories import generic_params, make_offer
 from tests.money.schemes import SIGNATURE_PARAM, signed
 
 
@@ -44,3 +44,39 @@ async def test_an_unreadable_body_for_an_unknown_network_stores_nothing(money_cl
                                    headers={"Content-Type": "multipart/form-data"})
     assert resp.status == 403
     assert session.query(PostbackLog).count() == 0
+
+
+async def test_a_part_in_an_unknown_transfer_encoding_is_unreadable(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
+    body = (b"--BB\r\nContent-Disposition: form-data; name=\"txn_id\"\r\n"
+            b"Content-Transfer-Encoding: bogus\r\n\r\nt1\r\n--BB--\r\n")
+    resp = await money_client.post("/api/postbacks/testnet", data=body,
+                                   headers={"Content-Type": "multipart/form-data; boundary=BB"})
+    assert resp.status == 400
+    assert session.query(PostbackLog).one().verdict == "invalid"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("user_id", "²"), ("user_id", "１２"), ("user_id", "٥"), ("user_id", "012"),
+    ("amount", "1_0"), ("amount", "١٠"),
+])
+async def test_only_ascii_digits_make_a_user_id_or_an_amount(money_client, session: Session, field: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1")
+    session.commit()
+    values = {"user_id": str(user.id), "offer_id": "o1", "txn_id": "t1", "amount": "10.00",
+              field: value}
+    resp = await money_client.get("/api/postbacks/testnet", params=generic_params(**values))
+    assert resp.status in (400, 422)
+    assert session.query(Sale).count() == 0
+    assert session.query(PostbackLog).one().verdict == "invalid"
+
+
+@pytest.mark.parametrize("value", ["x&txn_id=EVIL", "a=b"])
+async def test_a_generic_parameter_that_could_be_re_split_is_refused(money_client, session: Session, value: str) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1")
+    session.commit()
+    params = generic_params(user_id=user.id, offer_id="o1", txn_id="t1", sub1=value)
+    resp = await money_client.get("/api/postbacks/testnet", params=params)
+    assert resp.status == 400
+    assert session.query(Sale).count() == 0
