@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from freezegun import freeze_time
 
 from common.config import Settings
@@ -71,14 +72,20 @@ async def test_limiter_keys_use_the_prefix_and_clear(settings: Settings, redis_s
         await limiter.close()
 
 
-async def test_limiter_fails_open_without_redis(settings: Settings) -> None:
-    broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
-    limiter = Limiter.from_settings(broken)
+async def test_limiter_fails_open_without_redis(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    working = Limiter.from_settings(settings)
+    broken = Limiter.from_settings(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
     try:
-        for _ in range(3):
-            await limiter.hit("login:ip", "1/minute", "127.0.0.1")
+        await working.hit("login:ip", "1/minute", "fails-open")
+        with pytest.raises(RateLimited):  # the same limit, counted: the second hit is refused
+            await working.hit("login:ip", "1/minute", "fails-open")
+        for _ in range(3):  # without Redis every hit passes, and says so in the log
+            assert await broken.hit("login:ip", "1/minute", "fails-open") is None
     finally:
-        await limiter.close()
+        await working.close()
+        await broken.close()
+    unavailable = [r for r in caplog.records if r.getMessage().startswith("rate limiter unavailable")]
+    assert len(unavailable) == 3
 
 
 async def _refresh(client, token: str):  # type: ignore[no-untyped-def]
