@@ -1,0 +1,136 @@
+"""Edges of the money rules that mutation testing (bin/mutate, docs/testing.md) found untested:
+each test names the rule it holds, and kills the mutants listed in docs/testing.md."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from common.errors import Conflict, NotFound
+from common.services.payments import (
+    approve_payment, cancel_payment, get_payment, reject_payment, request_withdrawal,
+    stuck_payments,
+)
+from tests.money.factories import make_funded_user
+
+
+def _withdraw(session: Session, user_id: int, amount: str) -> int:
+    """A withdrawal over the auto-pay limit of 100: it waits for an admin."""
+    return request_withdrawal(
+        session, user_id=user_id, amount=Decimal(amount), method="paypal",
+        destination="me@example.com", minimum=Decimal(5), auto_pay_limit=Decimal(100))["id"]
+
+
+def _payment(session: Session, payment_id: int) -> dict[str, object]:
+    return dict(session.execute(text("SELECT * FROM payments WHERE id = :id"),
+                                {"id": payment_id}).mappings().one())
+
+
+def _balance(session: Session, user_id: int) -> Decimal:
+    return session.execute(text("SELECT balance FROM users WHERE id = :id"),
+                           {"id": user_id}).scalar_one()
+
+
+def test_an_admin_approves_only_that_payment_once_and_only_while_it_waits(session: Session) -> None:
+    user = make_funded_user(session, "1000")
+    waiting = _withdraw(session, user.id, "150")
+    other = _withdraw(session, user.id, "160")
+    auto = _withdraw(session, user.id, "50")      # under the limit: no approval to give
+    cancelled = _withdraw(session, user.id, "170")
+    cancel_payment(session, user_id=user.id, payment_id=cancelled)
+
+    assert approve_payment(session, payment_id=waiting) is True
+    assert _payment(session, waiting)["approved_at"] is not None
+    assert _payment(session, other)["approved_at"] is None       # the other one still waits
+    assert approve_payment(session, payment_id=waiting) is False  # a second approval: nothing
+    assert approve_payment(session, payment_id=auto) is False
+    assert _payment(session, auto)["approved_at"] is None
+    assert approve_payment(session, payment_id=cancelled) is False
+    assert _payment(session, cancelled)["approved_at"] is None
+
+
+def test_an_approval_touches_the_payment_so_the_sweep_does_not_take_it_for_a_lost_enqueue(
+    session: Session,
+) -> None:
+    user = make_funded_user(session, "1000")
+    payment_id = _withdraw(session, user.id, "150")
+    # Accepted an hour ago, approved now: the approval's own enqueue is on its way.
+    session.execute(text("UPDATE payments SET updated_at = now() - interval '1 hour' "
+                         "WHERE id = :id"), {"id": payment_id})
+    assert approve_payment(session, payment_id=payment_id)
+    assert payment_id not in stuck_payments(session, older_than=60)
+
+
+def test_an_admin_rejection_fails_a_pending_payment_and_gives_the_hold_back_once(
+    session: Session,
+) -> None:
+    user = make_funded_user(session, "1000")
+    payment_id = _withdraw(session, user.id, "150")
+    other = _withdraw(session, user.id, "160")
+    assert _balance(session, user.id) == Decimal("690.00")
+
+    assert reject_payment(session, payment_id=payment_id, reason="fraud check") is True
+    row = _payment(session, payment_id)
+    assert (row["status"], row["failure_reason"]) == ("failed", "fraud check")
+    assert _payment(session, other)["status"] == "pending"
+    assert _balance(session, user.id) == Decimal("840.00")
+    release = session.execute(text(
+        "SELECT amount, kind, reference_type, reference_id FROM ledger_entries "
+        "WHERE idempotency_key = :k"), {"k": f"payout_release:{payment_id}"}).one()
+    assert tuple(release) == (Decimal("150.00"), "payout_release", "payment", payment_id)
+    note = session.execute(text(
+        "SELECT type, title, body FROM notifications WHERE user_id = :u"), {"u": user.id}).one()
+    assert tuple(note) == ("payment_failed", "Withdrawal failed",
+                           "150.00 returned to your balance: fraud check")
+    events = session.execute(text(
+        "SELECT data FROM outbox WHERE target_id = :u AND event = 'payment:status' "
+        "ORDER BY id"), {"u": user.id}).scalars().all()
+    assert events[-1] == {"paymentId": payment_id, "status": "failed", "amount": 150.0}
+
+    # Already final: a second rejection (or one of a cancelled payment) changes nothing.
+    assert reject_payment(session, payment_id=payment_id, reason="again") is False
+    cancel_payment(session, user_id=user.id, payment_id=other)
+    assert reject_payment(session, payment_id=other, reason="late") is False
+    assert _payment(session, other)["status"] == "cancelled"
+    assert _balance(session, user.id) == Decimal("1000.00")
+
+
+def test_a_user_reads_the_payment_asked_for_and_only_their_own(session: Session) -> None:
+    user = make_funded_user(session, "1000")
+    stranger = make_funded_user(session, "1000")
+    first = _withdraw(session, user.id, "150")
+    second = _withdraw(session, user.id, "20")
+    assert get_payment(session, user_id=user.id, payment_id=second)["amount"] == Decimal("20.00")
+    assert get_payment(session, user_id=user.id, payment_id=first)["amount"] == Decimal("150.00")
+    with pytest.raises(NotFound, match="^Payment not found$"):
+        get_payment(session, user_id=stranger.id, payment_id=first)
+
+
+def test_a_cancellation_dates_the_payment(session: Session) -> None:
+    """``updatedAt`` in the API's Payment says when the status last changed."""
+    user = make_funded_user(session, "1000")
+    payment_id = _withdraw(session, user.id, "150")
+    session.execute(text("UPDATE payments SET updated_at = now() - interval '1 hour' "
+                         "WHERE id = :id"), {"id": payment_id})
+    row = cancel_payment(session, user_id=user.id, payment_id=payment_id)
+    now = session.execute(text("SELECT now()")).scalar_one()
+    assert row["updated_at"] == now
+    assert _payment(session, payment_id)["updated_at"] == now
+
+
+def test_a_user_cancels_only_the_payment_named_and_only_their_own(session: Session) -> None:
+    user = make_funded_user(session, "1000")
+    stranger = make_funded_user(session, "1000")
+    first = _withdraw(session, user.id, "150")
+    second = _withdraw(session, user.id, "20")
+    cancel_payment(session, user_id=user.id, payment_id=second)
+    assert _payment(session, first)["status"] == "pending"
+    assert _balance(session, user.id) == Decimal("850.00")   # only the 20 came back
+    with pytest.raises(NotFound):
+        cancel_payment(session, user_id=stranger.id, payment_id=first)
+    assert _payment(session, first)["status"] == "pending"
+    with pytest.raises(Conflict, match="^Payment is cancelled; only a pending payment"):
+        cancel_payment(session, user_id=user.id, payment_id=second)
