@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from common.errors import Conflict, NotFound
 from common.services.payments import (
-    approve_payment, cancel_payment, get_payment, reject_payment, request_withdrawal,
-    stuck_payments,
+    approve_payment, cancel_payment, finish_payout, get_payment, reject_payment,
+    request_withdrawal, start_payout, stuck_payments,
 )
 from tests.money.factories import make_funded_user
 
@@ -134,3 +134,65 @@ def test_a_user_cancels_only_the_payment_named_and_only_their_own(session: Sessi
     assert _payment(session, first)["status"] == "pending"
     with pytest.raises(Conflict, match="^Payment is cancelled; only a pending payment"):
         cancel_payment(session, user_id=user.id, payment_id=second)
+
+
+def _notes(session: Session, user_id: int) -> list[tuple[object, ...]]:
+    return [tuple(r) for r in session.execute(text(
+        "SELECT type, title, body, data FROM notifications WHERE user_id = :u ORDER BY id"),
+        {"u": user_id})]
+
+
+def _take(session: Session, payment_id: int):  # type: ignore[no-untyped-def]
+    job = start_payout(session, payment_id=payment_id, lease_seconds=300)
+    assert job is not None
+    return job
+
+
+def test_a_payout_result_is_written_to_that_payment_with_its_reference_and_notification(
+    session: Session,
+) -> None:
+    user = make_funded_user(session, "1000")
+    paid_id, failed_id, reasonless_id = (_withdraw(session, user.id, a) for a in ("20", "30", "40"))
+    paid, failed, reasonless = (_take(session, p) for p in (paid_id, failed_id, reasonless_id))
+    session.execute(text("UPDATE payments SET updated_at = now() - interval '1 hour' "
+                         "WHERE user_id = :u"), {"u": user.id})
+    now = session.execute(text("SELECT now()")).scalar_one()
+
+    assert finish_payout(session, job=paid, paid=True, reference="ref-1", reason="ignored")
+    row = _payment(session, paid_id)
+    assert (row["status"], row["provider_reference"], row["failure_reason"], row["lease_until"],
+            row["updated_at"]) == ("paid", "ref-1", None, None, now)
+    assert _payment(session, failed_id)["status"] == "processing"   # the others are untouched
+    assert _payment(session, reasonless_id)["status"] == "processing"
+
+    assert finish_payout(session, job=failed, paid=False, reference="ref-2", reason="declined")
+    row = _payment(session, failed_id)
+    assert (row["status"], row["provider_reference"], row["failure_reason"], row["lease_until"],
+            row["updated_at"]) == ("failed", "ref-2", "declined", None, now)
+    assert finish_payout(session, job=reasonless, paid=False)
+    assert _balance(session, user.id) == Decimal("980.00")   # both failures gave the hold back
+
+    assert _notes(session, user.id) == [
+        ("payment_paid", "Withdrawal paid", "20.00 sent to me@example.com",
+         {"paymentId": paid_id, "amount": 20.0, "status": "paid"}),
+        ("payment_failed", "Withdrawal failed", "30.00 returned to your balance: declined",
+         {"paymentId": failed_id, "amount": 30.0, "status": "failed"}),
+        ("payment_failed", "Withdrawal failed", "40.00 returned to your balance: failed",
+         {"paymentId": reasonless_id, "amount": 40.0, "status": "failed"}),
+    ]
+
+
+def test_a_chain_whose_lease_was_taken_over_cannot_write_the_result(session: Session) -> None:
+    user = make_funded_user(session, "1000")
+    payment_id = _withdraw(session, user.id, "20")
+    stale = _take(session, payment_id)
+    session.execute(text("UPDATE payments SET lease_until = now() - interval '1 second' "
+                         "WHERE id = :id"), {"id": payment_id})
+    holder = _take(session, payment_id)
+    assert holder.token > stale.token
+    assert finish_payout(session, job=stale, paid=False, reason="stale") is False
+    assert _payment(session, payment_id)["status"] == "processing"
+    assert _balance(session, user.id) == Decimal("980.00")
+    assert finish_payout(session, job=holder, paid=True, reference="ref") is True
+    assert finish_payout(session, job=holder, paid=False, reason="twice") is False
+    assert _payment(session, payment_id)["status"] == "paid"
