@@ -196,3 +196,40 @@ def test_a_chain_whose_lease_was_taken_over_cannot_write_the_result(session: Ses
     assert finish_payout(session, job=holder, paid=True, reference="ref") is True
     assert finish_payout(session, job=holder, paid=False, reason="twice") is False
     assert _payment(session, payment_id)["status"] == "paid"
+
+
+class _Paused(Exception):
+    """Raised instead of the pause's sleep."""
+
+
+def _pause_context(settings, redis_client, *, app_env: str, pause_at: str):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        settings=settings.model_copy(update={"app_env": app_env, "payout_test_pause_at": pause_at}),
+        redis=redis_client)
+
+
+def test_the_payout_pause_hook_pauses_only_in_tests_and_announces_itself(
+    settings, redis_sync, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """The hook the real-worker tests SIGKILL a worker at (tests/money/test_payouts.py): inert
+    outside APP_ENV=test even when configured, and it says where it stopped."""
+    from common.redis import key
+    from workers.tasks import payouts
+
+    def sleep(_: float) -> None:
+        raise _Paused
+
+    monkeypatch.setattr(payouts.time, "sleep", sleep)
+    for app_env in ("production", "development"):
+        monkeypatch.setattr(payouts, "context", lambda app_env=app_env: _pause_context(
+            settings, redis_sync, app_env=app_env, pause_at="before_provider"))
+        payouts._pause_point("before_provider", 7)   # no pause
+    monkeypatch.setattr(payouts, "context", lambda: _pause_context(
+        settings, redis_sync, app_env="test", pause_at="before_provider"))
+    payouts._pause_point("after_provider", 7)        # another point: no pause
+    assert redis_sync.keys("*") == []
+    with pytest.raises(_Paused):
+        payouts._pause_point("before_provider", 7)
+    assert redis_sync.get(key(settings, "test", "paused", 7)) == b"before_provider"
