@@ -233,3 +233,23 @@ def test_the_payout_pause_hook_pauses_only_in_tests_and_announces_itself(
     with pytest.raises(_Paused):
         payouts._pause_point("before_provider", 7)
     assert redis_sync.get(key(settings, "test", "paused", 7)) == b"before_provider"
+
+
+def test_taking_a_pending_payment_announces_processing_once(session: Session) -> None:
+    """``payment:status processing`` when the payment leaves pending; a chain taking over an
+    expired lease changes no status and announces nothing."""
+    user = make_funded_user(session, "1000")
+    payment_id = _withdraw(session, user.id, "20")
+
+    def statuses() -> list[str]:
+        return [d["status"] for d in session.execute(text(
+            "SELECT data FROM outbox WHERE target_id = :u AND event = 'payment:status' "
+            "ORDER BY id"), {"u": user.id}).scalars()]
+
+    assert statuses() == ["pending"]
+    _take(session, payment_id)
+    assert statuses() == ["pending", "processing"]
+    session.execute(text("UPDATE payments SET lease_until = now() - interval '1 second' "
+                         "WHERE id = :id"), {"id": payment_id})
+    _take(session, payment_id)
+    assert statuses() == ["pending", "processing"]
