@@ -253,3 +253,14 @@ def test_taking_a_pending_payment_announces_processing_once(session: Session) ->
                          "WHERE id = :id"), {"id": payment_id})
     _take(session, payment_id)
     assert statuses() == ["pending", "processing"]
+
+
+def test_the_api_payment_names_its_fields_as_documented(session: Session) -> None:
+    from common.services.payments import payment_json
+
+    user = make_funded_user(session, "1000")
+    payment_id = _withdraw(session, user.id, "20")
+    body = payment_json(_payment(session, payment_id))
+    assert set(body) == {"id", "amount", "method", "destination", "status", "failureReason",
+                         "createdAt", "updatedAt"}
+    assert body["createdAt"] is not None and body["updatedAt"] is not None
