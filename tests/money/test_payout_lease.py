@@ -151,3 +151,69 @@ def test_a_payment_over_the_auto_pay_limit_is_not_paid_before_an_admin_approves(
     with ctx.transaction() as session:
         assert start_payout(session, payment_id=payment_id, lease_seconds=60) is not None
     assert _state(committed, user_id, payment_id) == ("processing", Decimal("50.00"), [])
+
+
+def test_a_chain_records_the_providers_reference_and_reason(ctx: SyncContext, committed: Engine) -> None:
+    _, paid_id = committed_withdrawal(committed, "20")
+    _, declined_id = committed_withdrawal(committed, "20", destination="decline@example.com")
+    for payment_id in (paid_id, declined_id):
+        job = take(ctx, payment_id)
+        assert job is not None
+        result = attempt(ctx, job)
+        assert not isinstance(result, Exception)
+        assert record(ctx, job, result) == result.status
+    with committed.connect() as conn:
+        rows = {r.id: r for r in conn.execute(text(
+            "SELECT p.id, p.status, p.provider_reference, p.failure_reason, s.reference "
+            "FROM payments p JOIN sandbox_payouts s ON s.idempotency_key = 'payment:' || p.id"))}
+    paid, declined = rows[paid_id], rows[declined_id]
+    assert (paid.status, paid.provider_reference, paid.failure_reason) == ("paid", paid.reference, None)
+    assert (declined.status, declined.provider_reference, declined.failure_reason) == (
+        "failed", declined.reference, "declined by the payout provider")
+
+
+def test_a_transient_provider_error_counts_against_the_payout_breaker(ctx: SyncContext, committed: Engine) -> None:
+    from common.payouts import BREAKER_NAME, ProviderError
+    from common.redis import key
+
+    _, payment_id = committed_withdrawal(committed, "20", destination="flaky@example.com")
+    job = take(ctx, payment_id)
+    assert job is not None
+    assert isinstance(attempt(ctx, job), ProviderError)      # flaky: fails once
+    assert ctx.redis.get(key(ctx.settings, "breaker", BREAKER_NAME, "failures")) == b"1"
+    result = attempt(ctx, job)
+    assert not isinstance(result, Exception) and result.status == "paid"
+
+
+def test_an_unreachable_provider_on_give_up_leaves_the_payment_leased_for_the_sweep(
+    ctx: SyncContext, committed: Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from common.payouts import ProviderError
+    from workers.tasks import payouts
+
+    class Unreachable:
+        def void(self, *, key: str) -> None:
+            raise ProviderError("unreachable")
+
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    job = take(ctx, payment_id)
+    assert job is not None
+    monkeypatch.setattr(payouts, "make_provider", lambda *_: Unreachable())
+    assert give_up(ctx, job) == "unknown"
+    with committed.connect() as conn:
+        leased = conn.execute(text("SELECT lease_until > now() FROM payments WHERE id = :id"),
+                              {"id": payment_id}).scalar_one()
+    assert leased is True   # renewed, not cleared: the sweep takes it up after the lease
+    assert _state(committed, user_id, payment_id) == ("processing", Decimal("180.00"), [])
+
+
+def test_a_chain_out_of_attempts_voids_and_fails_with_the_reason(ctx: SyncContext, committed: Engine) -> None:
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    job = take(ctx, payment_id)
+    assert job is not None
+    assert give_up(ctx, job) == "voided"
+    with committed.connect() as conn:
+        row = conn.execute(text("SELECT provider_reference, failure_reason FROM payments "
+                                "WHERE id = :id"), {"id": payment_id}).one()
+    assert tuple(row) == ("", "payout provider unavailable")
+    assert _state(committed, user_id, payment_id) == ("failed", Decimal("200.00"), ["voided"])
