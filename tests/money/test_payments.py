@@ -73,6 +73,11 @@ async def test_user_b_never_gets_user_a_reply(client, session: Session, settings
     assert rb["data"]["id"] != ra["data"]["id"]
     assert (await client.get(f"/api/payments/{ra['data']['id']}", headers=auth_headers(settings, b))).status == 404
     assert _balance(session, a) == _balance(session, b) == Decimal("10.00")
+    # Each replays its own answer, whoever stored the key first.
+    for user, first in ((b, rb), (a, ra)):
+        again = await client.post("/api/payments", json=BODY, headers=_headers(settings, user, "shared"))
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        assert (await again.json())["data"]["id"] == first["data"]["id"]
 
 
 @pytest.mark.parametrize(
