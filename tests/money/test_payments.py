@@ -101,6 +101,15 @@ async def test_refusal_is_replayed_and_key_is_required(client, session: Session,
     assert first.status == 422
     again = await client.post("/api/payments", json=BODY, headers=_headers(settings, user))
     assert again.status == 422 and again.headers["Idempotent-Replayed"] == "true"
+    replayed, original = await again.json(), await first.json()
+    # The replay is the refusal itself: its message, field errors and code, not a bare status.
+    assert (replayed["message"], replayed.get("errors"), replayed["code"]) == (
+        original["message"], original.get("errors"), original["code"])
+    assert replayed["message"] == "Amount exceeds available balance"
+    other = await client.post("/api/payments", json={**BODY, "amount": 6},
+                              headers=_headers(settings, user))
+    assert other.status == 409
+    assert (await other.json())["message"] == "Idempotency-Key already used with a different body"
 
 
 async def test_cancel_only_while_pending(client, session: Session, settings: Settings) -> None:  # type: ignore[no-untyped-def]
