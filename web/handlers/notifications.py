@@ -14,10 +14,11 @@ from common.services.notifications import mark_all_read, mark_read, notification
 from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import ok, pagination
-from web.keys import DB
 from web.ids import IdPath, path_id
+from web.keys import DB
 from web.money_schemas import NotificationOut, ReadAllOut, ReadOut
 from web.openapi import describe
+from web.paging import fetch_page
 from web.schemas import PageQuery
 from web.validation import parse_query
 
@@ -57,14 +58,7 @@ class NotificationQuery(PageQuery):
 async def list_notifications(request: web.Request) -> web.Response:
     q = parse_query(request, NotificationQuery)
     params = {"user_id": current_user(request).user_id, "limit": q.limit, "offset": q.offset}
-    rows = await request.app[DB].fetch_all(_PAGES[q.unread], params)
-    if rows:
-        total = rows[0]["total"]
-    elif q.page > 1:
-        counted = await request.app[DB].fetch_one(_COUNTS[q.unread], params)
-        total = counted["total"] if counted else 0
-    else:
-        total = 0
+    rows, total = await fetch_page(request.app[DB], _PAGES[q.unread], _COUNTS[q.unread], params, page=q.page)
     return ok([notification_json(r) for r in rows], page=pagination(q.page, q.limit, total))
 
 

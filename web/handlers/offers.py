@@ -17,6 +17,7 @@ from web.ids import IdPath, path_id
 from web.keys import DB
 from web.money_schemas import CategoryCount, OfferOut
 from web.openapi import describe
+from web.paging import fetch_page
 from web.schemas import PageQuery
 from web.validation import parse_query
 
@@ -94,14 +95,7 @@ async def list_offers(request: web.Request) -> web.Response:
         params["category"] = q.category
     if q.search:
         params["search"] = _like(q.search)
-    rows = await request.app[DB].fetch_all(_PAGES[key], params)
-    if rows:
-        total = rows[0]["total"]
-    elif q.page > 1:  # past the last page the window has no row to ride on
-        counted = await request.app[DB].fetch_one(_COUNTS[key], params)
-        total = counted["total"] if counted else 0
-    else:
-        total = 0
+    rows, total = await fetch_page(request.app[DB], _PAGES[key], _COUNTS[key], params, page=q.page)
     return ok([offer_json(r) for r in rows], page=pagination(q.page, q.limit, total))
 
 

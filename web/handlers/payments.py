@@ -18,10 +18,11 @@ from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import ok, pagination
 from web.idempotency import HEADER_DOC, idempotency_key, request_hash, run_once
-from web.keys import DB, LIMITER, SETTINGS
 from web.ids import IdPath, path_id
+from web.keys import DB, LIMITER, SETTINGS
 from web.money_schemas import PaymentOut
 from web.openapi import describe
+from web.paging import fetch_page
 from web.schemas import Model, PageQuery
 from web.validation import parse_query, read_json, validate
 
@@ -80,14 +81,7 @@ async def create_payment(request: web.Request) -> web.Response:
 async def list_payments(request: web.Request) -> web.Response:
     q = parse_query(request, PageQuery)
     params = {"user_id": current_user(request).user_id, "limit": q.limit, "offset": q.offset}
-    rows = await request.app[DB].fetch_all(_PAGE, params)
-    if rows:
-        total = rows[0]["total"]
-    elif q.page > 1:
-        counted = await request.app[DB].fetch_one(_COUNT, params)
-        total = counted["total"] if counted else 0
-    else:
-        total = 0
+    rows, total = await fetch_page(request.app[DB], _PAGE, _COUNT, params, page=q.page)
     return ok([payment_json(r) for r in rows], page=pagination(q.page, q.limit, total))
 
 

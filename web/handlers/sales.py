@@ -15,6 +15,7 @@ from web.envelope import ok, pagination
 from web.keys import DB
 from web.money_schemas import SaleOut
 from web.openapi import describe
+from web.paging import fetch_page
 from web.schemas import PageQuery
 from web.validation import parse_query
 
@@ -73,14 +74,7 @@ async def list_sales(request: web.Request) -> web.Response:
                               "offset": q.offset}
     if q.status:
         params["status"] = q.status
-    rows = await request.app[DB].fetch_all(_PAGES[bool(q.status)], params)
-    if rows:
-        total = rows[0]["total"]
-    elif q.page > 1:
-        counted = await request.app[DB].fetch_one(_COUNTS[bool(q.status)], params)
-        total = counted["total"] if counted else 0
-    else:
-        total = 0
+    rows, total = await fetch_page(request.app[DB], _PAGES[bool(q.status)], _COUNTS[bool(q.status)], params, page=q.page)
     return ok([sale_json(r) for r in rows], page=pagination(q.page, q.limit, total))
 
 
