@@ -244,3 +244,79 @@ def test_the_api_payment_names_its_fields_as_documented(session: Session) -> Non
     assert set(body) == {"id", "amount", "method", "destination", "status", "failureReason",
                          "createdAt", "updatedAt"}
     assert body["createdAt"] is not None and body["updatedAt"] is not None
+
+
+# --- sales: the edges surviving mutants of common/services/sales.py showed untested -------------
+
+def _sale_row(session: Session, sale_id: int) -> dict[str, object]:
+    return dict(session.execute(text("SELECT * FROM sales WHERE id = :id"), {"id": sale_id})
+                .mappings().one())
+
+
+def test_a_credit_says_credited_and_keeps_the_network_amount(session: Session) -> None:
+    from common.services.sales import credit_sale
+    from tests.factories import make_user
+    from tests.money.factories import make_offer
+
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("0.5"))
+    outcome = credit_sale(session, network="testnet", external_id="t1", user_id=user.id,
+                          offer_external_id="o1", amount=Decimal("0.50"), hold_seconds=0)
+    assert (outcome.status, outcome.outcome) == ("pending", "credited")
+    row = _sale_row(session, outcome.sale_id or 0)
+    assert (row["sale_amount"], row["commission_amount"]) == (Decimal("0.50"), Decimal("0.25"))
+
+
+def test_reversals_say_what_they_did_and_post_against_the_sale(session: Session) -> None:
+    from common.models import AuditLog
+    from common.services.payments import request_withdrawal, start_payout
+    from common.services.sales import approve_sale, credit_sale, reverse_callback, reverse_sale
+    from tests.factories import make_user
+    from tests.money.factories import make_offer
+
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    pending = credit_sale(session, network="testnet", external_id="p", user_id=user.id,
+                          offer_external_id="o1", amount=Decimal("3"), hold_seconds=0).sale_id
+    assert reverse_sale(session, sale_id=pending or 0) == "rejected"
+    approved = credit_sale(session, network="testnet", external_id="a", user_id=user.id,
+                           offer_external_id="o1", amount=Decimal("10"), hold_seconds=0).sale_id
+    assert approved is not None and approve_sale(session, sale_id=approved)
+    payment = request_withdrawal(session, user_id=user.id, amount=Decimal("10"), method="paypal",
+                                 destination="me@example.com", minimum=Decimal(5),
+                                 auto_pay_limit=Decimal(100))
+    assert start_payout(session, payment_id=payment["id"], lease_seconds=60) is not None
+    assert reverse_sale(session, sale_id=approved) == "reversed"
+    entry = session.execute(text(
+        "SELECT kind, amount, reference_type, reference_id FROM ledger_entries "
+        "WHERE idempotency_key = :k"), {"k": f"sale_reversal:{approved}"}).one()
+    assert tuple(entry) == ("sale_reversal", Decimal("-10.00"), "sale", approved)
+    debt = session.query(AuditLog).filter_by(action="sale.reversal_debt").one()
+    assert (debt.target_type, debt.target_id) == ("user", str(user.id))
+    # Early, unknown and repeated reversals: each says which it was, with the sale it concerns.
+    early = reverse_callback(session, network="testnet", external_id="e", user_id=user.id,
+                             offer_external_id="o1", amount=Decimal("2"))
+    assert early.outcome == "reversal_before_credit" and early.status == "rejected"
+    assert early.sale_id == session.execute(text(
+        "SELECT id FROM sales WHERE external_id = 'e'")).scalar_one()
+    nowhere = reverse_callback(session, network="testnet", external_id="x", user_id=user.id,
+                               offer_external_id="no-such-offer", amount=Decimal("2"))
+    assert (nowhere.sale_id, nowhere.outcome) == (None, "unknown_sale")
+    again = reverse_callback(session, network="testnet", external_id="a", user_id=user.id,
+                             offer_external_id="o1", amount=Decimal("10"))
+    assert (again.sale_id, again.status, again.outcome) == (approved, "reversed", "already_final")
+
+
+def test_a_sale_with_no_commission_is_reversed_without_a_posting(session: Session) -> None:
+    from common.services.sales import approve_sale, credit_sale, reverse_sale
+    from tests.factories import make_user
+    from tests.money.factories import make_offer
+
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("0"))
+    sale_id = credit_sale(session, network="testnet", external_id="z", user_id=user.id,
+                          offer_external_id="o1", amount=Decimal("5"), hold_seconds=0).sale_id
+    assert sale_id is not None and approve_sale(session, sale_id=sale_id)
+    assert reverse_sale(session, sale_id=sale_id) == "reversed"
+    assert session.execute(text("SELECT count(*) FROM ledger_entries WHERE user_id = :u"),
+                           {"u": user.id}).scalar_one() == 0
