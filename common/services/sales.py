@@ -104,21 +104,28 @@ def plan_credit(found: Mapping[str, Any], request: CreditRequest) -> SaleOutcome
     parameters of ``CREDIT``. Raises ``UnknownOffer``, or ``UserMismatch`` for a transaction id
     whose sale belongs to another user (a network's sale never changes hands)."""
     if found["sale_id"] is not None:  # the common repeat: answer without touching anything
-        if found["sale_user_id"] != request.user_id:
-            raise UserMismatch(f"Transaction {request.external_id!r} belongs to another user")
+        _same_owner(found["sale_user_id"], request.user_id, request.external_id)
         return SaleOutcome(found["sale_id"], found["status"], "duplicate")
     if found["offer_id"] is None:
         raise UnknownOffer(
             f"Unknown offer {request.offer_external_id!r} for network {request.network!r}")
-    earned = commission(
-        payout_type=found["payout_type"], user_share=found["user_share"],
-        fixed_payout=found["fixed_payout"], network_amount=request.amount,
-    )
+    earned = _commission(found, request.amount)
     return {
         "user_id": request.user_id, "offer_id": found["offer_id"], "network": request.network,
         "external_id": request.external_id, "sale_amount": max(request.amount, Decimal(0)),
         "commission": earned, "hold": request.hold_seconds,
     }
+
+
+def _commission(offer: Mapping[str, Any], network_amount: Decimal) -> Decimal:
+    """The user's commission under the offer's payout rule (columns of a ``LOOKUP`` row)."""
+    return commission(payout_type=offer["payout_type"], user_share=offer["user_share"],
+                      fixed_payout=offer["fixed_payout"], network_amount=network_amount)
+
+
+def _same_owner(owner_id: int, user_id: int, external_id: str) -> None:
+    if owner_id != user_id:
+        raise UserMismatch(f"Transaction {external_id!r} belongs to another user")
 
 
 def credited(row: Mapping[str, Any]) -> SaleOutcome | None:
@@ -311,21 +318,24 @@ def reverse_callback(
     """A reversal postback: reverse the sale of that transaction id, or, when the credit has not
     come yet, remember the reversal as a rejected sale (unknown user or offer: nothing to keep)."""
     found = session.execute(LOOKUP, {"network": network, "external_id": external_id,
-                                     "offer": offer_external_id}).one()
-    if found.sale_id is None and found.offer_id is not None:
-        earned = commission(payout_type=found.payout_type, user_share=found.user_share,
-                            fixed_payout=found.fixed_payout, network_amount=abs(amount))
+                                     "offer": offer_external_id}).mappings().one()
+    sale_id, owner_id = found["sale_id"], found["sale_user_id"]
+    if sale_id is None:
+        if found["offer_id"] is None:
+            return SaleOutcome(None, None, "unknown_sale")
         early = session.execute(_REJECTED_EARLY, {
-            "user_id": user_id, "offer_id": found.offer_id, "network": network,
-            "external_id": external_id, "sale_amount": abs(amount), "commission": earned,
+            "user_id": user_id, "offer_id": found["offer_id"], "network": network,
+            "external_id": external_id, "sale_amount": abs(amount),
+            "commission": _commission(found, abs(amount)),
         }).first()
         if early is not None:
             return SaleOutcome(early.id, "rejected", "reversal_before_credit")
-    found = session.execute(EXISTING, {"network": network, "external_id": external_id}).first()
-    if found is None:
-        return SaleOutcome(None, None, "unknown_sale")
-    if found.user_id != user_id:
-        raise UserMismatch(f"Transaction {external_id!r} belongs to another user")
-    outcome = reverse_sale(session, sale_id=found.id)
-    status = session.execute(text("SELECT status FROM sales WHERE id = :id"), {"id": found.id})
-    return SaleOutcome(found.id, status.scalar_one(), outcome)
+        # Nothing inserted: an unknown user, or a credit that committed since the lookup.
+        existing = session.execute(EXISTING, {"network": network, "external_id": external_id}).first()
+        if existing is None:
+            return SaleOutcome(None, None, "unknown_sale")
+        sale_id, owner_id = existing.id, existing.user_id
+    _same_owner(owner_id, user_id, external_id)
+    outcome = reverse_sale(session, sale_id=sale_id)
+    status = session.execute(text("SELECT status FROM sales WHERE id = :id"), {"id": sale_id})
+    return SaleOutcome(sale_id, status.scalar_one(), outcome)
