@@ -142,3 +142,17 @@ def test_an_admin_approval_is_applied_by_the_batch_if_its_task_is_lost(session: 
     assert approve_due_sales(session) == 1
     assert session.execute(text("SELECT status FROM sales WHERE id = :id"),
                            {"id": sale_id}).scalar_one() == "approved"
+
+
+async def test_a_credit_naming_another_user_than_its_sale_is_refused(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
+    owner, other = make_user(session), make_user(session)
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    session.commit()
+    first = generic_params(user_id=owner.id, offer_id="o1", txn_id="t1", amount="5.00")
+    assert (await money_client.get("/api/postbacks/testnet", params=first)).status == 200
+    forged = generic_params(user_id=other.id, offer_id="o1", txn_id="t1", amount="5.00")
+    resp = await money_client.get("/api/postbacks/testnet", params=forged)
+    assert resp.status == 422
+    outcomes = session.execute(select(PostbackLog.outcome).order_by(PostbackLog.id)).scalars().all()
+    assert outcomes == ["credited", "user_mismatch"]
+    assert _money(session, other.id) == (Decimal("0"), Decimal("0"))
