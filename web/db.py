@@ -15,6 +15,7 @@ savepoint, so a test sees, and rolls back, everything the app did.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -92,8 +93,11 @@ class PooledDatabase:
             await conn.execute("SELECT 1")
 
     async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        # The thread runs in a copy of this request's context: its trace id reaches the log rows,
+        # outbox events and tasks the unit writes (run_in_executor alone does not carry it).
+        context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(
-            self.executor, lambda: self.unit.run(fn, **kwargs))
+            self.executor, lambda: context.run(self.unit.run, fn, **kwargs))
 
 
 class BoundDatabase:
@@ -134,7 +138,8 @@ class BoundDatabase:
         await self._call(self.connection.exec_driver_sql, "SELECT 1")
 
     async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        return await self._call(lambda: self.unit.run(fn, **kwargs))
+        context = contextvars.copy_context()
+        return await self._call(lambda: context.run(self.unit.run, fn, **kwargs))
 
     @contextmanager
     def _same_session(self) -> Iterator[Session]:

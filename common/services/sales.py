@@ -117,6 +117,13 @@ def plan_credit(found: Mapping[str, Any], request: CreditRequest) -> SaleOutcome
     }
 
 
+def repeat(existing: Mapping[str, Any], request: CreditRequest) -> SaleOutcome:
+    """A credit whose transaction id another callback inserted first (an ``EXISTING`` row):
+    a repeat if it names the same user, else ``UserMismatch``."""
+    _same_owner(existing["user_id"], request.user_id, request.external_id)
+    return SaleOutcome(existing["id"], existing["status"], "duplicate")
+
+
 def _commission(offer: Mapping[str, Any], network_amount: Decimal) -> Decimal:
     """The user's commission under the offer's payout rule (columns of a ``LOOKUP`` row)."""
     return commission(payout_type=offer["payout_type"], user_share=offer["user_share"],
@@ -149,8 +156,8 @@ def credit_sale(session: Session, **request: Any) -> SaleOutcome:
     if outcome is not None:
         return outcome
     again = session.execute(EXISTING, {"network": credit.network,
-                                       "external_id": credit.external_id}).one()
-    return SaleOutcome(again.id, again.status, "duplicate")
+                                       "external_id": credit.external_id}).mappings().one()
+    return repeat(again, credit)
 
 
 # Approve the selected pending sales in ONE statement: the guarded transition, one ledger credit

@@ -323,7 +323,8 @@ def test_a_sale_with_no_commission_is_reversed_without_a_posting(session: Sessio
 
 
 @pytest.mark.committed
-def test_a_credit_racing_another_for_its_transaction_answers_with_that_sale(committed, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("rival_is_another_user", [False, True])
+def test_a_credit_racing_another_for_its_transaction_answers_with_that_sale(committed, monkeypatch: pytest.MonkeyPatch, rival_is_another_user: bool) -> None:  # type: ignore[no-untyped-def]
     """The sync credit path's race branch: another callback for the same transaction id commits
     between this one's lookup and its insert; the insert does nothing and the answer is the
     other's sale, a repeat."""
@@ -333,6 +334,7 @@ def test_a_credit_racing_another_for_its_transaction_answers_with_that_sale(comm
 
     with Session(committed) as setup, setup.begin():
         user_id = make_user(setup).id
+        rival_id = make_user(setup).id if rival_is_another_user else user_id
         make_offer(setup, network="testnet", external_id="o1", user_share=Decimal("1"))
     plan = sales.plan_credit
     other: list[int] = []
@@ -343,16 +345,26 @@ def test_a_credit_racing_another_for_its_transaction_answers_with_that_sale(comm
             other.append(0)
             with Session(committed) as rival, rival.begin():
                 other[0] = sales.credit_sale(
-                    rival, network="testnet", external_id="t1", user_id=user_id,
+                    rival, network="testnet", external_id="t1", user_id=rival_id,
                     offer_external_id="o1", amount=Decimal("4"), hold_seconds=0).sale_id or 0
         return planned
 
     monkeypatch.setattr(sales, "plan_credit", plan_then_lose_the_race)
-    with Session(committed) as session, session.begin():
-        outcome = sales.credit_sale(session, network="testnet", external_id="t1", user_id=user_id,
-                                    offer_external_id="o1", amount=Decimal("4"), hold_seconds=0)
-    assert (outcome.sale_id, outcome.status, outcome.outcome) == (other[0], "pending", "duplicate")
+
+    def credit() -> sales.SaleOutcome:
+        with Session(committed) as session, session.begin():
+            return sales.credit_sale(session, network="testnet", external_id="t1",
+                                     user_id=user_id, offer_external_id="o1",
+                                     amount=Decimal("4"), hold_seconds=0)
+
+    if rival_is_another_user:  # the race's loser names another user: refused, not a repeat
+        with pytest.raises(sales.UserMismatch):
+            credit()
+    else:
+        outcome = credit()
+        assert (outcome.sale_id, outcome.status, outcome.outcome) == (
+            other[0], "pending", "duplicate")
     with committed.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM sales")).scalar_one() == 1
         assert conn.execute(text("SELECT pending_balance FROM users WHERE id = :u"),
-                            {"u": user_id}).scalar_one() == Decimal("4.00")
+                            {"u": rival_id}).scalar_one() == Decimal("4.00")

@@ -217,3 +217,20 @@ def test_a_chain_out_of_attempts_voids_and_fails_with_the_reason(ctx: SyncContex
                                 "WHERE id = :id"), {"id": payment_id}).one()
     assert tuple(row) == ("", "payout provider unavailable")
     assert _state(committed, user_id, payment_id) == ("failed", Decimal("200.00"), ["voided"])
+
+
+def test_a_retry_message_carries_the_payment_once_and_the_token() -> None:
+    """Celery rebuilds a retry from the first delivery (``enqueue("payouts.pay", id)``: the id
+    positional); the retry's arguments must bind to the task without the id twice."""
+    import inspect
+
+    from celery.app.task import Context
+
+    from common.services.payments import PayoutJob
+    from workers.tasks.payouts import pay, retry_arguments
+
+    first = Context(args=(7,), kwargs={}, id="t", retries=0, delivery_info={})
+    job = PayoutJob(7, 1, Decimal("10"), "paypal", "me@example.com", token=3)
+    retried = pay.signature_from_request(first, **retry_arguments(7, job))
+    bound = inspect.signature(pay.run).bind(*retried.args, **retried.kwargs)
+    assert bound.arguments == {"payment_id": 7, "token": 3}

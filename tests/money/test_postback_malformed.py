@@ -71,7 +71,15 @@ async def test_only_ascii_digits_make_a_user_id_or_an_amount(money_client, sessi
     assert session.query(PostbackLog).one().verdict == "invalid"
 
 
-@pytest.mark.parametrize("value", ["x&txn_id=EVIL", "a=b"])
+async def test_a_value_with_base64_padding_is_signed_as_sent(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1")
+    session.commit()
+    params = generic_params(user_id=user.id, offer_id="o1", txn_id="t1", sub1="YWJjZA==")
+    assert (await money_client.get("/api/postbacks/testnet", params=params)).status == 200
+
+
+@pytest.mark.parametrize("value", ["x&txn_id=EVIL", "a&b"])
 async def test_a_generic_parameter_that_could_be_re_split_is_refused(money_client, session: Session, value: str) -> None:  # type: ignore[no-untyped-def]
     user = make_user(session)
     make_offer(session, network="testnet", external_id="o1")

@@ -156,3 +156,14 @@ async def test_a_credit_naming_another_user_than_its_sale_is_refused(money_clien
     outcomes = session.execute(select(PostbackLog.outcome).order_by(PostbackLog.id)).scalars().all()
     assert outcomes == ["credited", "user_mismatch"]
     assert _money(session, other.id) == (Decimal("0"), Decimal("0"))
+
+
+async def test_a_reversal_logs_the_requests_trace_id(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
+    """The write thread runs in the request's context: its log row carries the trace id."""
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1")
+    session.commit()
+    reversal = generic_params(user_id=user.id, offer_id="o1", txn_id="r1", status="2")
+    await money_client.get("/api/postbacks/testnet", params=reversal,
+                           headers={"X-Trace-ID": "trace-reversal-0001"})
+    assert session.execute(select(PostbackLog.trace_id)).scalar_one() == "trace-reversal-0001"

@@ -42,7 +42,7 @@ from common.services.postbacks import (
     log_row,
     record_callback,
 )
-from common.services.sales import CreditRequest, SaleOutcome, credited, plan_credit
+from common.services.sales import CreditRequest, SaleOutcome, credited, plan_credit, repeat
 from web.envelope import error, ok
 from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS, TRACE_ID
 from web.middlewares import rate_limit_headers
@@ -89,7 +89,7 @@ async def _refuse(
 ) -> web.Response:
     await request.app[DB].run(
         log_postback, network=network, method=request.method, params=params,
-        ip=request[CLIENT_IP], verdict=verdict, outcome=outcome,
+        ip=request[CLIENT_IP], verdict=verdict, outcome=outcome, trace_id=request[TRACE_ID],
     )
     return _reply(reply, None, message)
 
@@ -202,7 +202,11 @@ async def _credit(
     # A concurrent callback inserted it after this statement's snapshot: answer with its sale.
     again = await db.fetch_one(HOT_EXISTING, {"network": network, "external_id": callback.txn_id})
     assert again is not None
-    return _accepted(adapter, again["id"], again["status"])
+    try:
+        result = repeat(again, credit)
+    except DomainError as exc:  # the insert's log row says duplicate; the answer is the refusal
+        return _reply(adapter.reply("refused"), None, exc.message)
+    return _accepted(adapter, result.sale_id, result.status)
 
 
 ROUTES = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import Any
 
 from celery import Task
 
@@ -66,10 +67,15 @@ def pay(self: Task, payment_id: int, token: int | None = None) -> str:
         if not _renew(ctx, job, wait + ctx.settings.payout_stuck_seconds):
             return "lease_lost"
         log.warning("payout retried", extra={"paymentId": payment_id, "error": str(outcome)})
-        raise self.retry(countdown=wait, exc=outcome,
-                         kwargs={"payment_id": payment_id, "token": job.token})
+        raise self.retry(countdown=wait, exc=outcome, **retry_arguments(payment_id, job))
     checkpoint("after_provider", payment_id)
     return record(ctx, job, outcome)
+
+
+def retry_arguments(payment_id: int, job: PayoutJob) -> dict[str, Any]:
+    """The retry's arguments: both given, because Celery reuses the first delivery's positional
+    arguments when only keywords are given (``payment_id`` would then arrive twice)."""
+    return {"args": (payment_id,), "kwargs": {"token": job.token}}
 
 
 def take(ctx: SyncContext, payment_id: int, token: int | None = None) -> PayoutJob | None:
