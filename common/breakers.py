@@ -10,6 +10,7 @@ import redis.asyncio as aredis
 
 from common.config import Settings
 from common.redis import key
+from common.redis import text as redis_text
 
 REGISTERED: set[str] = set()
 
@@ -24,4 +25,4 @@ async def breaker_states(client: aredis.Redis, settings: Settings) -> dict[str, 
     if not names:
         return {}
     values = await client.mget([state_key(settings, n) for n in names])
-    return {n: (v.decode() if v else "closed") for n, v in zip(names, values, strict=True)}
+    return {n: redis_text(v, "closed") for n, v in zip(names, values, strict=True)}

@@ -18,11 +18,11 @@ from common.config import ConfigError, load_settings
 from common.taskqueue import QUEUES
 
 Command = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None] | None]] = {}
+_COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], object] | None]] = {}
 
 
 def command(
-    name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    name: str, help: str, arguments: Callable[[argparse.ArgumentParser], object] | None = None
 ) -> Callable[[Command], Command]:
     def register(fn: Command) -> Command:
         _COMMANDS[name] = (help, fn, arguments)

@@ -14,7 +14,12 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 AppEnv = Literal["development", "test", "production"]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
@@ -241,13 +246,13 @@ def _adapter(scheme: str) -> Any:
     return SCHEMES.get(scheme)
 
 
-def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
     """Build and validate the settings; exit with one line naming the bad variable."""
     env = dict(os.environ if environ is None else environ)
     try:
         networks = _read_networks(env)
         if environ is None:
-            settings = Settings(**overrides)  # type: ignore[arg-type]
+            settings = Settings(**overrides)
         else:
             settings = _ExplicitSettings(**{**_lower_keys(env), **overrides})
     except ValidationError as exc:
@@ -266,7 +271,10 @@ class _ExplicitSettings(Settings):
     """Settings from a given mapping only (tests, tools), never from the process environment."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, **_: object):  # type: ignore[no-untyped-def, override]
+    def settings_customise_sources(  # type: ignore[override]
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        **_: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
 
 

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, ClassVar
 
-from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, create_engine, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    MetaData,
+    Numeric,
+    Table,
+    create_engine,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 from common.config import Settings
@@ -42,6 +51,9 @@ Timestamp = Annotated[dt.datetime, mapped_column(DateTime(timezone=True))]
 
 
 class Base(DeclarativeBase):
+    # Every model maps one table, so ``Model.__table__`` is a Table (insert/update accept it);
+    # SQLAlchemy types it as the wider FromClause unless the base says so.
+    __table__: ClassVar[Table]
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
         int: BigInteger,

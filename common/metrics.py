@@ -24,6 +24,7 @@ from prometheus_client import Counter
 
 from common.config import Settings
 from common.redis import key
+from common.redis import text as redis_text
 
 # --- per process -----------------------------------------------------------------------------
 
@@ -110,7 +111,7 @@ class TaskFigures:
 
 
 async def read_task_figures(client: aredis.Redis, settings: Settings) -> dict[str, TaskFigures]:
-    names = sorted(n.decode() for n in await client.smembers(tasks_key(settings)))
+    names = sorted(map(redis_text, await client.smembers(tasks_key(settings))))
     if not names:
         return {}
     async with client.pipeline(transaction=False) as pipe:

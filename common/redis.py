@@ -28,3 +28,10 @@ def events_channel(settings: Settings) -> str:
 def key(settings: Settings, *parts: object) -> str:
     """A namespaced Redis key: ``<prefix>:<part>:<part>``."""
     return ":".join((settings.redis_prefix, *map(str, parts)))
+
+
+def text(value: bytes | str | None, default: str = "") -> str:
+    """A value read from a client made above (bytes, since they do not decode) as text."""
+    if value is None:
+        return default
+    return value.decode() if isinstance(value, bytes) else value

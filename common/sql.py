@@ -9,8 +9,9 @@ compilation. See ``docs/database.md`` for the measurements behind this.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, Result
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -32,3 +33,9 @@ def compile_query(statement: ClauseElement) -> Query:
     """Render a Core statement once. Use ``bindparam("name")`` for per-call values."""
     compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
     return Query(sql=str(compiled), defaults=dict(compiled.params))
+
+
+def affected(result: Result[Any]) -> int:
+    """Rows an INSERT/UPDATE/DELETE touched. ``Session.execute`` is typed as returning a plain
+    ``Result``; for a DML statement it is a ``CursorResult``, which carries the count."""
+    return cast("CursorResult[Any]", result).rowcount

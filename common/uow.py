@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis
+from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,7 +39,7 @@ class UnitOfWork:
     """Opens transactions and runs their effects after commit."""
 
     sessions: Callable[[], AbstractContextManager[Session]]
-    redis: redis.Redis
+    redis: Redis
     channel: str
     enqueue: Callable[..., None]
 
@@ -116,13 +116,13 @@ class SyncContext:
 
     settings: Settings
     engine: Engine
-    redis: redis.Redis
+    redis: Redis
     sessions: sessionmaker[Session]
     unit: UnitOfWork
 
     @classmethod
     def create(cls, settings: Settings, *, pool_size: int | None = None,
-               engine: Engine | None = None, client: redis.Redis | None = None) -> SyncContext:
+               engine: Engine | None = None, client: Redis | None = None) -> SyncContext:
         from common.taskqueue import enqueue
 
         engine = engine or make_sync_engine(settings, pool_size=pool_size)

@@ -22,7 +22,8 @@ from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 import redis
-from psycopg.rows import dict_row
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,6 +50,7 @@ class PooledDatabase:
     ) -> None:
         self.pool = AsyncConnectionPool(
             settings.libpq_url,
+            connection_class=AsyncConnection[DictRow],  # typing only: the rows are dicts
             min_size=2,
             max_size=settings.db_pool_size,
             timeout=settings.db_pool_timeout,

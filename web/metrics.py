@@ -113,12 +113,14 @@ class RequestStats(Collector):
             "Time to produce the response, by method and route template",
             labels=["method", "route"],
         )
-        for labels, series in list(self.latency.items()):
-            cumulative, running = [], 0.0
-            for bound, count in zip((*map(str, HTTP_BUCKETS), "+Inf"), series[:-1], strict=True):
-                running += count
+        for route, series in list(self.latency.items()):
+            cumulative: list[tuple[str, float]] = []
+            running = 0.0
+            bounds = (*map(str, HTTP_BUCKETS), "+Inf")
+            for bound, observed in zip(bounds, series[:-1], strict=True):
+                running += observed
                 cumulative.append((bound, running))
-            latency.add_metric(list(labels), cumulative, series[-1])
+            latency.add_metric(list(route), cumulative, series[-1])
         yield latency
 
 

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
+from pydantic.json_schema import (
+    GenerateJsonSchema,
+    JsonSchemaMode,
+    JsonSchemaValue,
+    models_json_schema,
+)
 from pydantic_core import core_schema
 
 from web.schemas import PageQuery
@@ -264,12 +269,14 @@ def _operation(op: Operation, defs: dict[str, Any], refs: dict[Any, Any]) -> dic
     return out
 
 
-def _models(ops: Iterable[Operation]) -> list[tuple[type[BaseModel], str]]:
-    wanted: dict[tuple[type[BaseModel], str], None] = {}
+def _models(ops: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    wanted: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {}
     for op in ops:
         d = op.description
-        for model, mode in ((d.body, "validation"), (d.query, "validation"),
-                            (d.path, "validation"), (d.response, "serialization")):
+        uses: tuple[tuple[type[BaseModel] | None, JsonSchemaMode], ...] = (
+            (d.body, "validation"), (d.query, "validation"), (d.path, "validation"),
+            (d.response, "serialization"))
+        for model, mode in uses:
             if model is not None:
                 wanted[(model, mode)] = None
     return list(wanted)

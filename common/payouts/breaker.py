@@ -15,6 +15,7 @@ import redis
 from common.breakers import REGISTERED, state_key
 from common.config import Settings
 from common.redis import key
+from common.redis import text as redis_text
 
 T = TypeVar("T")
 THRESHOLD = 5
@@ -48,7 +49,7 @@ class CircuitBreaker:
         return result
 
     def _admit(self) -> None:
-        state = (self.redis.get(self.state) or b"closed").decode()
+        state = redis_text(self.redis.get(self.state), "closed")
         if state == "closed":
             return
         if self.redis.exists(self.open_until):
@@ -63,7 +64,7 @@ class CircuitBreaker:
             pipe.incr(self.failures)
             pipe.expire(self.failures, WINDOW, nx=True)
             count, _ = pipe.execute()
-        state = (self.redis.get(self.state) or b"closed").decode()
+        state = redis_text(self.redis.get(self.state), "closed")
         if count >= THRESHOLD or state == "half_open":
             with self.redis.pipeline() as pipe:
                 pipe.set(self.state, "open")
@@ -72,5 +73,5 @@ class CircuitBreaker:
                 pipe.execute()
 
     def _succeeded(self) -> None:
-        if (self.redis.get(self.state) or b"closed").decode() != "closed":
+        if redis_text(self.redis.get(self.state), "closed") != "closed":
             self.redis.delete(self.state, self.trial, self.failures)

@@ -19,6 +19,7 @@ from common.events import emit
 from common.models import RefreshToken, User
 from common.models.users import ROLES, USER_STATUSES
 from common.services.audit import record_audit
+from common.sql import affected
 
 _tokens = RefreshToken.__table__
 
@@ -30,7 +31,7 @@ def revoke_refresh_tokens(session: Session, *, user_id: int, reason: str) -> int
         .where(_tokens.c.user_id == user_id, _tokens.c.revoked_at.is_(None))
         .values(revoked_at=dt.datetime.now(dt.UTC), revoked_reason=reason)
     )
-    return result.rowcount
+    return affected(result)
 
 
 def _locked(session: Session, user_id: int) -> User:
@@ -114,7 +115,8 @@ def ensure_admin(
     user.password_hash = password_hash
     session.flush()
     revoke_refresh_tokens(session, user_id=user.id, reason="password_change")
-    context = {"actor_id": None, "user_id": user.id, "reason": "create-admin", "ip": None,
-               "trace_id": None}
-    set_user_role(session, role="admin", **context)
-    return set_user_status(session, status="active", **context), False
+    # The operator's CLI: no actor, request or trace.
+    operator = {"actor_id": None, "ip": None, "trace_id": None}
+    set_user_role(session, user_id=user.id, role="admin", reason="create-admin", **operator)
+    return set_user_status(session, user_id=user.id, status="active", reason="create-admin",
+                           **operator), False

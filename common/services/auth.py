@@ -27,6 +27,7 @@ from common.errors import Conflict, Forbidden, NotFound, Unauthorized
 from common.models import RefreshToken, User
 from common.services.accounts import revoke_refresh_tokens
 from common.services.audit import record_audit
+from common.sql import affected
 
 _tokens = RefreshToken.__table__
 
@@ -193,7 +194,7 @@ def _revoke_family(session: Session, family_id: uuid.UUID, *, reason: str, now: 
         .where(_tokens.c.family_id == family_id, _tokens.c.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
     )
-    return result.rowcount
+    return affected(result)
 
 
 def logout(session: Session, *, token: str, ip: str | None, trace_id: str | None) -> bool:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from common.effects import after_commit
 from common.errors import Conflict, DomainError
 from common.models.payments import IdempotencyKey
+from common.sql import affected
 
 T = TypeVar("T")
 TTL_SECONDS = 86_400
@@ -136,4 +137,4 @@ def run_once(
 
 
 def purge_expired(session: Session) -> int:
-    return session.execute(delete(_k).where(_k.c.expires_at <= text("now()"))).rowcount
+    return affected(session.execute(delete(_k).where(_k.c.expires_at <= text("now()"))))

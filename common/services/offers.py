@@ -31,7 +31,7 @@ def create_offer(
         payout_type=payout_type, user_share=Decimal(user_share), fixed_payout=fixed_payout,
         network_amount=Decimal(network_payout),
     )
-    return session.execute(
+    offer_id: int = session.execute(
         insert(_offers)
         .values(
             title=title, description=description, category=category, network=network,
@@ -41,4 +41,5 @@ def create_offer(
         )
         .returning(_offers.c.id)
     ).scalar_one()
+    return offer_id
 
