@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from common.wire import iso
+
 JSON = "application/json"
 
 
@@ -22,13 +24,6 @@ def _default(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def iso(value: dt.datetime) -> str:
-    """ISO 8601 UTC with a ``Z`` and milliseconds, as every timestamp of the API."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def dumps(payload: Any) -> bytes:
