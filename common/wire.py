@@ -30,18 +30,23 @@ def iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _wire(value: Any) -> Any:
+def wire_value(value: Any) -> Any:
+    """A value as the API writes it: money as a JSON number (two-decimal amounts print exactly as
+    the shortest float repr; no arithmetic happens here), a timestamp as ``iso``, a date as
+    ``YYYY-MM-DD``; anything else is returned as it is."""
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, dt.datetime):
         return iso(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
     return value
 
 
 def jsonable(shaped: dict[str, Any]) -> dict[str, Any]:
-    """A shape's dict ready for an event (``emit`` wants JSON): money as numbers, timestamps as
-    ``iso``; nested values are left as they are."""
-    return {name: _wire(value) for name, value in shaped.items()}
+    """A shape's dict ready for an event (``emit`` wants JSON); nested values are left as they
+    are."""
+    return {name: wire_value(value) for name, value in shaped.items()}
 
 
 def column_of(field: str) -> str:
