@@ -4,31 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from decimal import Decimal
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from common.wire import iso, wire_value
+
 JSON = "application/json"
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        # Two-decimal amounts print exactly as the shortest float repr; no arithmetic happens here.
-        return float(value)
-    if isinstance(value, dt.datetime):
-        return iso(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def iso(value: dt.datetime) -> str:
-    """ISO 8601 UTC with a ``Z`` and milliseconds, as every timestamp of the API."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    wired = wire_value(value)
+    if wired is value:
+        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return wired
 
 
 def dumps(payload: Any) -> bytes:

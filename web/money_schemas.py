@@ -1,35 +1,36 @@
-"""Response and path models of the money routes, for the OpenAPI document (API.md sections 3-6)."""
+"""Response and path models of the money routes (API.md sections 3-6).
+
+The shapes an event also carries live beside the service that emits it and are imported from
+there: ``OfferOut`` (``offer:new``), ``PaymentOut``, ``NotificationOut`` (``notification:new``).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from common.services.notifications import NotificationOut
+from common.services.offers import OfferOut
+from common.services.payments import PaymentOut
+from common.wire import Shape
+
+__all__ = ["CategoryCount", "GenericPostbackQuery", "NetworkPath", "NotificationOut", "OfferOut",
+           "PaymentOut", "PostbackAck", "ReadAllOut", "ReadOut", "SaleOut"]
 
 
 class NetworkPath(BaseModel):
     network: str = Field(description="the network's name, lowercased (POSTBACK_*_<NETWORK>)")
 
 
-class OfferOut(BaseModel):
-    id: int
-    title: str
-    description: str
-    category: str
-    network: str
-    payout: Decimal = Field(description="what the user earns per completion")
-    status: Literal["pending", "active", "rejected", "paused"]
-    createdAt: dt.datetime
-
-
-class CategoryCount(BaseModel):
+class CategoryCount(Shape):
     category: str
     count: int
 
 
-class SaleOut(BaseModel):
+class SaleOut(Shape):
     id: int
     userId: int
     offerId: int
@@ -58,32 +59,10 @@ class PostbackAck(BaseModel):
     status: str | None
 
 
-class PaymentOut(BaseModel):
-    id: int
-    amount: Decimal
-    method: Literal["paypal", "crypto", "giftcard"]
-    destination: str
-    status: Literal["pending", "processing", "paid", "failed", "cancelled"]
-    failureReason: str | None
-    createdAt: dt.datetime
-    updatedAt: dt.datetime
-
-
-class NotificationOut(BaseModel):
-    id: int
-    type: str
-    title: str
-    body: str
-    data: dict[str, Any]
-    read: bool
-    readAt: dt.datetime | None
-    createdAt: dt.datetime
-
-
-class ReadOut(BaseModel):
+class ReadOut(Shape):
     id: int
     read: bool
 
 
-class ReadAllOut(BaseModel):
+class ReadAllOut(Shape):
     updated: int

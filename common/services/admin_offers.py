@@ -8,11 +8,11 @@ Each write is one guarded UPDATE on the locked row plus an audit row with before
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import RowMapping, func, select, update
 from sqlalchemy.orm import Session
 
 from common.errors import Conflict, InvalidInput, NotFound
@@ -20,24 +20,12 @@ from common.events import emit
 from common.models import Offer
 from common.money import commission
 from common.services.audit import record_audit
-from common.services.offers import create_offer
+from common.services.offers import OfferOut, create_offer
+from common.wire import jsonable
 
 _o = Offer.__table__
 AUDITED = ("title", "description", "category", "network", "external_id", "status", "payout_type",
            "user_share", "fixed_payout", "network_payout", "payout", "rejection_reason")
-
-
-def admin_offer_json(row: Any) -> dict[str, Any]:
-    """The API's ``Offer`` plus what only admins see."""
-    return {
-        "id": row["id"], "title": row["title"], "description": row["description"],
-        "category": row["category"], "network": row["network"], "payout": row["payout"],
-        "status": row["status"], "createdAt": row["created_at"],
-        "externalId": row["external_id"], "payoutType": row["payout_type"],
-        "userShare": row["user_share"], "fixedPayout": row["fixed_payout"],
-        "networkPayout": row["network_payout"], "rejectionReason": row["rejection_reason"],
-        "updatedAt": row["updated_at"],
-    }
 
 
 def _snapshot(row: Any) -> dict[str, Any]:
@@ -45,13 +33,13 @@ def _snapshot(row: Any) -> dict[str, Any]:
 
 
 def list_offers(session: Session, *, status: str | None, limit: int,
-                offset: int) -> tuple[list[dict[str, Any]], int]:
+                offset: int) -> tuple[Sequence[RowMapping], int]:
     where = [_o.c.status == status] if status else []
     total = session.execute(select(func.count()).select_from(_o).where(*where)).scalar_one()
     rows = session.execute(
         select(_o).where(*where).order_by(_o.c.id.desc()).limit(limit).offset(offset)
-    ).mappings()
-    return [admin_offer_json(r) for r in rows], total
+    ).mappings().all()
+    return rows, total
 
 
 def _locked(session: Session, offer_id: int) -> Any:
@@ -61,11 +49,11 @@ def _locked(session: Session, offer_id: int) -> Any:
     return row
 
 
-def get_offer(session: Session, *, offer_id: int) -> dict[str, Any]:
+def get_offer(session: Session, *, offer_id: int) -> RowMapping:
     row = session.execute(select(_o).where(_o.c.id == offer_id)).mappings().first()
     if row is None:
         raise NotFound("Offer not found")
-    return admin_offer_json(row)
+    return row
 
 
 def _audit(session: Session, action: str, audit: dict[str, Any], offer_id: int,
@@ -75,7 +63,7 @@ def _audit(session: Session, action: str, audit: dict[str, Any], offer_id: int,
                  after=_snapshot(after), **audit)
 
 
-def admin_create_offer(session: Session, *, audit: dict[str, Any], **fields: Any) -> dict[str, Any]:
+def admin_create_offer(session: Session, *, audit: dict[str, Any], **fields: Any) -> RowMapping:
     """A new ``pending`` offer. ``audit`` = {actor_id, ip, trace_id}. Conflict on a duplicate
     (network, external_id)."""
     _check_rule(fields)
@@ -86,7 +74,7 @@ def admin_create_offer(session: Session, *, audit: dict[str, Any], **fields: Any
     offer_id = create_offer(session, status="pending", **fields)
     row = session.execute(select(_o).where(_o.c.id == offer_id)).mappings().one()
     _audit(session, "offer.create", audit, offer_id, None, row)
-    return admin_offer_json(row)
+    return row
 
 
 def _check_rule(values: dict[str, Any]) -> None:
@@ -102,7 +90,7 @@ def _write(session: Session, offer_id: int, before: Any, values: dict[str, Any])
 
 
 def update_offer(session: Session, *, offer_id: int, changes: dict[str, Any],
-                 audit: dict[str, Any]) -> dict[str, Any]:
+                 audit: dict[str, Any]) -> RowMapping:
     """Change fields (not the status); ``payout`` follows the payout rule again."""
     before = _locked(session, offer_id)
     merged = {**before, **changes}
@@ -113,16 +101,16 @@ def update_offer(session: Session, *, offer_id: int, changes: dict[str, Any],
     )
     after = _write(session, offer_id, before, changes)
     _audit(session, "offer.update", audit, offer_id, before, after)
-    return admin_offer_json(after)
+    return after
 
 
 def set_offer_status(session: Session, *, offer_id: int, status: str, audit: dict[str, Any],
-                     reason: str | None = None) -> dict[str, Any]:
+                     reason: str | None = None) -> RowMapping:
     """``active`` (approve: emits ``offer:new`` when it was not active), ``rejected`` (with the
     reason) or ``paused`` (soft delete). Setting the current status changes nothing."""
     before = _locked(session, offer_id)
     if before["status"] == status and status != "rejected":
-        return admin_offer_json(before)
+        return before
     values: dict[str, Any] = {"status": status}
     if status == "rejected":
         values["rejection_reason"] = reason
@@ -131,18 +119,7 @@ def set_offer_status(session: Session, *, offer_id: int, status: str, audit: dic
     after = _write(session, offer_id, before, values)
     action = {"active": "offer.approve", "rejected": "offer.reject", "paused": "offer.delete"}[status]
     _audit(session, action, audit, offer_id, before, after)
-    offer = admin_offer_json(after)
     if status == "active":
-        public = {k: offer[k] for k in ("id", "title", "description", "category", "network",
-                                        "payout", "status", "createdAt")}
-        emit(session, event="offer:new", data={"offer": _jsonable(public),
-                                               "category": offer["category"]})
-    return offer
-
-
-def _jsonable(offer: dict[str, Any]) -> dict[str, Any]:
-    out = dict(offer)
-    out["payout"] = float(out["payout"])
-    created = out["createdAt"].astimezone(dt.UTC)
-    out["createdAt"] = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return out
+        emit(session, event="offer:new", data={"offer": jsonable(OfferOut.of(after)),
+                                               "category": after["category"]})
+    return after

@@ -11,40 +11,31 @@ Payments call the money services (``approve_payment`` / ``reject_payment``) dire
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import RowMapping, func, select, text
 from sqlalchemy.orm import Session
 
 from common.effects import enqueue_after_commit
 from common.errors import Conflict, NotFound
 from common.models import AuditLog, Offer, Payment, Sale
 from common.services.audit import record_audit
-from common.services.payments import approve_payment, payment_json, reject_payment
+from common.services.payments import approve_payment, reject_payment
 from common.services.sales import reject_sale
 
 _s, _o, _p, _a = Sale.__table__, Offer.__table__, Payment.__table__, AuditLog.__table__
 
 
-def admin_sale_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"], "userId": row["user_id"], "offerId": row["offer_id"],
-        "offerTitle": row["offer_title"], "externalId": row["external_id"],
-        "saleAmount": row["sale_amount"], "commissionAmount": row["commission_amount"],
-        "status": row["status"], "createdAt": row["created_at"], "decidedAt": row["decided_at"],
-        "network": row["network"], "holdUntil": row["hold_until"],
-    }
-
-
 def list_sales(session: Session, *, status: str | None, limit: int,
-               offset: int) -> tuple[list[dict[str, Any]], int]:
+               offset: int) -> tuple[Sequence[RowMapping], int]:
     where = [_s.c.status == status] if status else []
     total = session.execute(select(func.count()).select_from(_s).where(*where)).scalar_one()
     rows = session.execute(
         select(_s, _o.c.title.label("offer_title")).join(_o, _o.c.id == _s.c.offer_id)
         .where(*where).order_by(_s.c.id.desc()).limit(limit).offset(offset)
-    ).mappings()
-    return [admin_sale_json(r) for r in rows], total
+    ).mappings().all()
+    return rows, total
 
 
 _END_HOLD = text(
@@ -73,21 +64,17 @@ def request_sale_decision(session: Session, *, sale_id: int, decision: str,
     return {"saleId": sale_id, "status": status, "queued": decision}
 
 
-def admin_payment_json(row: Any) -> dict[str, Any]:
-    return {**payment_json(row), "userId": row["user_id"], "needsApproval": row["needs_approval"],
-            "approvedAt": row["approved_at"]}
-
-
 def list_payments(session: Session, *, status: str | None, limit: int,
-                  offset: int) -> tuple[list[dict[str, Any]], int]:
+                  offset: int) -> tuple[Sequence[RowMapping], int]:
     where = [_p.c.status == status] if status else []
     total = session.execute(select(func.count()).select_from(_p).where(*where)).scalar_one()
     rows = session.execute(
-        select(_p).where(*where).order_by(_p.c.id.desc()).limit(limit).offset(offset)).mappings()
-    return [admin_payment_json(r) for r in rows], total
+        select(_p).where(*where).order_by(_p.c.id.desc()).limit(limit).offset(offset)
+    ).mappings().all()
+    return rows, total
 
 
-def _payment(session: Session, payment_id: int) -> Any:
+def _payment(session: Session, payment_id: int) -> RowMapping:
     row = session.execute(select(_p).where(_p.c.id == payment_id)).mappings().first()
     if row is None:
         raise NotFound("Payment not found")
@@ -95,9 +82,9 @@ def _payment(session: Session, payment_id: int) -> Any:
 
 
 def decide_payment(session: Session, *, payment_id: int, approve: bool, reason: str | None,
-                   audit: dict[str, Any]) -> dict[str, Any]:
+                   audit: dict[str, Any]) -> RowMapping:
     """Approve (the caller enqueues ``payouts.pay``) or reject (failed, the hold goes back) a
-    pending payment; 409 when it is not awaiting that decision."""
+    pending payment; 409 when it is not awaiting that decision. Returns the payment's row."""
     before = _payment(session, payment_id)
     done = (approve_payment(session, payment_id=payment_id) if approve
             else reject_payment(session, payment_id=payment_id, reason=reason or "Rejected"))
@@ -109,21 +96,12 @@ def decide_payment(session: Session, *, payment_id: int, approve: bool, reason: 
                  before={"status": before["status"]},
                  after={"status": after["status"], "approved": approve, "reason": reason},
                  **audit)
-    return admin_payment_json(after)
-
-
-def audit_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"], "actorId": row["actor_id"], "action": row["action"],
-        "targetType": row["target_type"], "targetId": row["target_id"], "before": row["before"],
-        "after": row["after"], "ip": row["ip"], "traceId": row["trace_id"],
-        "createdAt": row["created_at"],
-    }
+    return after
 
 
 def list_audit(session: Session, *, actor_id: int | None, action: str | None,
                target_type: str | None, target_id: str | None, since: dt.datetime | None,
-               until: dt.datetime | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+               until: dt.datetime | None, limit: int, offset: int) -> tuple[Sequence[RowMapping], int]:
     """Newest first, filtered by any of actor, action, target, time range."""
     where = []
     if actor_id is not None:
@@ -140,5 +118,6 @@ def list_audit(session: Session, *, actor_id: int | None, action: str | None,
         where.append(_a.c.created_at < until)
     total = session.execute(select(func.count()).select_from(_a).where(*where)).scalar_one()
     rows = session.execute(
-        select(_a).where(*where).order_by(_a.c.id.desc()).limit(limit).offset(offset)).mappings()
-    return [audit_json(r) for r in rows], total
+        select(_a).where(*where).order_by(_a.c.id.desc()).limit(limit).offset(offset)
+    ).mappings().all()
+    return rows, total

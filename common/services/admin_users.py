@@ -6,10 +6,12 @@ audits and emits ``account:status``); this module does not re-implement them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy import RowMapping, Select, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from common.errors import Conflict, InvalidInput, NotFound
@@ -22,13 +24,15 @@ _PUBLIC = (_u.c.id, _u.c.email, _u.c.name, _u.c.avatar, _u.c.role, _u.c.status, 
            _u.c.pending_balance, _u.c.created_at, _u.c.updated_at)
 
 
-def user_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"], "email": row["email"], "name": row["name"], "avatar": row["avatar"],
-        "role": row["role"], "status": row["status"], "balance": row["balance"],
-        "pendingBalance": row["pending_balance"], "createdAt": row["created_at"],
-        "updatedAt": row["updated_at"],
-    }
+@dataclass(frozen=True, slots=True)
+class UserDetail:
+    """A user's row with its ledger's totals by entry kind and its sales' by status."""
+
+    user: RowMapping
+    ledger_total: Decimal
+    by_kind: Sequence[RowMapping]  # kind, entries, total
+    sales: Sequence[RowMapping]  # status, count, commission
+    debt: Decimal
 
 
 def _filtered(stmt: Select[Any], *, search: str | None, status: str | None,
@@ -44,14 +48,14 @@ def _filtered(stmt: Select[Any], *, search: str | None, status: str | None,
 
 
 def list_users(session: Session, *, search: str | None, status: str | None, role: str | None,
-               limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+               limit: int, offset: int) -> tuple[Sequence[RowMapping], int]:
     """Newest first; returns (page, total)."""
     flt = {"search": search, "status": status, "role": role}
     total = session.execute(_filtered(select(func.count()).select_from(_u), **flt)).scalar_one()
     rows = session.execute(
         _filtered(select(*_PUBLIC), **flt).order_by(_u.c.id.desc()).limit(limit).offset(offset)
-    ).mappings()
-    return [user_json(r) for r in rows], total
+    ).mappings().all()
+    return rows, total
 
 
 _SUMMARY = text(
@@ -62,24 +66,21 @@ _SUMMARY = text(
 )
 _SALES = text(
     """
-    SELECT status, count(*) AS n, coalesce(sum(commission_amount), 0) AS total
+    SELECT status, count(*) AS count, coalesce(sum(commission_amount), 0) AS commission
     FROM sales WHERE user_id = :user_id GROUP BY status ORDER BY status
     """
 )
 
 
-def user_detail(session: Session, *, user_id: int) -> dict[str, Any]:
-    """The profile plus the ledger summary: totals by entry kind and sales by status."""
+def user_detail(session: Session, *, user_id: int) -> UserDetail:
+    """The user's row, its ledger summed by entry kind, its sales by status, and its debt."""
     row = session.execute(select(*_PUBLIC).where(_u.c.id == user_id)).mappings().first()
     if row is None:
         raise NotFound("User not found")
-    by_kind = {r.kind: {"entries": r.entries, "total": r.total}
-               for r in session.execute(_SUMMARY, {"user_id": user_id})}
-    sales = {r.status: {"count": r.n, "commission": r.total}
-             for r in session.execute(_SALES, {"user_id": user_id})}
-    ledger_total = sum((v["total"] for v in by_kind.values()), Decimal(0))
-    return {**user_json(row), "ledger": {"total": ledger_total, "byKind": by_kind}, "sales": sales,
-            "debt": max(-row["balance"], Decimal(0))}
+    by_kind = session.execute(_SUMMARY, {"user_id": user_id}).mappings().all()
+    sales = session.execute(_SALES, {"user_id": user_id}).mappings().all()
+    ledger_total = sum((r["total"] for r in by_kind), Decimal(0))
+    return UserDetail(row, ledger_total, by_kind, sales, debt=max(-row["balance"], Decimal(0)))
 
 
 def adjust_balance(session: Session, *, actor_id: int, user_id: int, amount: Decimal, reason: str,

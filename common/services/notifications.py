@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from common.events import emit_many
 from common.models.notifications import Notification
+from common.wire import Shape, jsonable
 
 _n = Notification.__table__
 
@@ -25,24 +26,20 @@ class NewNotification:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+class NotificationOut(Shape):
+    id: int
+    type: str
+    title: str
+    body: str
+    data: dict[str, Any]
+    read: bool
+    readAt: dt.datetime | None
+    createdAt: dt.datetime
+
+
 def notification_json(row: Any) -> dict[str, Any]:
-    """The API's notification: ``{id, type, title, body, data, read, readAt, createdAt}``."""
-    read_at: dt.datetime | None = row["read_at"]
-    created: dt.datetime = row["created_at"]
-    return {
-        "id": row["id"],
-        "type": row["type"],
-        "title": row["title"],
-        "body": row["body"],
-        "data": row["data"],
-        "read": read_at is not None,
-        "readAt": _iso(read_at) if read_at else None,
-        "createdAt": _iso(created),
-    }
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """A stored notification as the API and ``notification:new`` carry it (timestamps written)."""
+    return jsonable(NotificationOut.of(row, read=row["read_at"] is not None))
 
 
 def notify(session: Session, items: Sequence[NewNotification]) -> list[int]:

@@ -1,15 +1,31 @@
-"""Offers: creating them (admin, seed) and the catalogue reads."""
+"""Offers: creating them (admin, seed), and the public offer's shape (``offer:new`` carries it)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
+from typing import Literal
+
+from pydantic import Field
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from common.models.offers import Offer
 from common.money import commission
+from common.wire import Shape
 
 _offers = Offer.__table__
+
+
+class OfferOut(Shape):
+    id: int
+    title: str
+    description: str
+    category: str
+    network: str
+    payout: Decimal = Field(description="what the user earns per completion")
+    status: Literal["pending", "active", "rejected", "paused"]
+    createdAt: dt.datetime
 
 
 def create_offer(

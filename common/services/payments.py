@@ -8,9 +8,10 @@ back (``payout_release``). Every transition emits ``payment:status``.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
@@ -22,18 +23,25 @@ from common.models.payments import Payment
 from common.money import CENT
 from common.services.ledger import post_entry
 from common.services.notifications import NewNotification, notify
+from common.wire import Shape
 
 _p = Payment.__table__
 
 
+class PaymentOut(Shape):
+    id: int
+    amount: Decimal
+    method: Literal["paypal", "crypto", "giftcard"]
+    destination: str
+    status: Literal["pending", "processing", "paid", "failed", "cancelled"]
+    failureReason: str | None
+    createdAt: dt.datetime
+    updatedAt: dt.datetime
+
+
 def payment_json(row: Any) -> dict[str, Any]:
     """The API's ``Payment`` (money stays Decimal; the envelope prints it)."""
-    return {
-        "id": row["id"], "amount": row["amount"], "method": row["method"],
-        "destination": row["destination"], "status": row["status"],
-        "failureReason": row["failure_reason"], "createdAt": row["created_at"],
-        "updatedAt": row["updated_at"],
-    }
+    return PaymentOut.of(row)
 
 
 def _status_event(session: Session, row: Any) -> None:

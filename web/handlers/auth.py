@@ -8,7 +8,6 @@ wrong password take the same path (a bcrypt check, an audit row) and give the sa
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -31,7 +30,8 @@ from common.services.auth import (
     sign_in,
 )
 from common.sql import compile_query
-from web.envelope import iso, ok
+from common.wire import Shape
+from web.envelope import ok
 from web.keys import CLIENT_IP, DB, LIMITER, PASSWORDS, SETTINGS, TRACE_ID
 from web.openapi import describe
 from web.schemas import Model
@@ -79,7 +79,7 @@ class RefreshBody(Model):
     refreshToken: str = Field(min_length=1, max_length=512)  # noqa: N815 (the API's name)
 
 
-class UserProfile(BaseModel):
+class UserProfile(Shape):
     id: int
     email: str
     name: str
@@ -91,7 +91,7 @@ class UserProfile(BaseModel):
     createdAt: dt.datetime  # noqa: N815
 
 
-class SessionOut(BaseModel):
+class SessionOut(Shape):
     user: UserProfile
     accessToken: str  # noqa: N815
     refreshToken: str  # noqa: N815
@@ -107,34 +107,16 @@ class RefreshOut(BaseModel):
 _LIMITED = {429: "Too many attempts from this address or for this email"}
 
 
-def profile_json(user: Mapping[str, Any] | User) -> dict[str, Any]:
-    """``UserProfile`` of API.md section 2 from a row mapping or a ``User``."""
-    get = user.__getitem__ if isinstance(user, Mapping) else user.__getattribute__
-    return {
-        "id": get("id"),
-        "email": get("email"),
-        "name": get("name"),
-        "avatar": get("avatar"),
-        "role": get("role"),
-        "status": get("status"),
-        "balance": get("balance"),
-        "pendingBalance": get("pending_balance"),
-        "createdAt": iso(get("created_at")),
-    }
-
-
 def access_token(settings: Settings, user: User) -> str:
     return issue_access_token(settings, user_id=user.id, email=user.email, role=user.role)
 
 
 def session_json(settings: Settings, signed: SignedIn) -> dict[str, Any]:
     """The ``data`` of login, register and password change."""
-    return {
-        "user": profile_json(signed.user),
-        "accessToken": access_token(settings, signed.user),
-        "refreshToken": signed.refresh_token,
-        "expiresIn": settings.access_token_ttl,
-    }
+    return SessionOut.of(
+        user=UserProfile.of(signed.user), accessToken=access_token(settings, signed.user),
+        refreshToken=signed.refresh_token, expiresIn=settings.access_token_ttl,
+    )
 
 
 def _context(request: web.Request) -> dict[str, Any]:

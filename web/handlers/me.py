@@ -26,7 +26,6 @@ from web.handlers.auth import (
     SessionOut,
     Text,
     UserProfile,
-    profile_json,
     session_json,
 )
 from web.keys import CLIENT_IP, DB, LIMITER, PASSWORDS, SETTINGS, TRACE_ID
@@ -69,7 +68,7 @@ async def me(request: web.Request) -> web.Response:
     row = await request.app[DB].fetch_one(_PROFILE, {"id": current_user(request).user_id})
     if row is None:  # the account is gone; its token names nobody
         raise Unauthorized("Invalid or expired token")
-    return ok(profile_json(row))
+    return ok(UserProfile.of(row))
 
 
 @describe("Change the signed-in user's name or avatar", tags=["auth"], body=ProfileBody,
@@ -85,7 +84,7 @@ async def update_me(request: web.Request) -> web.Response:
     user = await request.app[DB].run(
         update_profile, user_id=current_user(request).user_id, changes=changes
     )
-    return ok(profile_json(user))
+    return ok(UserProfile.of(user))
 
 
 @describe("Change the password: every refresh token is revoked, a fresh pair returned",

@@ -71,14 +71,14 @@ async def read_one(request: web.Request) -> web.Response:
         mark_read, user_id=current_user(request).user_id, notification_id=notification_id)
     if not found:
         raise NotFound("Notification not found")
-    return ok({"id": notification_id, "read": True})
+    return ok(ReadOut.of(id=notification_id, read=True))
 
 
 @describe("Mark every notification read", tags=["notifications"], response=ReadAllOut)
 @require_user
 async def read_all(request: web.Request) -> web.Response:
     count = await request.app[DB].run(mark_all_read, user_id=current_user(request).user_id)
-    return ok({"updated": count})
+    return ok(ReadAllOut.of(updated=count))
 
 
 ROUTES = [

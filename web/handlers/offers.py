@@ -60,24 +60,9 @@ _CATEGORIES = compile_query(
 )
 
 
-
-
 class OfferQuery(PageQuery):
     category: str | None = Field(None, max_length=64)
     search: str | None = Field(None, max_length=100)
-
-
-def offer_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "title": row["title"],
-        "description": row["description"],
-        "category": row["category"],
-        "network": row["network"],
-        "payout": row["payout"],
-        "status": row["status"],
-        "createdAt": row["created_at"],
-    }
 
 
 def _like(term: str) -> str:
@@ -96,7 +81,7 @@ async def list_offers(request: web.Request) -> web.Response:
     if q.search:
         params["search"] = _like(q.search)
     rows, total = await fetch_page(request.app[DB], _PAGES[key], _COUNTS[key], params, page=q.page)
-    return ok([offer_json(r) for r in rows], page=pagination(q.page, q.limit, total))
+    return ok([OfferOut.of(r) for r in rows], page=pagination(q.page, q.limit, total))
 
 
 @describe("One offer: 404 unless active (a current, active admin sees every status)", tags=["offers"],
@@ -106,13 +91,13 @@ async def get_offer(request: web.Request) -> web.Response:
     row = await request.app[DB].fetch_one(_ONE, {"id": offer_id})
     if row is None or (row["status"] != "active" and not await is_current_admin(request)):
         raise NotFound("Offer not found")
-    return ok(offer_json(row))
+    return ok(OfferOut.of(row))
 
 
 @describe("Active offer counts by category", tags=["offers"], response=CategoryCount, list=True)
 async def categories(request: web.Request) -> web.Response:
     rows = await request.app[DB].fetch_all(_CATEGORIES)
-    return ok([{"category": r["category"], "count": r["count"]} for r in rows])
+    return ok([CategoryCount.of(r) for r in rows])
 
 
 ROUTES = [

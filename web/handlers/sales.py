@@ -50,21 +50,6 @@ class SalesQuery(PageQuery):
     status: Literal["pending", "approved", "rejected", "reversed"] | None = None
 
 
-def sale_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "userId": row["user_id"],
-        "offerId": row["offer_id"],
-        "offerTitle": row["offer_title"],
-        "externalId": row["external_id"],
-        "saleAmount": row["sale_amount"],
-        "commissionAmount": row["commission_amount"],
-        "status": row["status"],
-        "createdAt": row["created_at"],
-        "decidedAt": row["decided_at"],
-    }
-
-
 @describe("The user's own sales (filter status)", tags=["sales"], query=SalesQuery,
           response=SaleOut, list=True)
 @require_user
@@ -75,7 +60,7 @@ async def list_sales(request: web.Request) -> web.Response:
     if q.status:
         params["status"] = q.status
     rows, total = await fetch_page(request.app[DB], _PAGES[bool(q.status)], _COUNTS[bool(q.status)], params, page=q.page)
-    return ok([sale_json(r) for r in rows], page=pagination(q.page, q.limit, total))
+    return ok([SaleOut.of(r) for r in rows], page=pagination(q.page, q.limit, total))
 
 
 ROUTES = [("GET", "/sales", list_sales)]

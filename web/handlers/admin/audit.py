@@ -29,7 +29,7 @@ class AuditQuery(PageQuery):
 @require_admin
 async def audit_log(request: web.Request) -> web.Response:
     q = parse_query(request, AuditQuery)
-    return await paged(request, q, list_audit, actor_id=q.actorId, action=q.action,
+    return await paged(request, q, list_audit, AuditOut, actor_id=q.actorId, action=q.action,
                        target_type=q.targetType, target_id=q.targetId, since=q.since,
                        until=q.until)
 

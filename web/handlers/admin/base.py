@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from common.wire import Shape
 from web.auth import current_user
 from web.envelope import ok, pagination
 from web.keys import CLIENT_IP, DB, TRACE_ID
@@ -19,8 +20,8 @@ def audit_context(request: web.Request) -> dict[str, Any]:
             "trace_id": request.get(TRACE_ID)}
 
 
-async def paged(request: web.Request, q: PageQuery, fn: Callable[..., Any], **filters: Any) -> web.Response:
+async def paged(request: web.Request, q: PageQuery, fn: Callable[..., Any], shape: type[Shape],
+                **filters: Any) -> web.Response:
+    """A page of ``fn``'s rows, each as ``shape``."""
     rows, total = await request.app[DB].run(fn, limit=q.limit, offset=q.offset, **filters)
-    return ok(rows, page=pagination(q.page, q.limit, total))
-
-
+    return ok([shape.of(r) for r in rows], page=pagination(q.page, q.limit, total))

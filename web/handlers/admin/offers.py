@@ -67,7 +67,7 @@ def _columns(values: dict[str, object]) -> dict[str, object]:
 @require_admin
 async def offers(request: web.Request) -> web.Response:
     q = parse_query(request, OffersQuery)
-    return await paged(request, q, list_offers, status=q.status)
+    return await paged(request, q, list_offers, AdminOfferOut, status=q.status)
 
 
 @describe("Create an offer (pending until approved)", tags=["admin"], body=OfferBody, status=201, statuses={409: "network and externalId exist"}, response=AdminOfferOut)
@@ -76,13 +76,14 @@ async def create(request: web.Request) -> web.Response:
     body = await parse_body(request, OfferBody)
     row = await request.app[DB].run(admin_create_offer, audit=audit_context(request),
                                     **_columns(body.model_dump()))
-    return ok(row, status=201)
+    return ok(AdminOfferOut.of(row), status=201)
 
 
 @describe("One offer, any status", tags=["admin"], path=IdPath, statuses={404: "No such offer"}, response=AdminOfferOut)
 @require_admin
 async def offer(request: web.Request) -> web.Response:
-    return ok(await request.app[DB].run(get_offer, offer_id=path_id(request, "Offer")))
+    row = await request.app[DB].run(get_offer, offer_id=path_id(request, "Offer"))
+    return ok(AdminOfferOut.of(row))
 
 
 @describe("Change an offer's fields (payout follows the payout rule)", tags=["admin"], path=IdPath, body=OfferChanges, statuses={404: "No such offer"}, response=AdminOfferOut)
@@ -91,13 +92,15 @@ async def update(request: web.Request) -> web.Response:
     offer_id = path_id(request, "Offer")  # before the body: an id naming no row is a 404
     body = await parse_body(request, OfferChanges)
     changes = _columns(body.model_dump(exclude_unset=True, exclude_none=True))
-    return ok(await request.app[DB].run(update_offer, offer_id=offer_id,
-                                        changes=changes, audit=audit_context(request)))
+    row = await request.app[DB].run(update_offer, offer_id=offer_id, changes=changes,
+                                    audit=audit_context(request))
+    return ok(AdminOfferOut.of(row))
 
 
 async def _status(request: web.Request, status: str, reason: str | None = None) -> web.Response:
-    return ok(await request.app[DB].run(set_offer_status, offer_id=path_id(request, "Offer"),
-                                        status=status, reason=reason, audit=audit_context(request)))
+    row = await request.app[DB].run(set_offer_status, offer_id=path_id(request, "Offer"),
+                                    status=status, reason=reason, audit=audit_context(request))
+    return ok(AdminOfferOut.of(row))
 
 
 @describe("Soft-delete an offer: it becomes paused", tags=["admin"], path=IdPath, statuses={404: "No such offer"}, response=AdminOfferOut)

@@ -31,16 +31,16 @@ class RejectBody(Model):
 @require_admin
 async def payments(request: web.Request) -> web.Response:
     q = parse_query(request, PaymentsQuery)
-    return await paged(request, q, list_payments, status=q.status)
+    return await paged(request, q, list_payments, AdminPaymentOut, status=q.status)
 
 
 @describe("Approve a payment over the auto-pay limit (payout queued)", tags=["admin"], path=IdPath, status=202, statuses={404: "No such payment", 409: "Not awaiting approval"}, response=AdminPaymentOut)
 @require_admin
 async def approve(request: web.Request) -> web.Response:
     payment_id = path_id(request, "Payment")
-    data = await request.app[DB].run(decide_payment, payment_id=payment_id, approve=True,
-                                     reason=None, audit=audit_context(request))
-    return ok(data, status=202)
+    row = await request.app[DB].run(decide_payment, payment_id=payment_id, approve=True,
+                                    reason=None, audit=audit_context(request))
+    return ok(AdminPaymentOut.of(row), status=202)
 
 
 @describe("Reject a pending payment (failed, the hold goes back)", tags=["admin"], path=IdPath, body=RejectBody, status=202, statuses={404: "No such payment", 409: "Not pending"}, response=AdminPaymentOut)
@@ -49,9 +49,9 @@ async def reject(request: web.Request) -> web.Response:
     payment_id = path_id(request, "Payment")  # before the body: an id naming no row is a 404
     raw = await read_json(request) if request.can_read_body else {}
     body = validate(RejectBody, raw or {})
-    data = await request.app[DB].run(decide_payment, payment_id=payment_id,
-                                     approve=False, reason=body.reason, audit=audit_context(request))
-    return ok(data, status=202)
+    row = await request.app[DB].run(decide_payment, payment_id=payment_id,
+                                    approve=False, reason=body.reason, audit=audit_context(request))
+    return ok(AdminPaymentOut.of(row), status=202)
 
 
 ROUTES = [

@@ -26,7 +26,7 @@ class SalesQuery(PageQuery):
 @require_admin
 async def sales(request: web.Request) -> web.Response:
     q = parse_query(request, SalesQuery)
-    return await paged(request, q, list_sales, status=q.status)
+    return await paged(request, q, list_sales, AdminSaleOut, status=q.status)
 
 
 async def _decide(request: web.Request, decision: str) -> web.Response:

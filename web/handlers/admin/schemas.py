@@ -1,4 +1,4 @@
-"""Response models of the admin routes, for the OpenAPI document (API.md section 7)."""
+"""Response models of the admin routes (API.md section 7): each admin shape extends the public one."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from common.services.offers import OfferOut
+from common.services.payments import PaymentOut
+from common.wire import Shape
 from web.handlers.auth import UserProfile
-from web.money_schemas import OfferOut, PaymentOut, SaleOut
+from web.money_schemas import SaleOut
 
 
 class AdminUserOut(UserProfile):
@@ -18,17 +21,17 @@ class AdminUserOut(UserProfile):
     updatedAt: dt.datetime  # noqa: N815 (the API's names)
 
 
-class KindTotal(BaseModel):
+class KindTotal(Shape):
     entries: int
     total: Decimal
 
 
-class LedgerSummary(BaseModel):
+class LedgerSummary(Shape):
     total: Decimal = Field(description="sum of the user's ledger (equals balance)")
     byKind: dict[str, KindTotal]
 
 
-class SalesTotal(BaseModel):
+class SalesTotal(Shape):
     count: int
     commission: Decimal
 
@@ -116,7 +119,7 @@ class UsersAnalyticsOut(BaseModel):
     totals: UserTotals
 
 
-class AuditOut(BaseModel):
+class AuditOut(Shape):
     id: int
     actorId: int | None
     action: str

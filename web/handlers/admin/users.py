@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from common.models import User
 from common.services.accounts import set_user_status
-from common.services.admin_users import adjust_balance, list_users, user_detail, user_json
-from web.handlers.admin.schemas import AdjustmentOut, AdminUserDetail, AdminUserOut
+from common.services.admin_users import UserDetail, adjust_balance, list_users, user_detail
+from web.handlers.admin.schemas import (
+    AdjustmentOut, AdminUserDetail, AdminUserOut, KindTotal, LedgerSummary, SalesTotal,
+)
 from web.openapi import describe
 from web.auth import current_user, require_admin
 from web.envelope import ok
@@ -44,13 +46,22 @@ class AdjustBody(Model):
 @require_admin
 async def users(request: web.Request) -> web.Response:
     q = parse_query(request, UsersQuery)
-    return await paged(request, q, list_users, search=q.search, status=q.status, role=q.role)
+    return await paged(request, q, list_users, AdminUserOut, search=q.search, status=q.status,
+                       role=q.role)
 
 
 @describe("A user's profile plus ledger summary", tags=["admin"], path=IdPath, statuses={404: "No such user"}, response=AdminUserDetail)
 @require_admin
 async def user(request: web.Request) -> web.Response:
-    return ok(await request.app[DB].run(user_detail, user_id=path_id(request, "User")))
+    detail = await request.app[DB].run(user_detail, user_id=path_id(request, "User"))
+    return ok(_detail(detail))
+
+
+def _detail(d: UserDetail) -> dict[str, Any]:
+    ledger = LedgerSummary.of(total=d.ledger_total,
+                              byKind={r["kind"]: KindTotal.of(r) for r in d.by_kind})
+    return AdminUserDetail.of(d.user, ledger=ledger, debt=d.debt,
+                              sales={r["status"]: SalesTotal.of(r) for r in d.sales})
 
 
 @describe("Set a user's status (suspended/banned revoke sessions and close sockets)", tags=["admin"], path=IdPath, body=StatusBody, statuses={403: "Your own status", 404: "No such user"}, response=AdminUserOut)
@@ -58,15 +69,17 @@ async def user(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     user_id = path_id(request, "User")  # before the body: an id naming no row is a 404
     body = await parse_body(request, StatusBody)
-    return ok(await request.app[DB].run(
+    row = await request.app[DB].run(
         _set_status, user_id=user_id, status=body.status, reason=body.reason,
-        **audit_context(request)))
+        **audit_context(request))
+    return ok(AdminUserOut.of(row))
 
 
 def _set_status(session: Session, **kwargs: Any) -> dict[str, Any]:
-    """The auth engineer's ``set_user_status`` (revokes tokens, audits, closes sockets)."""
+    """The auth engineer's ``set_user_status`` (revokes tokens, audits, closes sockets); the
+    user's columns are read inside the transaction."""
     user = set_user_status(session, **kwargs)
-    return user_json({c.name: getattr(user, c.name) for c in User.__table__.c})
+    return {c.name: getattr(user, c.name) for c in User.__table__.c}
 
 
 @describe("Adjust a balance through the ledger (signed amount)", tags=["admin"], path=IdPath, body=AdjustBody, headers={"Idempotency-Key": HEADER_DOC}, statuses={400: "Idempotency-Key missing or malformed", 404: "No such user", 409: "Idempotency-Key reused with another body, or in progress", 422: "A debit over the balance"}, response=AdjustmentOut)

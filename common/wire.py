@@ -1,0 +1,78 @@
+"""The API's wire forms (API.md section 1), shared by the web's answers and the events.
+
+A ``Shape`` is a pydantic model that names a resource's fields once: the OpenAPI document reads its
+schema, and ``Shape.of`` builds the resource's dict from a row whose columns are the fields' names
+in snake_case (``createdAt`` is read from ``created_at``). Values pass through as they are (no
+validation: a hot read pays one dict comprehension per row); whoever writes the JSON turns money
+and timestamps into their wire form: ``web.envelope`` for answers, ``jsonable`` for event data.
+
+A shape that an event carries lives beside the service that emits it (the web imports it from
+there); a shape only the web answers with lives in ``web/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def iso(value: dt.datetime) -> str:
+    """ISO 8601 UTC with a ``Z`` and milliseconds, as every timestamp of the API."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def wire_value(value: Any) -> Any:
+    """A value as the API writes it: money as a JSON number (two-decimal amounts print exactly as
+    the shortest float repr; no arithmetic happens here), a timestamp as ``iso``, a date as
+    ``YYYY-MM-DD``; anything else is returned as it is."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dt.datetime):
+        return iso(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def jsonable(shaped: dict[str, Any]) -> dict[str, Any]:
+    """A shape's dict ready for an event (``emit`` wants JSON); nested values are left as they
+    are."""
+    return {name: wire_value(value) for name, value in shaped.items()}
+
+
+def column_of(field: str) -> str:
+    return _HUMP.sub("_", field).lower()
+
+
+def _absent(column: str) -> Any:
+    raise KeyError(column)
+
+
+class Shape(BaseModel):
+    _columns: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._columns = tuple((name, column_of(name)) for name in cls.model_fields)
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any] | object | None = None, /, **values: Any) -> dict[str, Any]:
+        """The shape's dict in field order: a field named in ``values`` takes that value, any
+        other the row's column (a mapping's key, or an object's attribute)."""
+        unknown = values.keys() - cls.model_fields.keys()
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
+        get = (_absent if row is None else row.__getitem__ if isinstance(row, Mapping)
+               else row.__getattribute__)
+        return {name: values[name] if name in values else get(column)
+                for name, column in cls._columns}
