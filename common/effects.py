@@ -4,19 +4,29 @@ Services register effects on their session: outbox events to publish (``common/e
 leaderboard deltas to apply (``common/services/leaderboard.py``), tasks to enqueue
 (``enqueue_after_commit``). The unit of work that owns the transaction runs them after the commit,
 or drops them on a rollback.
+
+A service that must reach Redis inside the transaction (the leaderboard's announcement throttle)
+asks ``resources(session)``: the settings and Redis client of the unit of work that opened the
+session.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import redis
 from sqlalchemy.orm import Session
+
+from common.config import Settings, get_settings
+from common.redis import make_redis
 
 if TYPE_CHECKING:
     from common.events import Event
 
 EFFECTS_KEY = "savebucks.effects"
+RESOURCES_KEY = "savebucks.resources"
 LeaderboardDelta = tuple[str, str, int]  # board key, member, cents
 
 
@@ -48,3 +58,31 @@ def enqueue_after_commit(session: Session, name: str, *args: Any) -> None:
     after_commit(session).tasks.append((name, args))
 
 
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a service may use during its transaction besides the session."""
+
+    settings: Settings
+    redis: redis.Redis
+
+
+def bind_resources(session: Session, found: Resources) -> None:
+    """Called by the unit of work on each session it opens."""
+    session.info[RESOURCES_KEY] = found
+
+
+def resources(session: Session) -> Resources:
+    """The resources of the unit of work that opened ``session``; for a session that none opened
+    (a test's, a console's), the process's own (``process_resources``)."""
+    found: Resources | None = session.info.get(RESOURCES_KEY)
+    return found if found is not None else process_resources()
+
+
+@functools.cache
+def process_resources() -> Resources:
+    """The process's settings (``common.config.get_settings``) and one Redis client made from
+    them, on first use."""
+    settings = get_settings()
+    return Resources(settings, make_redis(settings))

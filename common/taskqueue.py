@@ -2,6 +2,12 @@
 
 Tasks themselves live in ``workers.tasks``; ``workers.celery_app`` imports this object, registers
 them and adds the beat schedule. The trace id of the enqueuing request rides in a task header.
+
+``celery_config(settings)`` is the whole configuration. ``celery_app`` is the one app every task
+registers on and ``enqueue`` sends through; ``shared_app()`` makes it configured from the
+process's settings when it is first used, not when this module is imported, so importing it (the
+CLI, the web) reads no environment. ``make_celery(settings)`` builds a separate app from given
+settings.
 """
 
 from __future__ import annotations
@@ -23,33 +29,45 @@ TRACE_HEADER = "trace_id"
 VISIBILITY_TIMEOUT = 3600
 
 
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "timezone": "UTC",
+        "enable_utc": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": "default",
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_routes": {f"{name}.*": {"queue": name} for name in QUEUES},
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+    }
+
+
 def make_celery(settings: Settings) -> Celery:
     app = Celery("savebucks", set_as_current=False)
-    app.conf.update(
-        broker_url=settings.broker_url,
-        broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
-        result_backend=None,
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
-        result_serializer="json",
-        timezone="UTC",
-        enable_utc=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_default_queue="default",
-        task_queues=[Queue(name) for name in QUEUES],
-        task_routes={f"{name}.*": {"queue": name} for name in QUEUES},
-        worker_hijack_root_logger=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-    )
+    app.conf.update(celery_config(settings))
     return app
 
 
-celery_app = make_celery(get_settings())
+def shared_app() -> Celery:
+    """The app of the process: configured, on first use, from ``common.config.get_settings``
+    (the settings the worker, beat and the CLI run with)."""
+    app = Celery("savebucks", set_as_current=False)
+    app.add_defaults(lambda: celery_config(get_settings()))
+    return app
+
+
+celery_app = shared_app()
 
 
 def enqueue(name: str, *args: Any, countdown: float | None = None, **kwargs: Any) -> None:

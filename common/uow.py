@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from common.config import Settings
 from common.db import make_sync_engine
-from common.effects import EFFECTS_KEY, Effects, LeaderboardDelta
+from common.effects import EFFECTS_KEY, Effects, LeaderboardDelta, Resources, bind_resources
 from common.events import Event, mark_published, publish
 from common.metrics import EVENTS_PUBLISHED
 from common.redis import events_channel, make_redis
@@ -36,17 +36,21 @@ T = TypeVar("T")
 
 @dataclass
 class UnitOfWork:
-    """Opens transactions and runs their effects after commit."""
+    """Opens transactions and runs their effects after commit. With ``settings``, the services
+    of its transactions reach them and its Redis client through ``common.effects.resources``."""
 
     sessions: Callable[[], AbstractContextManager[Session]]
     redis: Redis
     channel: str
     enqueue: Callable[..., None]
+    settings: Settings | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """Run the block in one transaction; its effects run once it has committed."""
         with self.sessions() as session:
+            if self.settings is not None:
+                bind_resources(session, Resources(self.settings, self.redis))
             try:
                 with session.begin():
                     yield session
@@ -129,7 +133,8 @@ class SyncContext:
         client = client or make_redis(settings)
         sessions = sessionmaker(engine, expire_on_commit=False)
         return cls(settings=settings, engine=engine, redis=client, sessions=sessions,
-                   unit=UnitOfWork(sessions, client, events_channel(settings), enqueue))
+                   unit=UnitOfWork(sessions, client, events_channel(settings), enqueue,
+                                   settings))
 
     def transaction(self) -> AbstractContextManager[Session]:
         return self.unit.transaction()

@@ -19,6 +19,7 @@ from web.health import HealthChecks
 from web.keys import DB, HEALTH, LIMITER, REDIS, SETTINGS, STARTED_AT
 from web.middlewares import MIDDLEWARES
 from web.passwords import passwords_context
+from web.pubsub import running_subscriber, subscriber_context
 from web.realtime import setup_realtime
 from web.routes import setup_routes
 
@@ -29,6 +30,9 @@ def create_app(settings: Settings, *, db: Database | None = None) -> web.Applica
     app[SETTINGS] = settings
     app[STARTED_AT] = time.monotonic()
     app.cleanup_ctx.append(_redis)
+    # The one pub/sub connection: made before the account gate and the hub follow it, started
+    # after them (last), and so stopped before them.
+    app.cleanup_ctx.append(subscriber_context)
     app.cleanup_ctx.append(_database(db))
     app.cleanup_ctx.append(_health)
     app.cleanup_ctx.append(_limiter)
@@ -37,6 +41,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> web.Applica
     setup_routes(app)
     setup_realtime(app)
     setup_docs(app)
+    app.cleanup_ctx.append(running_subscriber)
     return app
 
 

@@ -1,7 +1,7 @@
 """Requiring a signed-in user or an admin: ``@require_user`` / ``@require_admin`` on a handler.
 
 The access token's claims identify the user without a database round trip; the account state
-check (suspended, banned) is ``ACCOUNT_GATE``'s job.
+check (suspended, banned) is ``ACCOUNT_GATE``'s job (``web.account_gate``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from aiohttp import web
 
 from common.errors import Forbidden, Unauthorized
 from common.security.tokens import AccessClaims, InvalidToken, VerifiedTokens
-from web.keys import CURRENT_USER, SETTINGS
+from web.keys import ACCOUNT_GATE, CURRENT_USER, SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # An HS256 check costs about as much as the hot handlers' database read: verify each token once.
@@ -81,6 +81,3 @@ def require_admin(handler: Handler) -> Handler:
 def current_user(request: web.Request) -> AccessClaims:
     return request[CURRENT_USER]
 
-
-# Set by the accounts module: ``await gate(app, claims)`` is true when the account is blocked.
-ACCOUNT_GATE = web.AppKey("account_gate", object)

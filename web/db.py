@@ -70,7 +70,7 @@ class PooledDatabase:
         self.executor = ThreadPoolExecutor(
             max_workers=settings.db_pool_size, thread_name_prefix="db-write"
         )
-        self.unit = UnitOfWork(self.sessions, client, channel, enqueue)
+        self.unit = UnitOfWork(self.sessions, client, channel, enqueue, settings)
 
     async def open(self) -> None:
         await self.pool.open(wait=False)

@@ -1,4 +1,7 @@
-"""Typed keys for what the application and each request carry."""
+"""Typed keys for what the application and each request carry (every ``web.AppKey`` is here).
+
+The classes that would import this module back are named for the type checker only.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +16,28 @@ from common.ratelimit import Limiter
 from common.security.tokens import AccessClaims
 
 if TYPE_CHECKING:
+    from web.account_gate import AccountGate
     from web.db import Database
     from web.health import HealthChecks
+    from web.metrics import CachedRead
     from web.passwords import PasswordHasher
+    from web.pubsub import Subscriber
+    from web.realtime.hub import Hub
 
 SETTINGS = web.AppKey("settings", Settings)
-DB = web.AppKey("db", "Database")
+DB: web.AppKey[Database] = web.AppKey("db")
 REDIS = web.AppKey("redis", aredis.Redis)
-HEALTH = web.AppKey("health", "HealthChecks")
+HEALTH: web.AppKey[HealthChecks] = web.AppKey("health")
 STARTED_AT = web.AppKey("started_at", float)
 LIMITER = web.AppKey("limiter", Limiter)
-PASSWORDS = web.AppKey("passwords", "PasswordHasher")
+PASSWORDS: web.AppKey[PasswordHasher] = web.AppKey("passwords")
+# The process's one Redis pub/sub connection (web.pubsub), and the two that follow it.
+SUBSCRIBER: web.AppKey[Subscriber] = web.AppKey("subscriber")
+# ``await gate(app, claims)`` is true when the account is blocked (web.auth.authenticate).
+ACCOUNT_GATE: web.AppKey[AccountGate] = web.AppKey("account_gate")
+HUB: web.AppKey[Hub] = web.AppKey("ws_hub")
+# The metrics figures that cost a broker or database round per read, by source.
+CACHED: web.AppKey[dict[str, CachedRead]] = web.AppKey("metrics_cached")
 
 # Per request (request[...]): set by the middlewares and the auth decorators.
 TRACE_ID = web.RequestKey("trace_id", str)

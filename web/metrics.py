@@ -38,9 +38,8 @@ from common.metrics import (
 from common.models.outbox import OutboxEvent
 from common.sql import compile_query
 from common.taskqueue import QUEUES
-from web.keys import DB, HEALTH, REDIS, SETTINGS
+from web.keys import CACHED, DB, HEALTH, HUB, REDIS, SETTINGS, SUBSCRIBER
 from web.metrics_auth import check_metrics_token
-from web.realtime.keys import HUB
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -163,7 +162,7 @@ async def _outbox(app: web.Application) -> tuple[int, float]:
     return (int(row["backlog"]), float(row["age"])) if row else (0, 0.0)
 
 
-class _Cached:
+class CachedRead:
     """One source's last answer (a failure too), kept ``ttl`` seconds. Scrapes arriving while it
     is read wait for that read instead of starting their own: whatever the scrape rate, the
     source is asked once per ``ttl``."""
@@ -181,9 +180,6 @@ class _Cached:
                 self.read_at = time.monotonic()
             return self.value
 
-
-# The figures that cost a broker or database round per read.
-CACHED = web.AppKey("metrics_cached", dict)
 
 
 async def _sources(app: web.Application) -> dict[str, Any]:
@@ -313,9 +309,10 @@ def _hub_families(app: web.Application) -> Iterator[Metric]:
     yield CounterMetricFamily("savebucks_ws_closed_too_slow",
                               "Sockets closed because their send queue was full",
                               value=hub.closed_too_slow)
+    subscriber = app.get(SUBSCRIBER)
     yield CounterMetricFamily("savebucks_ws_subscriber_reconnects",
-                              "Times the hub's Redis subscription was lost and re-made",
-                              value=hub.reconnects)
+                              "Times this instance's Redis subscription was lost and re-made",
+                              value=subscriber.reconnects if subscriber is not None else 0)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -330,5 +327,5 @@ async def metrics(request: web.Request) -> web.Response:
 def setup_metrics(app: web.Application) -> None:
     """Serve ``GET /metrics`` with this app's cache of the expensive figures."""
     ttl = app[SETTINGS].metrics_cache_seconds
-    app[CACHED] = {"queues": _Cached(ttl), "outbox": _Cached(ttl)}
+    app[CACHED] = {"queues": CachedRead(ttl), "outbox": CachedRead(ttl)}
     app.router.add_get("/metrics", metrics)

@@ -9,7 +9,8 @@ Redis keeps one sorted set per period bucket: the score in integer cents (exact 
 the member ``10**19 - 1 - user_id`` zero-padded, so ZREVRANGE's tie order (members descending)
 is user id ascending. Approvals and reversals register their deltas as after-commit effects of
 their unit of work (``common/uow.py``); they reach Redis only after the commit (a rolled-back
-approval never counts). A process dying between
+approval never counts). The keys' prefix, the announcement interval and the Redis client of the
+throttle are the unit's (``common.effects.resources``). A process dying between
 commit and that update leaves the set short until the beat's absolute rebuild, which builds
 each set from PostgreSQL into a temporary key and RENAMEs it over the live one.
 """
@@ -17,7 +18,6 @@ each set from PostgreSQL into a temporary key and RENAMEs it over the live one.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -27,10 +27,10 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from common.config import Settings, get_settings
-from common.effects import after_commit
+from common.config import Settings
+from common.effects import Resources, after_commit, resources
 from common.events import emit
-from common.redis import key, make_redis
+from common.redis import key
 from common.services.ledger import post_entry
 
 log = logging.getLogger(__name__)
@@ -87,11 +87,6 @@ def board_key(settings: Settings, period: str, name: str) -> str:
     return key(settings, "lb", period, name)
 
 
-@functools.cache
-def _client() -> redis.Redis:
-    return make_redis(get_settings())
-
-
 # ---------------------------------------------------------------- incremental (after commit)
 
 _APPROVED = text(
@@ -118,20 +113,21 @@ def record_reversal(session: Session, *, sale_id: int, user_id: int, amount: Dec
 
 def _record(session: Session, changes: list[tuple[int, Decimal, dt.datetime]]) -> None:
     deltas = after_commit(session).leaderboard
-    settings = get_settings()
+    found = resources(session)
+    settings = found.settings
     touched = set()
     for user_id, amount, at in changes:
         for period in PERIODS:
             name = bucket(period, at)
             deltas.append((board_key(settings, period, name), member(user_id), int(amount * 100)))
             touched.add((period, name))
-    _announce(session, settings, touched)
+    _announce(session, found, touched)
 
 
-def _announce(session: Session, settings: Settings, touched: Iterable[tuple[str, str]]) -> None:
+def _announce(session: Session, found: Resources, touched: Iterable[tuple[str, str]]) -> None:
     """``leaderboard:updated`` through the outbox, at most once per interval per period (a slot
     taken by a transaction that then rolls back only skips one announcement)."""
-    client = _client()
+    client, settings = found.redis, found.settings
     for period, name in sorted(touched):
         throttle = key(settings, "lb-throttle", period)
         try:

@@ -15,10 +15,9 @@ from aiohttp import web
 from common.errors import NotFound
 from common.services import chat as service
 from web.ids import MAX_ID, parse_id
-from web.keys import DB, LIMITER, SETTINGS
+from web.keys import DB, HUB, LIMITER, SETTINGS
 from web.realtime import protocol
 from web.realtime.connection import Connection
-from web.realtime.keys import HUB
 from web.realtime.protocol import FrameError
 
 

@@ -26,11 +26,9 @@ from common.errors import DomainError, Forbidden, Unauthorized
 from common.models.users import User
 from common.security.tokens import AccessClaims, InvalidToken, decode_access_token
 from common.sql import compile_query
-from web.auth import ACCOUNT_GATE
-from web.keys import DB, SETTINGS
+from web.keys import ACCOUNT_GATE, DB, HUB, SETTINGS
 from web.realtime import chat, protocol
 from web.realtime.connection import WRITE_HIGH_WATER, Connection
-from web.realtime.keys import HUB
 from web.realtime.protocol import FrameError
 from web.realtime.resume import missed_events, parse_since
 

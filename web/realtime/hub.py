@@ -1,40 +1,38 @@
-"""The hub of one web process: its sockets, and the Redis subscriber that feeds them.
+"""The hub of one web process: its sockets, and the routing of events to them.
 
-Every web instance subscribes to ``common.redis.events_channel`` and routes each outbox event
-(``common.events.Event.wire``) to the sockets of ``user:{id}``, ``room:{id}`` or everyone it holds.
-The subscriber reconnects with capped exponential backoff when Redis goes away. The outbox sweep
-may publish an event twice: the hub drops an id it has already routed.
+The hub follows ``common.redis.events_channel`` through the process's one Redis subscriber
+(``web.pubsub``, which reconnects with capped exponential backoff when Redis goes away) and routes
+each outbox event (``common.events.Event.wire``) to the sockets of ``user:{id}``, ``room:{id}``
+or everyone it holds. The outbox sweep may publish an event twice: the hub drops an id it has
+already routed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import weakref
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis
-import redis.asyncio as aredis
 from aiohttp import web
 
 from common.metrics import EVENTS_DELIVERED, EVENTS_RECEIVED
 from web.realtime import protocol
 from web.realtime.connection import Connection
 
+if TYPE_CHECKING:
+    from web.pubsub import Subscriber
+
 log = logging.getLogger(__name__)
 # Ids of recently routed events kept to drop the sweep's republications.
 RECENT_IDS = 10_000
-BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
-STOP_TIMEOUT = 2.0
 
 
 class Hub:
-    def __init__(self, client: aredis.Redis, channel: str, *, max_per_user: int) -> None:
-        self.client = client
+    def __init__(self, subscriber: Subscriber, channel: str, *, max_per_user: int) -> None:
+        self.subscriber = subscriber
         self.channel = channel
         self.max_per_user = max_per_user
         self.sockets: set[Connection] = set()
@@ -42,12 +40,8 @@ class Hub:
         self.rooms: dict[int, set[Connection]] = {}
         # Upgraded sockets that have not authenticated yet (closed on shutdown too).
         self.pending: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
-        self.subscribed = asyncio.Event()
-        self.reconnects = 0
         self.closed_too_slow = 0
         self._recent: OrderedDict[int, None] = OrderedDict()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
 
     # -- registry -------------------------------------------------------------------------------
 
@@ -144,63 +138,32 @@ class Hub:
             self.unregister(conn)
             conn.close_soon(code, message)
 
-    # -- the subscriber -------------------------------------------------------------------------
+    # -- following the events channel ----------------------------------------------------------
+
+    def start(self) -> None:
+        self.subscriber.follow(self.channel, self)
+
+    def stop(self) -> None:
+        self.subscriber.unfollow(self.channel, self)
+
+    def on_message(self, data: bytes) -> None:
+        self.route(data)
+
+    def on_subscribed(self) -> None:
+        pass  # nothing to load: sockets that missed events while it was down resume by id
+
+    def on_lost(self) -> None:
+        pass
+
+    @property
+    def subscribed(self) -> asyncio.Event:
+        """Set while the process's subscriber follows every channel (this hub's included)."""
+        return self.subscriber.subscribed
 
     @property
     def running(self) -> bool:
-        """True while the subscriber task is alive (it ends on ``stop``)."""
-        return self._task is not None and not self._task.done()
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._subscribe_forever())
-
-    async def stop(self) -> None:
-        """End the subscriber; bounded, since a cancel that lands inside redis-py's connect or
-        close can leave it waiting on a socket that is never answered."""
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=STOP_TIMEOUT)
-        with contextlib.suppress(redis.RedisError, OSError, TimeoutError):
-            await asyncio.wait_for(self.client.aclose(), STOP_TIMEOUT)
-
-    async def _subscribe_forever(self) -> None:
-        backoff = BACKOFF_START
-        while not self._stopping:
-            try:
-                await self._listen()
-            except (redis.RedisError, OSError) as exc:
-                # redis-py may turn our cancellation into a connection error: do not retry then.
-                if self._stopping:
-                    return
-                self.subscribed.clear()
-                self.reconnects += 1
-                log.warning("event subscriber lost Redis; reconnecting",
-                            extra={"error": str(exc), "in_seconds": round(backoff, 2)})
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, BACKOFF_MAX)
-            else:
-                backoff = BACKOFF_START
-
-    async def _listen(self) -> None:
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(self.channel)
-            self.subscribed.set()
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message["type"] == "message":
-                    try:
-                        self.route(message["data"])
-                    except Exception:  # one odd event must not stop delivery of the next
-                        log.exception("routing an event failed")
-                    # Let the writers run between events, so one burst cannot fill the queues
-                    # of clients that do keep up.
-                    await asyncio.sleep(0)
-        finally:
-            self.subscribed.clear()
-            with contextlib.suppress(redis.RedisError, OSError, TimeoutError):
-                await asyncio.wait_for(pubsub.aclose(), STOP_TIMEOUT)
+        """True while the process's subscriber runs (it ends on shutdown)."""
+        return self.subscriber.running
 
     async def close_all(self, code: int, message: str) -> None:
         """Close every socket, authenticated or not (shutdown)."""
