@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as aredis
 from aiohttp import web
@@ -57,7 +57,9 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     await app[REDIS].aclose()
 
 
-def _database(given: Database | None):  # type: ignore[no-untyped-def]
+def _database(
+    given: Database | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         if given is not None:

@@ -62,7 +62,7 @@ def require_user(handler: Handler) -> Handler:
         await authenticate(request)
         return await handler(request)
 
-    wrapper.auth = "user"  # type: ignore[attr-defined]  (read by the OpenAPI generator)
+    wrapper.auth = "user"  # type: ignore[attr-defined]  # read by the OpenAPI generator
     return wrapper
 
 

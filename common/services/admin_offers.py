@@ -42,7 +42,7 @@ def list_offers(session: Session, *, status: str | None, limit: int,
     return rows, total
 
 
-def _locked(session: Session, offer_id: int) -> Any:
+def _locked(session: Session, offer_id: int) -> RowMapping:
     row = session.execute(select(_o).where(_o.c.id == offer_id).with_for_update()).mappings().first()
     if row is None:
         raise NotFound("Offer not found")
@@ -82,7 +82,8 @@ def _check_rule(values: dict[str, Any]) -> None:
         raise InvalidInput("A fixed payout needs fixedPayout", errors=["fixedPayout: required"])
 
 
-def _write(session: Session, offer_id: int, before: Any, values: dict[str, Any]) -> Any:
+def _write(session: Session, offer_id: int, before: RowMapping, values: dict[str, Any]
+           ) -> RowMapping:
     return session.execute(
         update(_o).where(_o.c.id == offer_id, _o.c.status == before["status"])
         .values(**values, updated_at=func.now()).returning(*_o.c)

@@ -63,9 +63,9 @@ def bounds(period: str, name: str) -> tuple[dt.datetime, dt.datetime]:
         start = dt.datetime.fromisocalendar(int(year), int(week), 1).replace(tzinfo=dt.UTC)
         return start, start + dt.timedelta(weeks=1)
     if period == "monthly":
-        year, month = map(int, name.split("-"))
-        start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-        nxt = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
+        y, m = map(int, name.split("-"))
+        start = dt.datetime(y, m, 1, tzinfo=dt.UTC)
+        nxt = dt.datetime(y + m // 12, m % 12 + 1, 1, tzinfo=dt.UTC)
         return start, nxt
     return dt.datetime(1970, 1, 1, tzinfo=dt.UTC), dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 

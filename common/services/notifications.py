@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from common.events import emit_many
 from common.models.notifications import Notification
+from common.sql import affected
 from common.wire import Shape, jsonable
 
 _n = Notification.__table__
@@ -72,4 +73,4 @@ def mark_all_read(session: Session, *, user_id: int) -> int:
     result = session.execute(
         update(_n).where(_n.c.user_id == user_id, _n.c.read_at.is_(None)).values(read_at=func.now())
     )
-    return result.rowcount
+    return affected(result)

@@ -150,7 +150,7 @@ async def _account_refusal(app: web.Application, claims: AccessClaims) -> int | 
     gate = app.get(ACCOUNT_GATE)
     if gate is not None:
         try:
-            return protocol.FORBIDDEN if await gate(app, claims) else None  # type: ignore[operator]
+            return protocol.FORBIDDEN if await gate(app, claims) else None
         except Unauthorized:  # the token claims a role the user no longer has
             return protocol.UNAUTHORIZED
     row = await app[DB].fetch_one(_STATUS, {"user_id": claims.user_id})
