@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import urllib.parse
@@ -195,12 +196,19 @@ def celery_worker(committed: Engine) -> Iterator[object]:
     from workers.celery_app import app
 
     app.loader.import_module("celery.contrib.testing.tasks")
-    with start_worker(
-        app,
-        pool="threads",
-        concurrency=2,
-        perform_ping_check=False,
-        shutdown_timeout=10,
-        queues=list(QUEUES),
-    ) as worker:
-        yield worker
+    # The embedded worker sets the root logger's level to its own (ERROR) and leaves it there:
+    # put it back, so that later tests in this process still see warnings (caplog).
+    root = logging.getLogger()
+    level = root.level
+    try:
+        with start_worker(
+            app,
+            pool="threads",
+            concurrency=2,
+            perform_ping_check=False,
+            shutdown_timeout=10,
+            queues=list(QUEUES),
+        ) as worker:
+            yield worker
+    finally:
+        root.setLevel(level)

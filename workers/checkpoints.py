@@ -1,6 +1,6 @@
 """Named points inside a task's steps where a fault drill may act (stop the worker there, so a
 test can SIGKILL it at an exact step). In production no hook is installed and a checkpoint does
-nothing; the drill's worker installs one (tests/money/drill_app.py)."""
+nothing; the drill's worker installs one (tests/fixtures/drill_app.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,237 @@
+"""At most one payout chain acts on a payment: the lease, its fencing token, and the provider's
+void, driven step by step in the orders that paid twice before (docs/money.md "Payouts")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import redis
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from common.config import Settings
+from common.services.ledger import check_ledger
+from common.services.payments import (
+    approve_payment, finish_payout, start_payout, stuck_payments,
+)
+from common.uow import SyncContext
+from tests.fixtures.money_factories import committed_withdrawal
+from tests.fixtures.money import committed, ledger_checker  # noqa: F401
+from workers.tasks.payouts import attempt, give_up, record, take
+
+pytestmark = pytest.mark.committed
+
+
+@pytest.fixture
+def ctx(committed: Engine, settings: Settings, redis_sync: redis.Redis) -> Iterator[SyncContext]:
+    yield SyncContext.create(
+        settings.model_copy(update={"payout_sandbox_latency_ms": 0}), engine=committed,
+        client=redis_sync)
+
+
+def _expire_lease(engine: Engine, payment_id: int) -> None:
+    """Time passes beyond the lease (the holder stalled: a long retry wait, a slow provider)."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE payments SET lease_until = now() - interval '1 second' "
+                          "WHERE id = :id"), {"id": payment_id})
+
+
+def _state(engine: Engine, user_id: int, payment_id: int) -> tuple[str, Decimal, list[str]]:
+    with engine.connect() as conn:
+        status = conn.execute(text("SELECT status FROM payments WHERE id = :id"),
+                              {"id": payment_id}).scalar_one()
+        balance = conn.execute(text("SELECT balance FROM users WHERE id = :id"),
+                               {"id": user_id}).scalar_one()
+        provider = list(conn.execute(text(
+            "SELECT status FROM sandbox_payouts WHERE idempotency_key = :k"),
+            {"k": f"payment:{payment_id}"}).scalars())
+    with Session(engine) as session:
+        assert check_ledger(session) == []
+    return status, balance, provider
+
+
+def test_an_old_chain_out_of_attempts_cannot_fail_a_payment_another_chain_holds(ctx: SyncContext, committed: Engine) -> None:
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    x = take(ctx, payment_id)             # chain X starts, then waits for a retry
+    assert x is not None
+    _expire_lease(committed, payment_id)  # X's wait outlives its lease: the sweep dispatches Y
+    y = take(ctx, payment_id)
+    assert y is not None and y.token > x.token
+    assert give_up(ctx, x) == "lease_lost"  # X runs out of attempts: it voids and releases nothing
+    result = attempt(ctx, y)
+    assert not isinstance(result, Exception)
+    assert record(ctx, y, result) == "paid"
+    assert _state(committed, user_id, payment_id) == ("paid", Decimal("180.00"), ["paid"])
+
+
+def test_a_stalled_chain_inside_the_provider_cannot_pay_after_the_holder_gave_up(ctx: SyncContext, committed: Engine) -> None:
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    y = take(ctx, payment_id)             # chain Y is about to call the provider, and stalls
+    assert y is not None
+    _expire_lease(committed, payment_id)
+    x = take(ctx, payment_id)             # X takes over, fails every attempt, gives up
+    assert x is not None
+    assert give_up(ctx, x) == "voided"    # the key is void at the provider, then released
+    result = attempt(ctx, y)              # Y wakes up inside the provider with the same key
+    assert not isinstance(result, Exception) and result.status == "voided"
+    assert record(ctx, y, result) == "lease_lost"
+    assert _state(committed, user_id, payment_id) == ("failed", Decimal("200.00"), ["voided"])
+
+
+def test_a_holder_giving_up_after_a_stalled_chain_paid_records_the_payment(ctx: SyncContext, committed: Engine) -> None:
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    y = take(ctx, payment_id)
+    assert y is not None
+    paid = attempt(ctx, y)                # the provider pays, Y stalls before recording it
+    _expire_lease(committed, payment_id)
+    x = take(ctx, payment_id)
+    assert x is not None
+    assert give_up(ctx, x) == "paid"      # the void finds the payment made: paid, nothing released
+    assert not isinstance(paid, Exception)
+    assert record(ctx, y, paid) == "lease_lost"
+    assert _state(committed, user_id, payment_id) == ("paid", Decimal("180.00"), ["paid"])
+
+
+def test_a_stalled_chain_records_nothing_while_another_holds_the_lease(ctx: SyncContext, committed: Engine) -> None:
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    y = take(ctx, payment_id)
+    assert y is not None
+    paid = attempt(ctx, y)
+    _expire_lease(committed, payment_id)
+    x = take(ctx, payment_id)             # X holds the lease; the payment is still processing
+    assert x is not None and not isinstance(paid, Exception)
+    assert record(ctx, y, paid) == "lease_lost"
+    assert _state(committed, user_id, payment_id) == ("processing", Decimal("180.00"), ["paid"])
+    result = attempt(ctx, x)              # X learns the first result from the provider
+    assert not isinstance(result, Exception)
+    assert record(ctx, x, result) == "paid"
+    assert _state(committed, user_id, payment_id) == ("paid", Decimal("180.00"), ["paid"])
+
+
+def test_a_second_chain_gets_nothing_while_the_lease_is_live(ctx: SyncContext, committed: Engine) -> None:
+    _, payment_id = committed_withdrawal(committed, "20")
+    first = take(ctx, payment_id)
+    assert first is not None
+    assert take(ctx, payment_id) is None              # a duplicate enqueue, a redelivery
+    again = take(ctx, payment_id, first.token)        # the same chain's retry keeps it
+    assert again is not None and again.token == first.token + 1
+    assert take(ctx, payment_id, first.token) is None  # and the token it left behind is stale
+
+
+def test_the_sweep_enqueues_expired_leases_only_and_once_per_period(ctx: SyncContext, committed: Engine) -> None:
+    _, payment_id = committed_withdrawal(committed, "20")
+    assert take(ctx, payment_id) is not None
+    with ctx.transaction() as session:
+        assert stuck_payments(session, older_than=60) == []
+    _expire_lease(committed, payment_id)
+    with ctx.transaction() as session:
+        assert stuck_payments(session, older_than=60) == [payment_id]
+    with ctx.transaction() as session:
+        assert stuck_payments(session, older_than=60) == []  # already enqueued this period
+
+
+def test_a_finished_payment_cannot_be_finished_again(ctx: SyncContext, committed: Engine) -> None:
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    job = take(ctx, payment_id)
+    assert job is not None
+    with ctx.transaction() as session:
+        assert finish_payout(session, job=job, paid=True, reference="r1")
+    with ctx.transaction() as session:
+        assert not finish_payout(session, job=job, paid=False, reason="late failure")
+    assert _state(committed, user_id, payment_id)[:2] == ("paid", Decimal("180.00"))
+
+
+def test_a_payment_over_the_auto_pay_limit_is_not_paid_before_an_admin_approves(ctx: SyncContext, committed: Engine) -> None:
+    user_id, payment_id = committed_withdrawal(committed, "150")
+    with ctx.transaction() as session:
+        assert start_payout(session, payment_id=payment_id, lease_seconds=60) is None
+    with ctx.transaction() as session:
+        assert approve_payment(session, payment_id=payment_id)
+    with ctx.transaction() as session:
+        assert start_payout(session, payment_id=payment_id, lease_seconds=60) is not None
+    assert _state(committed, user_id, payment_id) == ("processing", Decimal("50.00"), [])
+
+
+def test_a_chain_records_the_providers_reference_and_reason(ctx: SyncContext, committed: Engine) -> None:
+    _, paid_id = committed_withdrawal(committed, "20")
+    _, declined_id = committed_withdrawal(committed, "20", destination="decline@example.com")
+    for payment_id in (paid_id, declined_id):
+        job = take(ctx, payment_id)
+        assert job is not None
+        result = attempt(ctx, job)
+        assert not isinstance(result, Exception)
+        assert record(ctx, job, result) == result.status
+    with committed.connect() as conn:
+        rows = {r.id: r for r in conn.execute(text(
+            "SELECT p.id, p.status, p.provider_reference, p.failure_reason, s.reference "
+            "FROM payments p JOIN sandbox_payouts s ON s.idempotency_key = 'payment:' || p.id"))}
+    paid, declined = rows[paid_id], rows[declined_id]
+    assert (paid.status, paid.provider_reference, paid.failure_reason) == ("paid", paid.reference, None)
+    assert (declined.status, declined.provider_reference, declined.failure_reason) == (
+        "failed", declined.reference, "declined by the payout provider")
+
+
+def test_a_transient_provider_error_counts_against_the_payout_breaker(ctx: SyncContext, committed: Engine) -> None:
+    from common.payouts import BREAKER_NAME, ProviderError
+    from common.redis import key
+
+    _, payment_id = committed_withdrawal(committed, "20", destination="flaky@example.com")
+    job = take(ctx, payment_id)
+    assert job is not None
+    assert isinstance(attempt(ctx, job), ProviderError)      # flaky: fails once
+    assert ctx.redis.get(key(ctx.settings, "breaker", BREAKER_NAME, "failures")) == b"1"
+    result = attempt(ctx, job)
+    assert not isinstance(result, Exception) and result.status == "paid"
+
+
+def test_an_unreachable_provider_on_give_up_leaves_the_payment_leased_for_the_sweep(
+    ctx: SyncContext, committed: Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from common.payouts import ProviderError
+    from workers.tasks import payouts
+
+    class Unreachable:
+        def void(self, *, key: str) -> None:
+            raise ProviderError("unreachable")
+
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    job = take(ctx, payment_id)
+    assert job is not None
+    monkeypatch.setattr(payouts, "make_provider", lambda *_: Unreachable())
+    assert give_up(ctx, job) == "unknown"
+    with committed.connect() as conn:
+        leased = conn.execute(text("SELECT lease_until > now() FROM payments WHERE id = :id"),
+                              {"id": payment_id}).scalar_one()
+    assert leased is True   # renewed, not cleared: the sweep takes it up after the lease
+    assert _state(committed, user_id, payment_id) == ("processing", Decimal("180.00"), [])
+
+
+def test_a_chain_out_of_attempts_voids_and_fails_with_the_reason(ctx: SyncContext, committed: Engine) -> None:
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    job = take(ctx, payment_id)
+    assert job is not None
+    assert give_up(ctx, job) == "voided"
+    with committed.connect() as conn:
+        row = conn.execute(text("SELECT provider_reference, failure_reason FROM payments "
+                                "WHERE id = :id"), {"id": payment_id}).one()
+    assert tuple(row) == ("", "payout provider unavailable")
+    assert _state(committed, user_id, payment_id) == ("failed", Decimal("200.00"), ["voided"])
+
+
+def test_a_retry_message_carries_the_payment_once_and_the_token() -> None:
+    """Celery rebuilds a retry from the first delivery (``enqueue("payouts.pay", id)``: the id
+    positional); the retry's arguments must bind to the task without the id twice."""
+    import inspect
+
+    from celery.app.task import Context
+
+    from common.services.payments import PayoutJob
+    from workers.tasks.payouts import pay, retry_arguments
+
+    first = Context(args=(7,), kwargs={}, id="t", retries=0, delivery_info={})
+    job = PayoutJob(7, 1, Decimal("10"), "paypal", "me@example.com", token=3)
+    retried = pay.signature_from_request(first, **retry_arguments(7, job))
+    bound = inspect.signature(pay.run).bind(*retried.args, **retried.kwargs)
+    assert bound.arguments == {"payment_id": 7, "token": 3}
