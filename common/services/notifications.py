@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,20 +25,37 @@ class NewNotification:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+# The API's notification, ``{id, type, title, body, data, read, readAt, createdAt}``, defined once:
+# each key, the column it comes from and how it is shown. ``notification_json`` (a row in Python)
+# and ``notification_json_sql`` (rows inside a statement: the approval's) are both built from it.
+_SHAPE: tuple[tuple[str, str, str], ...] = (
+    ("id", "id", "as_is"), ("type", "type", "as_is"), ("title", "title", "as_is"),
+    ("body", "body", "as_is"), ("data", "data", "as_is"), ("read", "read_at", "is_set"),
+    ("readAt", "read_at", "instant"), ("createdAt", "created_at", "instant"),
+)
+_IN_PYTHON: dict[str, Callable[[Any], Any]] = {
+    "as_is": lambda value: value,
+    "is_set": lambda value: value is not None,
+    "instant": lambda value: None if value is None else _iso(value),
+}
+# An instant as ISO 8601 in UTC with milliseconds (truncated, as ``_iso``), e.g. 2024-03-01T09:30:00.123Z.
+_IN_SQL = {
+    "as_is": "{}",
+    "is_set": "{} IS NOT NULL",
+    "instant": "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+}
+
+
 def notification_json(row: Any) -> dict[str, Any]:
-    """The API's notification: ``{id, type, title, body, data, read, readAt, createdAt}``."""
-    read_at: dt.datetime | None = row["read_at"]
-    created: dt.datetime = row["created_at"]
-    return {
-        "id": row["id"],
-        "type": row["type"],
-        "title": row["title"],
-        "body": row["body"],
-        "data": row["data"],
-        "read": read_at is not None,
-        "readAt": _iso(read_at) if read_at else None,
-        "createdAt": _iso(created),
-    }
+    """The API's notification of a ``notifications`` row (a mapping)."""
+    return {key: _IN_PYTHON[how](row[column]) for key, column, how in _SHAPE}
+
+
+def notification_json_sql(alias: str) -> str:
+    """The same as a SQL ``jsonb`` expression over the ``notifications`` columns of ``alias``
+    (a table alias or a CTE returning them)."""
+    pairs = (f"'{key}', " + _IN_SQL[how].format(f"{alias}.{column}") for key, column, how in _SHAPE)
+    return f"jsonb_build_object({', '.join(pairs)})"
 
 
 def _iso(value: dt.datetime) -> str:
