@@ -66,6 +66,11 @@ class Shape(BaseModel):
         cls._columns = tuple((name, column_of(name)) for name in cls.model_fields)
 
     @classmethod
+    def columns(cls) -> tuple[tuple[str, str], ...]:
+        """``(field, column)`` pairs in field order."""
+        return cls._columns
+
+    @classmethod
     def of(cls, row: Mapping[str, Any] | object | None = None, /, **values: Any) -> dict[str, Any]:
         """The shape's dict in field order: a field named in ``values`` takes that value, any
         other the row's column (a mapping's key, or an object's attribute)."""

@@ -43,6 +43,28 @@ def notification_json(row: Any) -> dict[str, Any]:
     return jsonable(NotificationOut.of(row, read=row["read_at"] is not None))
 
 
+# Inside SQL (the approval statement stores and announces its notifications in one statement):
+# the same fields from the same columns, ``read`` from ``read_at``, timestamps as ``iso`` writes
+# them (UTC, milliseconds truncated, e.g. 2024-03-01T09:30:00.123Z).
+_SQL_INSTANT = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+_INSTANTS = (dt.datetime, dt.datetime | None)
+
+
+def notification_json_sql(alias: str) -> str:
+    """``notification_json`` as a SQL ``jsonb`` expression over the ``notifications`` columns of
+    ``alias`` (a table alias or a CTE returning them)."""
+    pairs = []
+    for name, column in NotificationOut.columns():
+        if name == "read":
+            value = f"{alias}.read_at IS NOT NULL"
+        elif NotificationOut.model_fields[name].annotation in _INSTANTS:
+            value = _SQL_INSTANT.format(f"{alias}.{column}")
+        else:
+            value = f"{alias}.{column}"
+        pairs.append(f"'{name}', {value}")
+    return f"jsonb_build_object({', '.join(pairs)})"
+
+
 def notify(session: Session, items: Sequence[NewNotification]) -> list[int]:
     """Store notifications and emit ``notification:new`` for each, in the caller's transaction."""
     if not items:

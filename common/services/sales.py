@@ -20,7 +20,8 @@ from common.events import adopt_emitted
 from common.models.audit import AuditLog
 from common.money import commission
 from common.services.leaderboard import record_approvals, record_reversal
-from common.services.ledger import post_entry
+from common.services.ledger import balance_events, post_entry, posting
+from common.services.notifications import notification_json_sql
 from common.services.payments import fail_pending_for_debt
 from common.tracing import current_trace_id
 
@@ -160,70 +161,50 @@ def credit_sale(session: Session, **request: Any) -> SaleOutcome:
     return repeat(again, credit)
 
 
-# Approve the selected pending sales in ONE statement: the guarded transition, one ledger credit
-# per sale (unless its key exists), pending_balance and balance moved in one update per user (a
-# row is updated once per statement), a ``sale_approved`` notification per sale, and their events
-# (``balance:updated`` with the balance after each entry, ``notification:new``) in the outbox.
+# Approve the selected pending sales in ONE statement: the guarded transition, one ``sale_credit``
+# per sale with a commission posted by the ledger's rule (``posting``: unless its key exists,
+# balance and pending_balance moved in one update per user), a ``sale_approved`` notification per
+# sale, and their events (``balance:updated`` with the balance after each entry, then
+# ``notification:new``) in the outbox.
 # The batch's selection is materialised first: inside ``IN (...)`` a LIMIT with SKIP LOCKED may be
-# evaluated more than once and approve more than the batch. The notification's JSON mirrors
-# ``notification_json`` (common/services/notifications.py).
+# evaluated more than once and approve more than the batch.
 _APPROVE = """
 WITH picked AS MATERIALIZED ({selection}), sale AS (
     UPDATE sales SET status = 'approved', decided_at = now()
     WHERE id IN (SELECT id FROM picked) AND status = 'pending'
     RETURNING id, user_id, commission_amount, offer_id
-), entry AS (
-    INSERT INTO ledger_entries (user_id, amount, kind, reference_type, reference_id, idempotency_key)
-    SELECT user_id, commission_amount, 'sale_credit', 'sale', id, 'sale_credit:' || id
+), credit AS (
+    SELECT id AS seq, user_id, commission_amount AS amount, 'sale_credit' AS kind,
+           'sale' AS reference_type, id AS reference_id, 'sale_credit:' || id AS idempotency_key,
+           false AS allow_debt
     FROM sale WHERE commission_amount > 0
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id, user_id, amount, reference_id
-), total AS (
-    SELECT sale.user_id, sum(sale.commission_amount) AS pending,
-           coalesce(sum(entry.amount), 0) AS credited
-    FROM sale LEFT JOIN entry ON entry.reference_id = sale.id GROUP BY sale.user_id
-), moved AS (
-    UPDATE users SET pending_balance = users.pending_balance - total.pending,
-                     balance = users.balance + total.credited
-    FROM total WHERE users.id = total.user_id
-    RETURNING users.id, users.balance
-), running AS (
-    SELECT entry.user_id, entry.reference_id AS sale_id, entry.amount,
-           moved.balance - coalesce(sum(entry.amount) OVER (
-               PARTITION BY entry.user_id ORDER BY entry.reference_id DESC
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS new_balance
-    FROM entry JOIN moved ON moved.id = entry.user_id
-), note AS (
+), pending AS (
+    SELECT user_id, -commission_amount AS amount FROM sale
+)""" + posting("credit", also_add=("pending_balance", "pending")) + f"""
+, note AS (
     INSERT INTO notifications (user_id, type, title, body, data)
     SELECT sale.user_id, 'sale_approved', 'Offer reward approved',
            offers.title || ': ' || sale.commission_amount || ' added to your balance',
            jsonb_build_object('saleId', sale.id, 'amount', sale.commission_amount)
     FROM sale JOIN offers ON offers.id = sale.offer_id
-    RETURNING id, user_id, type, title, body, data, created_at
+    RETURNING id, user_id, type, title, body, data, read_at, created_at
 ), event AS (
     INSERT INTO outbox (target, target_id, event, data, trace_id)
     SELECT 'user', user_id, event, data, CAST(:trace_id AS varchar) FROM (
-        SELECT user_id, sale_id AS seq, 0 AS kind, 'balance:updated' AS event,
-               jsonb_build_object('newBalance', new_balance, 'change', amount,
-                                  'reason', 'sale_credit') AS data
-        FROM running
+        SELECT user_id, id, 0 AS kind, event, data FROM ({balance_events()}) AS balance
         UNION ALL
-        SELECT user_id, id, 1, 'notification:new',
-               jsonb_build_object('id', id, 'type', type, 'title', title, 'body', body,
-                                  'data', data, 'read', false, 'readAt', NULL,
-                                  'createdAt', to_char(created_at AT TIME ZONE 'UTC',
-                                                       'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
-        FROM note
-    ) ordered ORDER BY kind, user_id, seq
+        SELECT user_id, id, 1, 'notification:new', {notification_json_sql('note')} FROM note
+    ) AS ordered ORDER BY kind, user_id, id
     RETURNING id, target, target_id, event, data, trace_id
 )
 SELECT (SELECT count(*) FROM sale) AS approved, event.* FROM event ORDER BY event.id
 """
-_APPROVE_ONE = text(_APPROVE.format(selection="SELECT CAST(:sale_id AS bigint) AS id"))
+_APPROVE_ONE = text(_APPROVE.replace("{selection}", "SELECT CAST(:sale_id AS bigint) AS id"))
 _APPROVE_DUE = text(
-    _APPROVE.format(
-        selection="SELECT id FROM sales WHERE status = 'pending' AND hold_until <= now() "
-        "ORDER BY hold_until LIMIT :batch FOR UPDATE SKIP LOCKED"
+    _APPROVE.replace(
+        "{selection}",
+        "SELECT id FROM sales WHERE status = 'pending' AND hold_until <= now() "
+        "ORDER BY hold_until LIMIT :batch FOR UPDATE SKIP LOCKED",
     )
 )
 

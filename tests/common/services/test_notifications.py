@@ -18,7 +18,9 @@ from common.events import sweep_unpublished
 from common.models import User
 from common.redis import events_channel
 from common.services.ledger import post_entry
-from common.services.notifications import NewNotification, notify
+from common.services.notifications import (
+    NewNotification, notification_json, notification_json_sql, notify,
+)
 from common.services.payments import cancel_payment, request_withdrawal
 from common.services.sales import approve_sale, credit_sale
 from common.uow import SyncContext
@@ -45,6 +47,23 @@ async def test_notifications_list_read_and_read_all(client, session: Session, se
     assert (await resp.json())["data"] == {"updated": 2}
     unread = await (await client.get("/api/notifications", params={"unread": "true"}, headers=headers)).json()
     assert unread["data"] == []
+
+
+def test_notification_json_in_sql_is_the_one_in_python(session: Session) -> None:
+    user = make_user(session)
+    ids = notify(session, [
+        NewNotification(user_id=user.id, type="t", title="Hi", body="b", data={"saleId": 1, "amount": 7.5}),
+        NewNotification(user_id=user.id, type="u", title="Read"),
+    ])
+    session.execute(text(
+        "UPDATE notifications SET created_at = '2024-02-29 23:59:59.123999+05', "
+        "read_at = CASE WHEN id = :id THEN timestamptz '2024-03-01 00:00:00.000999+00' END"), {"id": ids[1]})
+    rows = session.execute(text(
+        f"SELECT n.*, {notification_json_sql('n')} AS json FROM notifications n "
+        "WHERE user_id = :u ORDER BY id"), {"u": user.id}).mappings().all()
+    assert [r["json"] for r in rows] == [orjson.loads(orjson.dumps(notification_json(r))) for r in rows]
+    assert [(r["json"]["read"], r["json"]["createdAt"]) for r in rows] == [
+        (False, "2024-02-29T18:59:59.123Z"), (True, "2024-02-29T18:59:59.123Z")]
 
 
 @pytest.mark.committed
