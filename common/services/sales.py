@@ -100,7 +100,11 @@ class CreditRequest:
                 "offer": self.offer_external_id}
 
 
-def plan_credit(found: Mapping[str, Any], request: CreditRequest) -> SaleOutcome | dict[str, Any]:
+# A row by column name: a SQLAlchemy RowMapping (sync callers) or a psycopg dict row (the fast path).
+Found = Mapping[Any, Any]
+
+
+def plan_credit(found: Found, request: CreditRequest) -> SaleOutcome | dict[str, Any]:
     """Decide a credit from its ``LOOKUP`` row: the answer of a repeat (nothing to write), or the
     parameters of ``CREDIT``. Raises ``UnknownOffer``, or ``UserMismatch`` for a transaction id
     whose sale belongs to another user (a network's sale never changes hands)."""
@@ -118,14 +122,14 @@ def plan_credit(found: Mapping[str, Any], request: CreditRequest) -> SaleOutcome
     }
 
 
-def repeat(existing: Mapping[str, Any], request: CreditRequest) -> SaleOutcome:
+def repeat(existing: Found, request: CreditRequest) -> SaleOutcome:
     """A credit whose transaction id another callback inserted first (an ``EXISTING`` row):
     a repeat if it names the same user, else ``UserMismatch``."""
     _same_owner(existing["user_id"], request.user_id, request.external_id)
     return SaleOutcome(existing["id"], existing["status"], "duplicate")
 
 
-def _commission(offer: Mapping[str, Any], network_amount: Decimal) -> Decimal:
+def _commission(offer: Found, network_amount: Decimal) -> Decimal:
     """The user's commission under the offer's payout rule (columns of a ``LOOKUP`` row)."""
     return commission(payout_type=offer["payout_type"], user_share=offer["user_share"],
                       fixed_payout=offer["fixed_payout"], network_amount=network_amount)
@@ -136,7 +140,7 @@ def _same_owner(owner_id: int, user_id: int, external_id: str) -> None:
         raise UserMismatch(f"Transaction {external_id!r} belongs to another user")
 
 
-def credited(row: Mapping[str, Any]) -> SaleOutcome | None:
+def credited(row: Found) -> SaleOutcome | None:
     """The outcome of ``CREDIT``: the new pending sale; ``UnknownUser``; or None when a concurrent
     callback inserted the sale first (the caller answers with ``EXISTING``)."""
     if row["sale_id"] is not None:

@@ -59,6 +59,10 @@ _CODES = {403: "forbidden", 429: "rate_limited"}
 _UNREADABLE = (ValueError, LookupError, RuntimeError, binascii.Error, zlib.error, EOFError)
 
 
+# The refusals a network's reply names as such; any other domain error is a plain "refused".
+_NAMED_REFUSALS: dict[str, Outcome] = {"unknown_user": "unknown_user",
+                                       "unknown_offer": "unknown_offer"}
+
 async def _params(request: web.Request) -> tuple[dict[str, str], bool]:
     """The bounded parameters (query, then a form body), and whether the body could be read."""
     pairs = list(request.query.items())
@@ -159,7 +163,7 @@ async def postback(request: web.Request) -> web.Response:
         )
     except DomainError as exc:  # unknown user or offer: logged, and the network may retry
         outcome = getattr(exc, "outcome", "refused")
-        refusal: Outcome = outcome if outcome in ("unknown_user", "unknown_offer") else "refused"
+        refusal = _NAMED_REFUSALS.get(outcome, "refused")
         return await _refuse(request, network, params, "accepted", adapter.reply(refusal),
                              exc.message, outcome=outcome)
     return _accepted(adapter, result.sale_id, result.status)
