@@ -56,6 +56,7 @@ from common.config import Settings, get_settings  # noqa: E402
 from common.db import Base, make_sync_engine  # noqa: E402
 from common.migrate import upgrade  # noqa: E402
 from common.redis import events_channel  # noqa: E402
+from common.services.ledger import check_ledger  # noqa: E402
 
 # Rows a migration seeds (reference data) survive the truncation after committed tests.
 KEEP_TABLES = {"alembic_version"}
@@ -68,6 +69,12 @@ RESEED = [
 
 def _sqlalchemy(url: str) -> str:
     return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def ledger_problems(bind: Connection | Engine) -> list[str]:
+    """What ``check-ledger`` finds wrong with the money in ``bind``'s view of the database."""
+    with Session(bind=bind) as session:
+        return check_ledger(session)
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +111,10 @@ def connection(engine: Engine) -> Iterator[Connection]:
         outer = conn.begin()
         try:
             yield conn
+            # Every user's money adds up after every test (docs/money.md), checked on the test's
+            # own transaction before the rollback erases it.
+            if outer.is_active:
+                assert ledger_problems(conn) == []
         finally:
             if outer.is_active:
                 outer.rollback()
@@ -176,7 +187,11 @@ def committed(engine: Engine, redis_sync: redis.Redis) -> Iterator[Engine]:
     """For tests that commit for real (real pools, real workers): clean tables afterwards."""
     truncate_all(engine)
     yield engine
-    truncate_all(engine)
+    try:
+        with engine.connect() as conn:  # checked before the truncation wipes the evidence
+            assert ledger_problems(conn) == []
+    finally:
+        truncate_all(engine)
 
 
 @pytest.fixture

@@ -36,7 +36,6 @@ from common.uow import SyncContext
 from tests.conftest import truncate_all
 from tests.fixtures.factories import make_user
 from tests.fixtures.money_factories import make_offer
-from tests.fixtures.money import committed, ledger_checker  # noqa: F401
 from workers.tasks.payouts import attempt, give_up, record, take
 
 LONG = os.environ.get("SB_DRILL") == "long"

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 from common.services.ledger import check_ledger
 from common.services.payments import request_withdrawal
 from common.taskqueue import enqueue
-from tests.fixtures.money import committed, ledger_checker  # noqa: F401
 from tests.fixtures.money_factories import make_funded_user
 from tests.fixtures.processes import kill, start_worker
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.fixtures.money import committed, ledger_checker, live_client  # noqa: F401
+from tests.fixtures.money import live_client  # noqa: F401
 
 
 @pytest.mark.committed

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from common.config import Settings
 from tests.fixtures.factories import make_user
-from tests.fixtures.money import committed, ledger_checker, money_settings  # noqa: F401
+from tests.fixtures.money import money_settings  # noqa: F401
 from tests.fixtures.money_factories import make_offer
 from tests.fixtures.schemes import SIGNATURE_PARAM, signed
 

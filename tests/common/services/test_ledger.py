@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from common.models import OutboxEvent, User
 from common.services.ledger import Entry, InsufficientFunds, check_ledger, post_entries, post_entry
 from tests.fixtures.factories import make_user
-from tests.fixtures.money import committed, ledger_checker  # noqa: F401
 from tests.fixtures.money_factories import fund
 
 

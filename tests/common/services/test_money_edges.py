@@ -15,7 +15,6 @@ from common.services.payments import (
     request_withdrawal, start_payout, stuck_payments,
 )
 from tests.fixtures.money_factories import make_funded_user
-from tests.fixtures.money import committed, ledger_checker  # noqa: F401
 
 
 def _withdraw(session: Session, user_id: int, amount: str) -> int:

@@ -26,7 +26,6 @@ from common.services.sales import approve_sale, credit_sale
 from common.uow import SyncContext
 from tests.fixtures.factories import auth_headers, make_user
 from tests.fixtures.money_factories import make_offer
-from tests.fixtures.money import committed, ledger_checker  # noqa: F401
 
 
 async def test_notifications_list_read_and_read_all(client, session: Session, settings: Settings) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,6 @@ from common.services.sales import approve_due_sales, approve_sale, credit_sale, 
 from common.taskqueue import enqueue
 from common.uow import SyncContext
 from tests.fixtures.factories import auth_headers, make_user
-from tests.fixtures.money import committed, ledger_checker  # noqa: F401
 from tests.fixtures.money_factories import make_offer
 
 

@@ -20,7 +20,7 @@ from common.services.sales import (
 )
 from tests.fixtures.factories import make_user
 from tests.fixtures.money_factories import generic_params, make_offer
-from tests.fixtures.money import committed, ledger_checker, money_client  # noqa: F401
+from tests.fixtures.money import money_client  # noqa: F401
 from tests.fixtures.money import money_settings  # noqa: F401
 
 

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from common.money import commission, to_cents
 from tests.fixtures.factories import auth_headers, make_user
-from tests.fixtures.money import committed, ledger_checker  # noqa: F401
 from tests.fixtures.money_factories import make_offer
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from common.config import Settings
 from common.models import LedgerEntry, OutboxEvent, Payment, User
 from tests.fixtures.factories import auth_headers
-from tests.fixtures.money import committed, ledger_checker, live_client  # noqa: F401
+from tests.fixtures.money import live_client  # noqa: F401
 from tests.fixtures.money_factories import make_funded_user
 
 BODY = {"amount": 10, "method": "paypal", "destination": "me@example.com"}

@@ -14,8 +14,6 @@ from common.models import AuditLog, PostbackLog, Sale, User
 from common.services.sales import approve_sale
 from tests.fixtures.factories import make_user
 from tests.fixtures.money import (  # noqa: F401
-    committed,
-    ledger_checker,
     live_money_client,
     money_client,
     money_settings,

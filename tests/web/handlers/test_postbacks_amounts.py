@@ -11,8 +11,6 @@ from sqlalchemy.orm import Session
 from common.models import PostbackLog, Sale
 from tests.fixtures.factories import make_user
 from tests.fixtures.money import (  # noqa: F401
-    committed,
-    ledger_checker,
     money_client,
     money_settings,
 )

@@ -16,8 +16,6 @@ from common.models import PostbackLog
 from common.postbacks.params import MAX_NAME, MAX_PARAMS, MAX_VALUE, TRUNCATED
 from tests.fixtures.factories import make_user
 from tests.fixtures.money import (  # noqa: F401
-    committed,
-    ledger_checker,
     money_client,
     money_settings,
 )

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from common.config import Settings
 from common.models import IdempotencyKey, Payment, PostbackLog, Sale, User
 from tests.fixtures.factories import auth_headers, make_user
-from tests.fixtures.money import committed, ledger_checker, money_settings  # noqa: F401
+from tests.fixtures.money import money_settings  # noqa: F401
 from tests.fixtures.money_factories import generic_params, make_funded_user, make_offer
 
 MakeClient = Callable[..., Awaitable[TestClient]]

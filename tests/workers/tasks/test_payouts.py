@@ -17,7 +17,6 @@ from common.payouts import BREAKER_NAME, BreakerOpen, CircuitBreaker, ProviderEr
 from common.redis import key as redis_key
 from common.services.payments import approve_payment
 from common.taskqueue import enqueue
-from tests.fixtures.money import committed, ledger_checker  # noqa: F401
 from tests.fixtures.money_factories import committed_withdrawal
 from tests.fixtures.processes import kill, start_worker, wait_for
 

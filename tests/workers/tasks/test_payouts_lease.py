@@ -18,7 +18,6 @@ from common.services.payments import (
 )
 from common.uow import SyncContext
 from tests.fixtures.money_factories import committed_withdrawal
-from tests.fixtures.money import committed, ledger_checker  # noqa: F401
 from workers.tasks.payouts import attempt, give_up, record, take
 
 pytestmark = pytest.mark.committed
