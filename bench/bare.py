@@ -80,6 +80,7 @@ def postback_app(pool_size: int) -> web.Application:
             async with pool.connection() as conn:
                 found = await (await conn.execute(HOT_LOOKUP.sql, {
                     "network": "bench", "external_id": q["txn_id"], "offer": q["offer_id"],
+                    "click_id": None, "click_days": 90,
                 })).fetchone()
             assert found is not None
             async with pool.connection() as conn:
@@ -88,7 +89,7 @@ def postback_app(pool_size: int) -> web.Application:
                     "ip": "127.0.0.1", "trace_id": None, "user_id": int(q["user_id"]),
                     "offer_id": found["offer_id"], "external_id": q["txn_id"],
                     "sale_amount": Decimal(q["amount"]), "commission": Decimal("1.40"),
-                    "hold": 3600,
+                    "hold": 3600, "click_id": None,
                 })).fetchone()
             return _rows(row)
 

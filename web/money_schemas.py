@@ -40,6 +40,7 @@ class SaleOut(BaseModel):
     status: Literal["pending", "approved", "rejected", "reversed"]
     createdAt: dt.datetime
     decidedAt: dt.datetime | None
+    clickId: str | None = Field(description="the click the conversion came from, if known")
 
 
 class GenericPostbackQuery(BaseModel):
@@ -51,6 +52,8 @@ class GenericPostbackQuery(BaseModel):
     amount: str
     status: str = Field(description="1/approved/completed = credit, 2/reversed/chargeback = reverse")
     sig: str = Field(description="hex HMAC-SHA256 of the other parameters, sorted, k=v&k=v")
+    click_id: str | None = Field(None, description="the click (POST /offers/{id}/click) this "
+                                 "conversion came from; must be this user's, for this offer")
 
 
 class PostbackAck(BaseModel):
@@ -87,3 +90,20 @@ class ReadOut(BaseModel):
 
 class ReadAllOut(BaseModel):
     updated: int
+
+
+class ClickCreatedOut(BaseModel):
+    clickId: str = Field(description="opaque, unguessable (128 random bits)")
+    url: str = Field(description="the offer's tracking URL with {clickId} and {userId} filled in")
+    createdAt: dt.datetime
+
+
+class ClickOut(BaseModel):
+    clickId: str
+    offerId: int
+    offerTitle: str
+    createdAt: dt.datetime
+    saleId: int | None
+    saleStatus: Literal["pending", "approved", "rejected", "reversed"] | None
+    claimable: bool = Field(description="a claim on this click would be accepted now (no sale, "
+                            "no claim, inside the claim window)")

@@ -32,7 +32,7 @@ def admin_sale_json(row: Any) -> dict[str, Any]:
         "offerTitle": row["offer_title"], "externalId": row["external_id"],
         "saleAmount": row["sale_amount"], "commissionAmount": row["commission_amount"],
         "status": row["status"], "createdAt": row["created_at"], "decidedAt": row["decided_at"],
-        "network": row["network"], "holdUntil": row["hold_until"],
+        "network": row["network"], "holdUntil": row["hold_until"], "clickId": row["click_id"],
     }
 
 

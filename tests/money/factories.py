@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from decimal import Decimal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from common.services.ledger import post_entry
@@ -62,3 +63,19 @@ def generic_params(secret: str = "test-secret", **values: object) -> dict[str, s
     params = {"status": "1", "amount": "10.00", **{k: str(v) for k, v in values.items()}}
     params["sig"] = generic_signature(secret, params)
     return params
+
+
+TRACKING_URL = "https://track.example.com/go?sub={clickId}&u={userId}"
+
+
+def make_click(session: Session, user_id: int, offer_id: int, *,
+               age: dt.timedelta = dt.timedelta(0)) -> tuple[str, dt.datetime]:
+    """A click made ``age`` ago (by the database's clock): (its public id, its created_at)."""
+    from common.services.clicks import new_click_id
+
+    public_id = new_click_id()
+    created = session.execute(text(
+        "INSERT INTO clicks (public_id, user_id, offer_id, created_at) "
+        "VALUES (:p, :u, :o, now() - make_interval(secs => :age)) RETURNING created_at"),
+        {"p": public_id, "u": user_id, "o": offer_id, "age": age.total_seconds()}).scalar_one()
+    return public_id, created

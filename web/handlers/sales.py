@@ -62,6 +62,7 @@ def sale_json(row: dict[str, Any]) -> dict[str, Any]:
         "status": row["status"],
         "createdAt": row["created_at"],
         "decidedAt": row["decided_at"],
+        "clickId": row["click_id"],
     }
 
 

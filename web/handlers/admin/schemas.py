@@ -55,6 +55,7 @@ class AdminOfferOut(OfferOut):
     fixedPayout: Decimal | None
     networkPayout: Decimal
     rejectionReason: str | None
+    trackingUrl: str | None = Field(description="with {clickId} / {userId}; admins only")
     updatedAt: dt.datetime
 
 
