@@ -107,3 +107,16 @@ class ClickOut(BaseModel):
     saleStatus: Literal["pending", "approved", "rejected", "reversed"] | None
     claimable: bool = Field(description="a claim on this click would be accepted now (no sale, "
                             "no claim, inside the claim window)")
+
+
+class ClaimOut(BaseModel):
+    id: int
+    clickId: str
+    offerId: int
+    offerTitle: str
+    status: Literal["open", "approved", "rejected"]
+    message: str
+    amount: Decimal | None = Field(description="what the approval credits; null until approved")
+    resolution: str | None = Field(description="the reason of a rejection")
+    createdAt: dt.datetime
+    decidedAt: dt.datetime | None

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from web.handlers.auth import UserProfile
-from web.money_schemas import OfferOut, PaymentOut, SaleOut
+from web.money_schemas import ClaimOut, OfferOut, PaymentOut, SaleOut
 
 
 class AdminUserOut(UserProfile):
@@ -128,3 +128,11 @@ class AuditOut(BaseModel):
     ip: str | None
     traceId: str | None
     createdAt: dt.datetime
+
+
+class AdminClaimOut(ClaimOut):
+    userId: int
+    decidedBy: int | None
+    saleId: int | None = Field(description="the sale the approval made")
+    saleStatus: Literal["pending", "approved", "rejected", "reversed"] | None = Field(
+        description="pending until a worker credits it, then approved")
