@@ -232,3 +232,18 @@ async def test_twenty_concurrent_approvals_credit_once_through_a_real_worker(cel
     assert sales == [("approved", click_id)]
     assert entries == [("sale_credit", Decimal("7.00"))]
     assert pending == 0
+
+
+def test_check_ledger_sees_a_claim_without_its_credit(session: Session) -> None:
+    from common.services.ledger import check_ledger
+
+    user = make_user(session)
+    offer_id = make_offer(session, external_id="o1")
+    click_id, _ = make_click(session, user.id, offer_id, age=2 * DAY)
+    claim_id = session.execute(text(
+        "INSERT INTO claims (click_id, user_id, offer_id, message, status, amount) "
+        "VALUES (:c, :u, :o, 'm', 'approved', 7) RETURNING id"),
+        {"c": click_id, "u": user.id, "o": offer_id}).scalar_one()
+    assert check_ledger(session) == [f"claim {claim_id}: status approved amount 7.00, sale None None"]
+    session.execute(text("UPDATE claims SET status = 'open', amount = NULL"))
+    assert check_ledger(session) == []
