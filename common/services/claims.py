@@ -110,7 +110,7 @@ def get_claim(session: Session, *, claim_id: int) -> Mapping[str, Any]:
     row = session.execute(_ONE, {"id": claim_id}).mappings().first()
     if row is None:
         raise NotFound("Claim not found")
-    return row
+    return dict(row)
 
 
 # open -> approved, once: the row lock makes concurrent approvals wait, and each one after the
