@@ -4,19 +4,27 @@
 - ``sql``: an aiohttp handler that runs one SQL statement (``--sql``, with ``$id`` taken from the
   URL's ``id`` query parameter) on a raw psycopg ``AsyncConnectionPool`` and answers its rows;
 - ``postback``: a credit postback's two statements (``HOT_LOOKUP`` then ``HOT_CREDIT``) on such a
-  pool, without the app's checks (no signature, no rate limit, no middlewares).
+  pool, without the app's checks (no signature, no rate limit, no middlewares);
+- ``click``: a click's one statement (``CLICK``, the offer's state and the conditional insert)
+  on such a pool, with a fresh random id, answering the id; no token check, rate limit or
+  middlewares.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 import orjson
 import uvloop
 from aiohttp import web
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+
+# The statements come from this checkout's ``common`` (the script's own folder is bench/).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def json_app() -> web.Application:
@@ -29,7 +37,7 @@ def json_app() -> web.Application:
     return app
 
 
-def _pool_app(pool_size: int, path: str, make_handler) -> web.Application:  # type: ignore[no-untyped-def]
+def _pool_app(pool_size: int, path: str, make_handler, method: str = "GET") -> web.Application:  # type: ignore[no-untyped-def]
     """An app with a raw psycopg pool (opened and closed with it), ``/health`` and one route."""
     url = os.environ["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
     pool = AsyncConnectionPool(url, min_size=2, max_size=pool_size, open=False,
@@ -47,7 +55,7 @@ def _pool_app(pool_size: int, path: str, make_handler) -> web.Application:  # ty
     app = web.Application()
     app.cleanup_ctx.append(lifespan)
     app.router.add_get("/health", health)
-    app.router.add_get(path, make_handler(pool))
+    app.router.add_route(method, path, make_handler(pool))
     return app
 
 
@@ -80,6 +88,7 @@ def postback_app(pool_size: int) -> web.Application:
             async with pool.connection() as conn:
                 found = await (await conn.execute(HOT_LOOKUP.sql, {
                     "network": "bench", "external_id": q["txn_id"], "offer": q["offer_id"],
+                    "click_id": None, "click_days": 90,
                 })).fetchone()
             assert found is not None
             async with pool.connection() as conn:
@@ -88,7 +97,7 @@ def postback_app(pool_size: int) -> web.Application:
                     "ip": "127.0.0.1", "trace_id": None, "user_id": int(q["user_id"]),
                     "offer_id": found["offer_id"], "external_id": q["txn_id"],
                     "sale_amount": Decimal(q["amount"]), "commission": Decimal("1.40"),
-                    "hold": 3600,
+                    "hold": 3600, "click_id": None,
                 })).fetchone()
             return _rows(row)
 
@@ -97,15 +106,38 @@ def postback_app(pool_size: int) -> web.Application:
     return _pool_app(pool_size, "/api/postbacks/bench", make_handler)
 
 
+def click_app(pool_size: int) -> web.Application:
+    import secrets
+
+    from common.services.clicks import CLICK
+    from common.sql import compile_query
+
+    sql = compile_query(CLICK).sql
+
+    def make_handler(pool: AsyncConnectionPool):  # type: ignore[no-untyped-def]
+        async def handler(request: web.Request) -> web.Response:
+            q = request.query
+            async with pool.connection() as conn:
+                row = await (await conn.execute(sql, {
+                    "offer_id": int(q["offer_id"]), "public_id": secrets.token_urlsafe(16),
+                    "user_id": int(q["user_id"]), "ip": "127.0.0.1", "user_agent": "bench",
+                })).fetchone()
+            return _rows(row)
+
+        return handler
+
+    return _pool_app(pool_size, "/bare", make_handler, method="POST")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["json", "sql", "postback"], default="json")
+    parser.add_argument("--mode", choices=["json", "sql", "postback", "click"], default="json")
     parser.add_argument("--sql", default="SELECT 1 AS one")
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     apps = {"json": json_app, "sql": lambda: sql_app(args.sql, args.pool),
-            "postback": lambda: postback_app(args.pool)}
+            "postback": lambda: postback_app(args.pool), "click": lambda: click_app(args.pool)}
     app = apps[args.mode]()
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None,
                 loop=uvloop.new_event_loop())

@@ -26,6 +26,9 @@ Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
 _DEV_DATABASE_URL = "postgresql+psycopg://savebucks@127.0.0.1:54329/savebucks"
+# The ``network`` of a sale made by an approved missing-credit claim: no configured network may
+# have this name, so a network's transaction id can never collide with a claim's sale.
+CLAIM_NETWORK = "claim"
 _PER_NETWORK = ("POSTBACK_SECRET_", "POSTBACK_SCHEME_", "POSTBACK_ALLOWED_IPS_")
 
 
@@ -104,6 +107,15 @@ class Settings(BaseSettings):
     # replayed in a loop); docs/api.md "Rate limits".
     rate_limit_refresh: str = "30/minute"
     rate_limit_refresh_token: str = "5/minute"
+    # POST /offers/{id}/click per user (docs/money.md "Clicks").
+    rate_limit_click: str = "30/minute"
+
+    # Clicks and missing-credit claims (docs/money.md "Attribution and claims"): a click may be
+    # claimed from CLAIM_MIN_AGE_SECONDS to CLAIM_MAX_AGE_DAYS after it; a postback may name it
+    # for CLICK_RETENTION_DAYS, after which the beat purges it unless a sale or a claim names it.
+    claim_min_age_seconds: int = Field(86_400, ge=0)
+    claim_max_age_days: int = Field(30, ge=1, le=3650)
+    click_retention_days: int = Field(90, ge=1, le=3650)
 
     # How long a request waits for a running request with the same Idempotency-Key to finish
     # before it gets 409 (docs/money.md, "Idempotency-Key").
@@ -174,6 +186,15 @@ class Settings(BaseSettings):
         return value or None
 
     @model_validator(mode="after")
+    def _claims_inside_retention(self) -> Settings:
+        if self.claim_max_age_days > self.click_retention_days:
+            raise ValueError("CLAIM_MAX_AGE_DAYS: must not exceed CLICK_RETENTION_DAYS (a click "
+                             "must still exist while it may be claimed)")
+        if self.claim_min_age_seconds >= self.claim_max_age_days * 86_400:
+            raise ValueError("CLAIM_MIN_AGE_SECONDS: must be shorter than CLAIM_MAX_AGE_DAYS")
+        return self
+
+    @model_validator(mode="after")
     def _production_secrets(self) -> Settings:
         if self.app_env == "development":
             if not self.jwt_secret:
@@ -222,6 +243,9 @@ def _read_networks(environ: dict[str, str]) -> dict[str, NetworkConfig]:
         secret = environ.get(f"POSTBACK_SECRET_{upper}", "")
         scheme = environ.get(f"POSTBACK_SCHEME_{upper}", "generic").strip().lower() or "generic"
         ips = environ.get(f"POSTBACK_ALLOWED_IPS_{upper}", "")
+        if name == CLAIM_NETWORK:
+            raise ValueError(f"POSTBACK_SECRET_{upper}: the network name {name!r} is reserved for "
+                             "the sales of approved missing-credit claims")
         adapter = _adapter(scheme)
         if adapter is None:
             raise ValueError(f"POSTBACK_SCHEME_{upper}: unknown scheme {scheme!r}")

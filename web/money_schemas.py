@@ -41,6 +41,7 @@ class SaleOut(Shape):
     status: Literal["pending", "approved", "rejected", "reversed"]
     createdAt: dt.datetime
     decidedAt: dt.datetime | None
+    clickId: str | None = Field(description="the click the conversion came from, if known")
 
 
 class GenericPostbackQuery(BaseModel):
@@ -52,6 +53,8 @@ class GenericPostbackQuery(BaseModel):
     amount: str
     status: str = Field(description="1/approved/completed = credit, 2/reversed/chargeback = reverse")
     sig: str = Field(description="hex HMAC-SHA256 of the other parameters, sorted, k=v&k=v")
+    click_id: str | None = Field(None, description="the click (POST /offers/{id}/click) this "
+                                 "conversion came from; must be this user's, for this offer")
 
 
 class PostbackAck(BaseModel):
@@ -66,3 +69,33 @@ class ReadOut(Shape):
 
 class ReadAllOut(Shape):
     updated: int
+
+
+class ClickCreatedOut(Shape):
+    clickId: str = Field(description="opaque, unguessable (128 random bits)")
+    url: str = Field(description="the offer's tracking URL with {clickId} and {userId} filled in")
+    createdAt: dt.datetime
+
+
+class ClickOut(Shape):
+    clickId: str
+    offerId: int
+    offerTitle: str
+    createdAt: dt.datetime
+    saleId: int | None
+    saleStatus: Literal["pending", "approved", "rejected", "reversed"] | None
+    claimable: bool = Field(description="a claim on this click would be accepted now (no sale, "
+                            "no claim, inside the claim window)")
+
+
+class ClaimOut(Shape):
+    id: int
+    clickId: str
+    offerId: int
+    offerTitle: str
+    status: Literal["open", "approved", "rejected"]
+    message: str
+    amount: Decimal | None = Field(description="what the approval credits; null until approved")
+    resolution: str | None = Field(description="the reason of a rejection")
+    createdAt: dt.datetime
+    decidedAt: dt.datetime | None

@@ -4,6 +4,7 @@ from common.models.analytics import AnalyticsDay, AnalyticsFillState
 from common.models.audit import AuditLog
 from common.models.auth import RefreshToken
 from common.models.chat import ChatMember, ChatMessage, ChatRoom
+from common.models.clicks import Claim, Click
 from common.models.ledger import LedgerEntry
 from common.models.notifications import Notification
 from common.models.offers import Offer
@@ -13,7 +14,7 @@ from common.models.sales import PostbackLog, Sale
 from common.models.users import User
 
 __all__ = [
-    "AnalyticsDay", "AnalyticsFillState", "AuditLog", "ChatMember", "ChatMessage", "ChatRoom", "IdempotencyKey", "LedgerEntry",
+    "AnalyticsDay", "AnalyticsFillState", "AuditLog", "ChatMember", "ChatMessage", "ChatRoom", "Claim", "Click", "IdempotencyKey", "LedgerEntry",
     "Notification", "Offer", "OutboxEvent", "Payment",
     "PostbackLog", "RefreshToken", "Sale", "SandboxPayout", "User",
 ]

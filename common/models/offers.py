@@ -43,5 +43,8 @@ class Offer(Base):
     payout: Mapped[Money] = mapped_column(server_default="0")
     # Why an admin rejected it (kept for the offer's network contact and the audit).
     rejection_reason: Mapped[str | None] = mapped_column(Text)
+    # The network's https URL a click sends the member to, with ``{clickId}`` (and optionally
+    # ``{userId}``) filled in; admins only (common/services/clicks.py checks it).
+    tracking_url: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]

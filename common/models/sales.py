@@ -14,7 +14,10 @@ SALE_STATUSES = ("pending", "approved", "rejected", "reversed")
 
 class Sale(Base):
     """One completed offer (``UserOfferSale``). (network, external_id) is the network's
-    transaction id: unique, so a repeated postback can never make a second sale."""
+    transaction id: unique, so a repeated postback can never make a second sale. ``click_id``
+    (the click the network named, or the claim's click) is unique too: a click converts once, so
+    a claim's credit and a network's credit for one click can never both exist. ``claim_id``
+    names the approved claim that made the sale."""
 
     __tablename__ = "sales"
     __table_args__ = (
@@ -37,6 +40,8 @@ class Sale(Base):
     hold_until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[CreatedAt]
     decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    click_id: Mapped[str | None] = mapped_column(ForeignKey("clicks.public_id"), unique=True)
+    claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"), unique=True)
 
 
 class PostbackLog(Base):

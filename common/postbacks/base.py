@@ -58,6 +58,8 @@ class Callback:
     user_id: int
     offer_external_id: str
     amount: Decimal
+    # The click the network names in its sub-id parameter (``Adapter.click_param``), as sent.
+    click_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ class Adapter:
     override the replies their network reads differently (NETWORKS.md)."""
 
     scheme: ClassVar[str]
+    # The parameter that carries our click id back (the network's sub-id, NETWORKS.md).
+    click_param: ClassVar[str] = "click_id"
     # A scheme whose signature leaves the user, amount or status unsigned is believed only from
     # its network's addresses: configuration refuses it without POSTBACK_ALLOWED_IPS_<NETWORK>.
     requires_allowed_ips: ClassVar[bool] = False
@@ -120,6 +124,12 @@ class Adapter:
     def _optional(cls, params: Mapping[str, str], name: str) -> str:
         """An optional offer id: absent means the network's wall offer."""
         return cls._required(params, name) if (params.get(name) or "").strip() else WALL_OFFER
+
+    @classmethod
+    def _click(cls, params: Mapping[str, str]) -> str | None:
+        """The click id the callback names, or None; its shape and owner are checked by the
+        credit rule (a malformed one is a ``click_mismatch``, not a malformed callback)."""
+        return (params.get(cls.click_param) or "").strip() or None
 
     @classmethod
     def _user(cls, params: Mapping[str, str], name: str) -> int:

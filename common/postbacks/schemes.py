@@ -30,7 +30,8 @@ def _md5(text: str) -> str:
 
 
 class Generic(Adapter):
-    """Ours (API.md section 4): ``user_id, offer_id, txn_id, amount, status, sig``."""
+    """Ours (API.md section 4): ``user_id, offer_id, txn_id, amount, status, sig``, optionally
+    ``click_id`` (API.md section 11; signed like every other parameter)."""
 
     scheme = "generic"
 
@@ -51,6 +52,7 @@ class Generic(Adapter):
             user_id=self._user(params, "user_id"),
             offer_external_id=self._required(params, "offer_id"),
             amount=self._amount(params, "amount"),
+            click_id=self._click(params),
         )
 
 
@@ -60,6 +62,7 @@ class Cpx(Adapter):
     offer (external id ``*``) holds the payout rule."""
 
     scheme = "cpx"
+    click_param = "subid_1"  # CPX passes the wall URL's subid_1 back as {subid_1}
     requires_allowed_ips = True  # its hash covers the transaction id only
 
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
@@ -75,6 +78,7 @@ class Cpx(Adapter):
             user_id=self._user(params, "user_id"),
             offer_external_id=self._optional(params, "offer_id"),
             amount=self._amount(params, "amount_usd"),
+            click_id=self._click(params),
         )
 
 
@@ -95,6 +99,7 @@ class SuperRewards(Adapter):
             user_id=self._user(params, "uid"),
             offer_external_id=self._optional(params, "oid"),
             amount=abs(amount),
+            click_id=self._click(params),
         )
 
     # SuperRewards reads the body, whatever the status: ``1`` done, ``0`` not (and it calls again).
@@ -123,4 +128,5 @@ class Tapjoy(Adapter):
         return Callback(
             kind="credit", txn_id=txn, user_id=self._user(params, "snuid"),
             offer_external_id=self._optional(params, "offer_id"), amount=amount,
+            click_id=self._click(params),
         )

@@ -20,12 +20,14 @@ from common.events import emit
 from common.models import Offer
 from common.money import commission
 from common.services.audit import record_audit
+from common.services.clicks import check_tracking_url
 from common.services.offers import OfferOut, create_offer
 from common.wire import jsonable
 
 _o = Offer.__table__
 AUDITED = ("title", "description", "category", "network", "external_id", "status", "payout_type",
-           "user_share", "fixed_payout", "network_payout", "payout", "rejection_reason")
+           "user_share", "fixed_payout", "network_payout", "payout", "rejection_reason",
+           "tracking_url")
 
 
 def _snapshot(row: Any) -> dict[str, Any]:
@@ -80,6 +82,10 @@ def admin_create_offer(session: Session, *, audit: dict[str, Any], **fields: Any
 def _check_rule(values: dict[str, Any]) -> None:
     if values.get("payout_type") == "fixed" and values.get("fixed_payout") is None:
         raise InvalidInput("A fixed payout needs fixedPayout", errors=["fixedPayout: required"])
+    if values.get("tracking_url") == "":
+        values["tracking_url"] = None  # an empty string removes it
+    if values.get("tracking_url") is not None:
+        check_tracking_url(values["tracking_url"])
 
 
 def _write(session: Session, offer_id: int, before: RowMapping, values: dict[str, Any]
@@ -94,6 +100,7 @@ def update_offer(session: Session, *, offer_id: int, changes: dict[str, Any],
                  audit: dict[str, Any]) -> RowMapping:
     """Change fields (not the status); ``payout`` follows the payout rule again."""
     before = _locked(session, offer_id)
+    _check_rule(changes)
     merged = {**before, **changes}
     _check_rule(merged)
     changes["payout"] = commission(

@@ -271,6 +271,17 @@ _CHECK_PAYOUTS = text(
 )
 
 
+# Claims whose credit does not match their decision: an approved claim has exactly one sale (of
+# its amount), any other claim none (the sale's unique claim_id forbids two).
+_CHECK_CLAIMS = text(
+    """
+    SELECT cl.id, cl.status, cl.amount, s.id AS sale_id, s.commission_amount
+    FROM claims cl LEFT JOIN sales s ON s.claim_id = cl.id
+    WHERE (cl.status = 'approved') <> (s.id IS NOT NULL) OR s.commission_amount <> cl.amount
+    """
+)
+
+
 def check_ledger(session: Session) -> list[str]:
     """One line per inconsistency; empty when every user's money adds up."""
     problems = [
@@ -282,5 +293,9 @@ def check_ledger(session: Session) -> list[str]:
         f"payment {r.id}: status {r.status} amount {r.amount}, "
         f"provider {r.provider_status} {r.provider_amount}"
         for r in session.execute(_CHECK_PAYOUTS)
+    ]
+    problems += [
+        f"claim {r.id}: status {r.status} amount {r.amount}, sale {r.sale_id} {r.commission_amount}"
+        for r in session.execute(_CHECK_CLAIMS)
     ]
     return problems

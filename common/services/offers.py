@@ -41,6 +41,7 @@ def create_offer(
     user_share: Decimal = Decimal("0.7"),
     fixed_payout: Decimal | None = None,
     network_payout: Decimal = Decimal(0),
+    tracking_url: str | None = None,
 ) -> int:
     """Insert an offer; ``payout`` (what the catalogue shows) follows the payout rule."""
     payout = commission(
@@ -53,7 +54,7 @@ def create_offer(
             title=title, description=description, category=category, network=network,
             external_id=external_id, status=status, payout_type=payout_type,
             user_share=user_share, fixed_payout=fixed_payout, network_payout=network_payout,
-            payout=payout,
+            payout=payout, tracking_url=tracking_url,
         )
         .returning(_offers.c.id)
     ).scalar_one()

@@ -56,14 +56,16 @@ def record_callback(
     ip: str | None,
     callback: Callback,
     hold_seconds: int,
+    click_days: int | None = None,
 ) -> SaleOutcome:
     """A verified callback: credit (a pending sale) or reversal, and its log row, in one
-    transaction. Raises ``UnknownOffer`` / ``UnknownUser`` (the caller logs those apart)."""
+    transaction. Raises ``UnknownOffer`` / ``UnknownUser`` / ``ClickMismatch`` (the caller logs
+    those apart)."""
     if callback.kind == "credit":
         result = credit_sale(
             session, network=network, external_id=callback.txn_id, user_id=callback.user_id,
             offer_external_id=callback.offer_external_id, amount=callback.amount,
-            hold_seconds=hold_seconds,
+            hold_seconds=hold_seconds, click_id=callback.click_id, click_days=click_days,
         )
     else:
         result = reverse_callback(

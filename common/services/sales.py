@@ -15,10 +15,12 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
+from common.config import get_settings
 from common.errors import InvalidInput
 from common.events import adopt_emitted
 from common.models.audit import AuditLog
 from common.money import commission
+from common.services.clicks import is_click_id
 from common.services.leaderboard import record_approvals, record_reversal
 from common.services.ledger import balance_events, post_entry, posting
 from common.services.notifications import notification_json_sql
@@ -33,18 +35,20 @@ class SaleOutcome:
     outcome: str
 
 
-# Insert the sale unless (network, external_id) exists, and add its commission to the user's
-# pending balance only when it was inserted: one statement, so a repeat changes nothing.
+# Insert the sale unless (network, external_id) exists, or its click already has a sale (a claim's
+# credit that committed meanwhile: both keys are unique, and DO NOTHING covers both), and add its
+# commission to the user's pending balance only when it was inserted: one statement, so a repeat
+# changes nothing.
 # The CTEs ``owner`` and ``sale`` (and the pending-balance move) that credit a sale; the web's
 # postback path composes them with its log row into one statement of its own.
 CREDIT_CTES = """
     WITH owner AS (SELECT id FROM users WHERE id = :user_id), sale AS (
         INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount,
-                           commission_amount, status, hold_until)
+                           commission_amount, status, hold_until, click_id)
         SELECT owner.id, :offer_id, :network, :external_id, :sale_amount, :commission,
-               'pending', now() + make_interval(secs => :hold)
+               'pending', now() + make_interval(secs => :hold), CAST(:click_id AS varchar)
         FROM owner
-        ON CONFLICT (network, external_id) DO NOTHING
+        ON CONFLICT DO NOTHING
         RETURNING id, user_id, commission_amount
     ), pending AS (
         UPDATE users SET pending_balance = users.pending_balance + sale.commission_amount
@@ -54,14 +58,21 @@ CREDIT_RESULT = "SELECT (SELECT id FROM sale) AS sale_id, EXISTS (SELECT 1 FROM 
 CREDIT = text(CREDIT_CTES + "\n" + CREDIT_RESULT)
 EXISTING = text(
     "SELECT id, status, user_id FROM sales WHERE network = :network AND external_id = :external_id")
-# The sale if this transaction id was seen, and the offer's payout rule: one round trip.
+# The sale if this transaction id was seen, the offer's payout rule, and the click the callback
+# names (NULL :click_id: none) with the sale it already has: one round trip.
 LOOKUP = text(
     """
     SELECT s.id AS sale_id, s.status, s.user_id AS sale_user_id,
-           o.id AS offer_id, o.payout_type, o.user_share, o.fixed_payout
+           o.id AS offer_id, o.payout_type, o.user_share, o.fixed_payout,
+           c.user_id AS click_user_id, c.offer_id AS click_offer_id,
+           c.created_at >= now() - make_interval(days => :click_days) AS click_fresh,
+           cs.id AS click_sale_id, cs.status AS click_sale_status,
+           cs.claim_id IS NOT NULL AS click_claimed
     FROM (SELECT 1) AS one
     LEFT JOIN sales s ON s.network = :network AND s.external_id = :external_id
     LEFT JOIN offers o ON o.network = :network AND o.external_id = :offer
+    LEFT JOIN clicks c ON c.public_id = CAST(:click_id AS varchar)
+    LEFT JOIN sales cs ON cs.click_id = c.public_id
     """
 )
 # Sync callers and the web's async fast path run the same statements: this module's through a
@@ -75,6 +86,13 @@ class UnknownOffer(InvalidInput):
 
 class UnknownUser(InvalidInput):
     outcome = "unknown_user"
+
+
+class ClickMismatch(InvalidInput):
+    """A callback names a click that is unknown, another user's or offer's, too old, or already
+    converted: refused (and logged), nothing credited."""
+
+    outcome = "click_mismatch"
 
 
 class UserMismatch(InvalidInput):
@@ -94,10 +112,16 @@ class CreditRequest:
     offer_external_id: str
     amount: Decimal
     hold_seconds: int
+    # The click the network names (its sub-id parameter), as sent; None when it names none.
+    click_id: str | None = None
+    # How long a click may be named (CLICK_RETENTION_DAYS); None: the process settings.
+    click_days: int | None = None
 
     def lookup_params(self) -> dict[str, Any]:
+        days = self.click_days if self.click_days is not None else get_settings().click_retention_days
+        click = self.click_id if self.click_id is not None and is_click_id(self.click_id) else None
         return {"network": self.network, "external_id": self.external_id,
-                "offer": self.offer_external_id}
+                "offer": self.offer_external_id, "click_id": click, "click_days": days}
 
 
 # A row by column name: a SQLAlchemy RowMapping (sync callers) or a psycopg dict row (the fast path).
@@ -114,12 +138,38 @@ def plan_credit(found: Found, request: CreditRequest) -> SaleOutcome | dict[str,
     if found["offer_id"] is None:
         raise UnknownOffer(
             f"Unknown offer {request.offer_external_id!r} for network {request.network!r}")
+    claimed = _check_click(found, request)
+    if claimed is not None:
+        return claimed
     earned = _commission(found, request.amount)
     return {
         "user_id": request.user_id, "offer_id": found["offer_id"], "network": request.network,
         "external_id": request.external_id, "sale_amount": max(request.amount, Decimal(0)),
-        "commission": earned, "hold": request.hold_seconds,
+        "commission": earned, "hold": request.hold_seconds, "click_id": request.click_id,
     }
+
+
+def _check_click(found: Found, request: CreditRequest) -> SaleOutcome | None:
+    """The attribution rule (docs/money.md): a named click must exist (a malformed id finds none),
+    be this user's, for this offer, and no older than CLICK_RETENTION_DAYS, else
+    ``ClickMismatch``. A click whose approved claim already made its sale answers ``claimed``
+    (acknowledged, nothing credited); a click that converted under another transaction id is
+    refused, since a click converts once."""
+    if request.click_id is None:
+        return None
+    if found["click_user_id"] is None:
+        raise ClickMismatch("Unknown click")
+    if found["click_user_id"] != request.user_id:
+        raise ClickMismatch("The click belongs to another user")
+    if found["click_offer_id"] != found["offer_id"]:
+        raise ClickMismatch("The click was made for another offer")
+    if found["click_claimed"]:
+        return SaleOutcome(found["click_sale_id"], found["click_sale_status"], "claimed")
+    if not found["click_fresh"]:
+        raise ClickMismatch("The click is older than the click retention period")
+    if found["click_sale_id"] is not None:
+        raise ClickMismatch("The click already has a sale")
+    return None
 
 
 def repeat(existing: Found, request: CreditRequest) -> SaleOutcome:
@@ -127,6 +177,16 @@ def repeat(existing: Found, request: CreditRequest) -> SaleOutcome:
     a repeat if it names the same user, else ``UserMismatch``."""
     _same_owner(existing["user_id"], request.user_id, request.external_id)
     return SaleOutcome(existing["id"], existing["status"], "duplicate")
+
+
+def click_taken(found: Found, request: CreditRequest) -> SaleOutcome:
+    """A credit that inserted nothing although its transaction id is new: its click got a sale
+    after the lookup (a claim approved meanwhile). ``found`` is a fresh ``LOOKUP`` row: the
+    answer is ``claimed``, or ``ClickMismatch``."""
+    plan = plan_credit(found, request)
+    if isinstance(plan, SaleOutcome):
+        return plan
+    raise ClickMismatch("The click already has a sale")
 
 
 def _commission(offer: Found, network_amount: Decimal) -> Decimal:
@@ -151,7 +211,8 @@ def credited(row: Found) -> SaleOutcome | None:
 
 
 def credit_sale(session: Session, **request: Any) -> SaleOutcome:
-    """A network reports a completion: a pending sale, once per (network, external_id)."""
+    """A network reports a completion: a pending sale, once per (network, external_id), and once
+    per click when it names one."""
     credit = CreditRequest(**request)
     found = session.execute(LOOKUP, credit.lookup_params()).mappings().one()
     plan = plan_credit(found, credit)
@@ -161,7 +222,9 @@ def credit_sale(session: Session, **request: Any) -> SaleOutcome:
     if outcome is not None:
         return outcome
     again = session.execute(EXISTING, {"network": credit.network,
-                                       "external_id": credit.external_id}).mappings().one()
+                                       "external_id": credit.external_id}).mappings().first()
+    if again is None:
+        return click_taken(session.execute(LOOKUP, credit.lookup_params()).mappings().one(), credit)
     return repeat(again, credit)
 
 
@@ -310,7 +373,8 @@ def reverse_callback(
     """A reversal postback: reverse the sale of that transaction id, or, when the credit has not
     come yet, remember the reversal as a rejected sale (unknown user or offer: nothing to keep)."""
     found = session.execute(LOOKUP, {"network": network, "external_id": external_id,
-                                     "offer": offer_external_id}).mappings().one()
+                                     "offer": offer_external_id, "click_id": None,
+                                     "click_days": 0}).mappings().one()
     sale_id, owner_id = found["sale_id"], found["sale_user_id"]
     if sale_id is None:
         if found["offer_id"] is None:

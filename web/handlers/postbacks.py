@@ -42,7 +42,14 @@ from common.services.postbacks import (
     log_row,
     record_callback,
 )
-from common.services.sales import CreditRequest, SaleOutcome, credited, plan_credit, repeat
+from common.services.sales import (
+    CreditRequest,
+    SaleOutcome,
+    click_taken,
+    credited,
+    plan_credit,
+    repeat,
+)
 from web.envelope import error, ok
 from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS, TRACE_ID
 from web.middlewares import rate_limit_headers
@@ -126,7 +133,8 @@ async def _admit(request: web.Request, network: str) -> Adapter:
     "A repeated transaction id is acknowledged again and changes nothing.",
     statuses={400: "Signed, but a parameter is missing or malformed, or the body unreadable",
               403: "Unknown network, source IP not allowed, or bad signature",
-              422: "Unknown user or offer, or an amount out of bounds",
+              422: "Unknown user or offer, an amount out of bounds, or a click_id that is "
+                   "unknown, another user's or offer's, expired or already converted",
               429: "Too many callbacks from this address"},
 )
 async def postback(request: web.Request) -> web.Response:
@@ -160,6 +168,7 @@ async def postback(request: web.Request) -> web.Response:
             record_callback, network=network, method=request.method, params=params,
             ip=request[CLIENT_IP], callback=callback,
             hold_seconds=request.app[SETTINGS].sale_hold_seconds,
+            click_days=request.app[SETTINGS].click_retention_days,
         )
     except DomainError as exc:  # unknown user or offer: logged, and the network may retry
         outcome = getattr(exc, "outcome", "refused")
@@ -174,10 +183,12 @@ async def _credit(
 ) -> web.Response:
     """The hot path: the sales service's statements, each atomic on its own, on the autocommit
     pool (no thread), and its decisions (``plan_credit``, ``credited``)."""
-    db, hold = request.app[DB], request.app[SETTINGS].sale_hold_seconds
+    db, settings = request.app[DB], request.app[SETTINGS]
+    hold = settings.sale_hold_seconds
     credit = CreditRequest(network=network, external_id=callback.txn_id, user_id=callback.user_id,
                            offer_external_id=callback.offer_external_id, amount=callback.amount,
-                           hold_seconds=hold)
+                           hold_seconds=hold, click_id=callback.click_id,
+                           click_days=settings.click_retention_days)
     logged = {**log_row(network=network, method=request.method, params=params,
                         ip=request[CLIENT_IP], verdict="accepted", trace_id=request[TRACE_ID]),
               "params": Jsonb(params)}
@@ -185,7 +196,7 @@ async def _credit(
     assert found is not None
     try:
         plan = plan_credit(found, credit)
-    except DomainError as exc:  # unknown offer, or another user's transaction id
+    except DomainError as exc:  # unknown offer, another user's transaction id, a click mismatch
         outcome = getattr(exc, "outcome", "refused")
         await db.fetch_one(HOT_LOG, {**logged, "outcome": outcome})
         refusal: Outcome = "unknown_offer" if outcome == "unknown_offer" else "refused"
@@ -203,11 +214,16 @@ async def _credit(
         if hold == 0:
             await enqueue_from_loop("sales.approve_sale", result.sale_id)
         return _accepted(adapter, result.sale_id, result.status)
-    # A concurrent callback inserted it after this statement's snapshot: answer with its sale.
+    # A concurrent callback inserted it after this statement's snapshot (answer with its sale), or
+    # a claim's sale took its click meanwhile (answer as the credit rule says).
     again = await db.fetch_one(HOT_EXISTING, {"network": network, "external_id": callback.txn_id})
-    assert again is not None
     try:
-        result = repeat(again, credit)
+        if again is None:
+            fresh = await db.fetch_one(HOT_LOOKUP, credit.lookup_params())
+            assert fresh is not None
+            result = click_taken(fresh, credit)
+        else:
+            result = repeat(again, credit)
     except DomainError as exc:  # the insert's log row says duplicate; the answer is the refusal
         return _reply(adapter.reply("refused"), None, exc.message)
     return _accepted(adapter, result.sale_id, result.status)

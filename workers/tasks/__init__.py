@@ -2,6 +2,7 @@
 
 TASK_MODULES = [
     "workers.tasks.analytics",
+    "workers.tasks.clicks",
     "workers.tasks.events",
     "workers.tasks.leaderboard",
     "workers.tasks.payouts",

@@ -89,6 +89,7 @@ async def test_sales_list_is_own_and_filtered(client, session: Session, settings
         "id": first, "userId": user.id, "offerId": body["data"][1]["offerId"],
         "offerTitle": "Play it", "externalId": "t1", "saleAmount": 2.5, "commissionAmount": 1.75,
         "status": "pending", "createdAt": body["data"][1]["createdAt"], "decidedAt": None,
+        "clickId": None,
     }
     resp = await client.get("/api/sales", params={"status": "approved"}, headers=auth_headers(settings, user))
     assert [s["id"] for s in (await resp.json())["data"]] == [second]

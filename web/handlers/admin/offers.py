@@ -21,6 +21,8 @@ from web.keys import DB
 from web.schemas import Model, PageQuery
 from web.validation import parse_body, parse_query
 
+TRACKING_URL_DOC = ("the network's https URL a click sends the member to: must contain {clickId}, "
+                    "may contain {userId}, no other macro")
 Share = Field(None, ge=0, le=1, max_digits=5, decimal_places=4)
 Amount = Field(None, ge=0, max_digits=14, decimal_places=2)
 
@@ -39,6 +41,7 @@ class OfferBody(Model):
     userShare: Decimal = Field(Decimal("0.7"), ge=0, le=1, max_digits=5, decimal_places=4)
     fixedPayout: Decimal | None = Amount
     networkPayout: Decimal = Field(Decimal(0), ge=0, max_digits=14, decimal_places=2)
+    trackingUrl: str | None = Field(None, max_length=2048, description=TRACKING_URL_DOC)
 
 
 class OfferChanges(Model):
@@ -49,6 +52,8 @@ class OfferChanges(Model):
     userShare: Decimal | None = Share
     fixedPayout: Decimal | None = Amount
     networkPayout: Decimal | None = Amount
+    trackingUrl: str | None = Field(None, max_length=2048,
+                                    description=TRACKING_URL_DOC + "; an empty string removes it")
 
 
 class RejectBody(Model):
@@ -56,7 +61,8 @@ class RejectBody(Model):
 
 
 _COLUMNS = {"externalId": "external_id", "payoutType": "payout_type", "userShare": "user_share",
-            "fixedPayout": "fixed_payout", "networkPayout": "network_payout"}
+            "fixedPayout": "fixed_payout", "networkPayout": "network_payout",
+            "trackingUrl": "tracking_url"}
 
 
 def _columns(values: dict[str, object]) -> dict[str, object]:
@@ -70,7 +76,7 @@ async def offers(request: web.Request) -> web.Response:
     return await paged(request, q, list_offers, AdminOfferOut, status=q.status)
 
 
-@describe("Create an offer (pending until approved)", tags=["admin"], body=OfferBody, status=201, statuses={409: "network and externalId exist"}, response=AdminOfferOut)
+@describe("Create an offer (pending until approved)", tags=["admin"], body=OfferBody, status=201, statuses={409: "network and externalId exist", 422: "Invalid values, e.g. a trackingUrl that is not https or lacks {clickId}"}, response=AdminOfferOut)
 @require_admin
 async def create(request: web.Request) -> web.Response:
     body = await parse_body(request, OfferBody)
@@ -86,7 +92,7 @@ async def offer(request: web.Request) -> web.Response:
     return ok(AdminOfferOut.of(row))
 
 
-@describe("Change an offer's fields (payout follows the payout rule)", tags=["admin"], path=IdPath, body=OfferChanges, statuses={404: "No such offer"}, response=AdminOfferOut)
+@describe("Change an offer's fields (payout follows the payout rule)", tags=["admin"], path=IdPath, body=OfferChanges, statuses={404: "No such offer", 422: "Invalid values, e.g. a trackingUrl that is not https or lacks {clickId}"}, response=AdminOfferOut)
 @require_admin
 async def update(request: web.Request) -> web.Response:
     offer_id = path_id(request, "Offer")  # before the body: an id naming no row is a 404

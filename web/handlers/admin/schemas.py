@@ -12,7 +12,7 @@ from common.services.offers import OfferOut
 from common.services.payments import PaymentOut
 from common.wire import Shape
 from web.handlers.auth import UserProfile
-from web.money_schemas import SaleOut
+from web.money_schemas import ClaimOut, SaleOut
 
 
 class AdminUserOut(UserProfile):
@@ -58,6 +58,7 @@ class AdminOfferOut(OfferOut):
     fixedPayout: Decimal | None
     networkPayout: Decimal
     rejectionReason: str | None
+    trackingUrl: str | None = Field(description="with {clickId} / {userId}; admins only")
     updatedAt: dt.datetime
 
 
@@ -130,3 +131,11 @@ class AuditOut(Shape):
     ip: str | None
     traceId: str | None
     createdAt: dt.datetime
+
+
+class AdminClaimOut(ClaimOut):
+    userId: int
+    decidedBy: int | None
+    saleId: int | None = Field(description="the sale the approval made")
+    saleStatus: Literal["pending", "approved", "rejected", "reversed"] | None = Field(
+        description="pending until a worker credits it, then approved")

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from common.db import Base, BigId, CreatedAt
+
+CLAIM_STATUSES = ("open", "approved", "rejected")
+# ``secrets.token_urlsafe(16)``: 128 random bits in 22 URL-safe characters.
+PUBLIC_ID_LENGTH = 22
+
+
+class Click(Base):
+    """A member starting an offer through us. ``public_id`` is the id the network sees and sends
+    back (random, never a sequence); ``id`` orders and batches rows internally. Purged after
+    ``CLICK_RETENTION_DAYS`` unless a sale or a claim names it."""
+
+    __tablename__ = "clicks"
+    __table_args__ = (
+        Index("ix_clicks_user_id_id", "user_id", "id"),
+        Index("ix_clicks_created_at", "created_at"),
+    )
+
+    id: Mapped[BigId]
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[CreatedAt]
+
+
+class Claim(Base):
+    """A member's missing-credit claim on a click: one per click (the unique key makes a second
+    one a 409 however the requests race). The user and offer are copied from the click, so the
+    claim says what it is about on its own."""
+
+    __tablename__ = "claims"
+    __table_args__ = (
+        CheckConstraint(f"status IN {CLAIM_STATUSES}", name="status"),
+        CheckConstraint("amount IS NULL OR amount >= 0", name="amount_not_negative"),
+        Index("ix_claims_user_id_id", "user_id", "id"),
+        Index("ix_claims_status_id", "status", "id"),
+    )
+
+    id: Mapped[BigId]
+    click_id: Mapped[str] = mapped_column(ForeignKey("clicks.public_id"), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
+    status: Mapped[str] = mapped_column(String(16), server_default="open")
+    message: Mapped[str] = mapped_column(Text)
+    amount: Mapped[Decimal | None]
+    resolution: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[CreatedAt]
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

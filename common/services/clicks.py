@@ -1,0 +1,110 @@
+"""Clicks: a member starting an offer through us (docs/money.md "Clicks").
+
+A click's public id is 128 random bits (``secrets.token_urlsafe(16)``), never a sequence, so it
+can travel in the network's tracking URL without letting anyone guess another member's click. The
+web records a click in ONE statement on its autocommit pool (``CLICK``: the insert is conditional
+on the offer being active and having a tracking URL, and the same statement answers why not),
+and fills the offer's tracking URL with it (``tracking_link``).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import urllib.parse
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from common.errors import InvalidInput
+
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+MACROS = ("{clickId}", "{userId}")
+_BRACES = re.compile(r"\{[^{}]*\}|[{}]")
+MAX_TRACKING_URL = 2048
+
+
+def new_click_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def is_click_id(raw: str) -> bool:
+    """Whether ``raw`` has the shape of a click id (anything else names no click)."""
+    return _PUBLIC_ID.fullmatch(raw) is not None
+
+
+def check_tracking_url(url: str) -> str:
+    """``url`` if it can be a tracking URL: https, a host, no whitespace or control characters,
+    ``{clickId}`` present, and no macro but ``{clickId}`` and ``{userId}`` (a typo such as
+    ``{clickid}`` would otherwise reach the network unfilled). Raises ``InvalidInput``."""
+    problems = []
+    if "{clickId}" not in url:
+        problems.append("trackingUrl: must contain the {clickId} macro")
+    unknown = sorted({m for m in _BRACES.findall(url) if m not in MACROS})
+    if unknown:
+        problems.append(f"trackingUrl: unknown macros {', '.join(unknown)} (only {{clickId}}, {{userId}})")
+    sample = _fill(url, "x" * 22, 1)
+    if len(url) > MAX_TRACKING_URL or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        problems.append(f"trackingUrl: at most {MAX_TRACKING_URL} characters, no spaces or control characters")
+    else:
+        try:
+            parts = urllib.parse.urlsplit(sample)
+            host = parts.hostname
+        except ValueError:
+            parts, host = None, None
+        if parts is None or parts.scheme != "https" or not host:
+            problems.append("trackingUrl: must be an https URL with a host")
+    if problems:
+        raise InvalidInput("Invalid tracking URL", errors=problems)
+    return url
+
+
+def tracking_link(url: str, *, click_id: str, user_id: int) -> str:
+    """The tracking URL with its macros filled, each value URL-encoded."""
+    return _fill(url, click_id, user_id)
+
+
+def _fill(url: str, click_id: str, user_id: int) -> str:
+    return (url.replace("{clickId}", urllib.parse.quote(click_id, safe=""))
+            .replace("{userId}", urllib.parse.quote(str(user_id), safe="")))
+
+
+# One round trip: the offer's state, and the click inserted only when the offer is active and has
+# a tracking URL. No row: no such offer.
+CLICK = text(
+    """
+    WITH offer AS (
+        SELECT id, status, tracking_url FROM offers WHERE id = :offer_id
+    ), click AS (
+        INSERT INTO clicks (public_id, user_id, offer_id, ip, user_agent)
+        SELECT :public_id, :user_id, offer.id, :ip, :user_agent FROM offer
+        WHERE offer.status = 'active' AND offer.tracking_url IS NOT NULL
+        RETURNING public_id, created_at
+    )
+    SELECT offer.status, offer.tracking_url, click.public_id, click.created_at
+    FROM offer LEFT JOIN click ON true
+    """
+)
+
+# Clicks past retention that nothing names, oldest first, a bounded batch per statement (a run
+# that stops half way leaves only whole batches done; the next run goes on). The hour of grace
+# keeps the purge off clicks a postback may be attributing at the very edge of retention.
+_PURGE = text(
+    """
+    DELETE FROM clicks WHERE id IN (
+        SELECT c.id FROM clicks c
+        WHERE c.created_at < now() - make_interval(days => :days) - interval '1 hour'
+          AND NOT EXISTS (SELECT 1 FROM sales s WHERE s.click_id = c.public_id)
+          AND NOT EXISTS (SELECT 1 FROM claims cl WHERE cl.click_id = c.public_id)
+        ORDER BY c.created_at LIMIT :batch FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+
+
+def purge_expired_clicks(session: Session, *, days: int, batch: int = 1000) -> int:
+    """Delete up to ``batch`` clicks older than ``days`` that no sale or claim names; returns how
+    many. Call once per transaction; concurrent purges skip each other's rows."""
+    result: Any = session.execute(_PURGE, {"days": days, "batch": batch})
+    return int(result.rowcount)

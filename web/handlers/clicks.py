@@ -1,0 +1,99 @@
+"""Clicks (API.md section 11): ``POST /offers/{id}/click`` starts an offer through us, and
+``GET /clicks`` lists the member's own.
+
+The click is the hot path: the rate limit (``RATE_LIMIT_CLICK`` per user), then ONE statement on
+the autocommit pool (``common/services/clicks.py`` ``CLICK``), no thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import bindparam, func, select
+
+from common.config import Settings
+from common.errors import Conflict, NotFound
+from common.models import Claim, Click, Offer, Sale
+from common.services.claims import claim_refusal
+from common.services.clicks import CLICK, new_click_id, tracking_link
+from common.sql import compile_query
+from web.auth import current_user, require_user
+from web.envelope import ok, pagination
+from web.ids import IdPath, path_id
+from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS
+from web.money_schemas import ClickCreatedOut, ClickOut
+from web.openapi import describe
+from web.paging import fetch_page
+from web.schemas import PageQuery
+from web.validation import parse_query
+
+_c, _o, _s, _cl = Click.__table__, Offer.__table__, Sale.__table__, Claim.__table__
+HOT_CLICK = compile_query(CLICK)
+_PAGE = compile_query(
+    select(_c.c.public_id, _c.c.offer_id, _o.c.title.label("offer_title"), _c.c.created_at,
+           _s.c.id.label("sale_id"), _s.c.status.label("sale_status"),
+           _cl.c.id.label("claim_id"), func.count().over().label("total"))
+    .join(_o, _o.c.id == _c.c.offer_id)
+    .outerjoin(_s, _s.c.click_id == _c.c.public_id)
+    .outerjoin(_cl, _cl.c.click_id == _c.c.public_id)
+    .where(_c.c.user_id == bindparam("user_id"))
+    .order_by(_c.c.id.desc()).limit(bindparam("limit")).offset(bindparam("offset"))
+)
+_COUNT = compile_query(select(func.count().label("total")).where(_c.c.user_id == bindparam("user_id")))
+MAX_USER_AGENT = 512
+
+
+class OfferNotTrackable(Conflict):
+    code = "offer_not_trackable"
+
+
+@describe(
+    "Start an offer: a click with an unguessable id, and the network's URL to send the member to",
+    tags=["clicks"], path=IdPath, response=ClickCreatedOut, status=201,
+    statuses={404: "No such active offer",
+              409: "The offer is active but has no tracking URL yet (code offer_not_trackable)",
+              429: "Too many clicks (RATE_LIMIT_CLICK per user)"},
+)
+@require_user
+async def click(request: web.Request) -> web.Response:
+    settings, user_id = request.app[SETTINGS], current_user(request).user_id
+    await request.app[LIMITER].hit("click:user", settings.rate_limit_click, user_id)
+    offer_id = path_id(request, "Offer")
+    agent = request.headers.get("User-Agent")
+    row = await request.app[DB].fetch_one(HOT_CLICK, {
+        "offer_id": offer_id, "public_id": new_click_id(), "user_id": user_id,
+        "ip": request[CLIENT_IP], "user_agent": agent[:MAX_USER_AGENT] if agent else None,
+    })
+    if row is None or row["status"] != "active":
+        raise NotFound("Offer not found")
+    if row["public_id"] is None:
+        raise OfferNotTrackable("This offer cannot be started yet: it has no tracking URL")
+    url = tracking_link(row["tracking_url"], click_id=row["public_id"], user_id=user_id)
+    return ok(ClickCreatedOut.of(row, clickId=row["public_id"], url=url), status=201)
+
+
+def click_json(row: dict[str, Any], settings: Settings, now: dt.datetime) -> dict[str, Any]:
+    refusal = claim_refusal(clicked_at=row["created_at"], has_sale=row["sale_id"] is not None,
+                            now=now, min_age_seconds=settings.claim_min_age_seconds,
+                            max_age_days=settings.claim_max_age_days)
+    return ClickOut.of(row, clickId=row["public_id"],
+                       claimable=row["claim_id"] is None and refusal is None)
+
+
+@describe("The member's own clicks, newest first", tags=["clicks"], query=PageQuery,
+          response=ClickOut, list=True)
+@require_user
+async def list_clicks(request: web.Request) -> web.Response:
+    q = parse_query(request, PageQuery)
+    params = {"user_id": current_user(request).user_id, "limit": q.limit, "offset": q.offset}
+    rows, total = await fetch_page(request.app[DB], _PAGE, _COUNT, params, page=q.page)
+    settings, now = request.app[SETTINGS], dt.datetime.now(dt.UTC)
+    return ok([click_json(r, settings, now) for r in rows], page=pagination(q.page, q.limit, total))
+
+
+ROUTES = [
+    ("POST", "/offers/{id:\\d+}/click", click),
+    ("GET", "/clicks", list_clicks),
+]
