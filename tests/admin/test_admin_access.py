@@ -30,7 +30,8 @@ def test_every_contract_route_is_served() -> None:
         ("GET", "/admin/payments"), ("POST", "/admin/payments/{id}/approve"),
         ("POST", "/admin/payments/{id}/reject"), ("GET", "/admin/analytics/dashboard"),
         ("GET", "/admin/analytics/revenue"), ("GET", "/admin/analytics/users"),
-        ("GET", "/admin/audit-log"),
+        ("GET", "/admin/audit-log"), ("GET", "/admin/postbacks"),
+        ("POST", "/admin/postbacks/{id}/replay"),
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from web.handlers.admin import analytics, audit, offers, payments, sales, users
+from web.handlers.admin import analytics, audit, offers, payments, postbacks, sales, users
 
 ROUTES = [*users.ROUTES, *offers.ROUTES, *sales.ROUTES, *payments.ROUTES, *analytics.ROUTES,
-          *audit.ROUTES]
+          *audit.ROUTES, *postbacks.ROUTES]
