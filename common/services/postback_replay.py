@@ -80,7 +80,9 @@ def _check_and_apply(session: Session, adapter: Adapter, original: RowMapping,
                      hold_seconds: int) -> Replay:
     """The live handler's checks in its order (source IP, signature, parameters), then the
     sale change; every way out writes the replay's log row."""
-    params, ip, network = original["params"], original["ip"], original["network"]
+    # Strings, as the live path verified them (a row written by hand could hold other JSON).
+    params = {str(k): v if isinstance(v, str) else str(v) for k, v in original["params"].items()}
+    ip, network = original["ip"], original["network"]
     row = {"network": network, "method": original["method"], "params": params, "ip": ip,
            "replay_of": original["id"], **adapter.log_keys(params)}
 
