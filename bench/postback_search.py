@@ -24,8 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lib import (  # noqa: E402
-    Result, bench_env, load, percentiles, prepare_database, table, web_server,
+from bench.lib import (
+    Result,
+    bench_env,
+    load,
+    percentiles,
+    prepare_database,
+    table,
+    web_server,
 )
 
 DB_NAME = "savebucks_bench_pbsearch"
@@ -89,8 +95,8 @@ def _bare(libpq: str, name: str, query: dict[str, str], runs: int) -> tuple[Resu
     import psycopg
     from psycopg.rows import dict_row
 
-    from web.handlers.admin.postbacks import PostbackLogQuery
     from common.services.postback_log import search_queries
+    from web.handlers.admin.postbacks import PostbackLogQuery
 
     q = PostbackLogQuery.model_validate(query)
     search = q.search()
