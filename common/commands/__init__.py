@@ -3,3 +3,4 @@
 from common.commands import check_ledger, seed_demo  # noqa: F401
 from common.commands import backfill_analytics  # noqa: F401
 from common.commands import create_admin  # noqa: F401
+from common.commands import replay_postbacks  # noqa: F401

@@ -45,12 +45,25 @@ class Sale(Base):
 
 
 class PostbackLog(Base):
-    """Every callback as received, with the verdict on it and what it did (support, replays)."""
+    """Every callback as received, with the verdict on it and what it did (support, replays).
+
+    ``params`` keeps the signature: a replay checks it again with today's secret. The admin
+    search (``common/services/postback_log.py``) never shows it. ``txn_id`` and ``user_id`` are
+    what the network's parameters name (each adapter knows its names), kept even when the callback
+    was refused, so that support finds a callback by either."""
 
     __tablename__ = "postback_log"
     __table_args__ = (
         Index("ix_postback_log_network_id", "network", "id"),
         Index("ix_postback_log_created_at", "created_at"),
+        # The admin search, newest first (created_at, id) under each filter.
+        Index("ix_postback_log_txn_id", "txn_id"),
+        Index("ix_postback_log_user_id_created_at", "user_id", "created_at", "id"),
+        Index("ix_postback_log_network_outcome_created_at",
+              "network", "outcome", "created_at", "id"),
+        # A refused callback has no outcome; its verdict is what the search's ``outcome`` matches.
+        Index("ix_postback_log_network_refused_created_at",
+              "network", "verdict", "created_at", "id", postgresql_where=text("verdict <> 'accepted'")),
     )
 
     id: Mapped[BigId]
@@ -63,3 +76,7 @@ class PostbackLog(Base):
     sale_id: Mapped[int | None]
     trace_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[CreatedAt]
+    txn_id: Mapped[str | None] = mapped_column(String(128))
+    user_id: Mapped[int | None]
+    # The row a replay checked again (``POST /api/admin/postbacks/{id}/replay``); null otherwise.
+    replay_of: Mapped[int | None]

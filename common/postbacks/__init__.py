@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from common.config import NetworkConfig
 from common.postbacks.base import (
     Adapter,
@@ -12,10 +15,12 @@ from common.postbacks.base import (
     Reply,
     source_allowed,
 )
-from common.postbacks.params import bounded_params
+from common.postbacks.params import REDACTED, bounded_params, redacted
 from common.postbacks.schemes import Cpx, Generic, SuperRewards, Tapjoy, generic_signature
 
 SCHEMES: dict[str, type[Adapter]] = {a.scheme: a for a in (Generic, Cpx, SuperRewards, Tapjoy)}
+# Every scheme's signature parameters: the log hides them all, whatever a network's scheme is today.
+SIGNATURE_PARAMS = frozenset(name for a in SCHEMES.values() for name in a.signature_params)
 
 
 def adapter_for(config: NetworkConfig) -> Adapter | None:
@@ -24,7 +29,13 @@ def adapter_for(config: NetworkConfig) -> Adapter | None:
     return cls(config) if cls else None
 
 
+def shown_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A logged callback's parameters without its signature (the admin search)."""
+    return redacted(params, SIGNATURE_PARAMS)
+
+
 __all__ = [
-    "SCHEMES", "Adapter", "Callback", "Outcome", "PostbackInvalid", "PostbackRefused", "Reply",
-    "adapter_for", "bounded_params", "generic_signature", "source_allowed",
+    "REDACTED", "SCHEMES", "SIGNATURE_PARAMS", "Adapter", "Callback", "Outcome", "PostbackInvalid",
+    "PostbackRefused", "Reply", "adapter_for", "bounded_params", "generic_signature", "redacted",
+    "shown_params", "source_allowed",
 ]

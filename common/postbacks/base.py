@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from common.config import NetworkConfig
 from common.money import parse_amount
@@ -89,6 +89,11 @@ class Adapter:
     # The plain-text bodies of a network that reads a body rather than the envelope.
     success_text: ClassVar[str | None] = None
     failure_text: ClassVar[str | None] = None
+    # The network's names for the transaction id, the user id and the signature: the log keeps
+    # the ids in columns of their own (support searches them) and never shows the signature.
+    txn_param: ClassVar[str]
+    user_param: ClassVar[str]
+    signature_params: ClassVar[tuple[str, ...]]
 
     def __init__(self, config: NetworkConfig) -> None:
         self.config = config
@@ -100,6 +105,14 @@ class Adapter:
         """What the network expects back for ``outcome``."""
         status = self.statuses[outcome]
         return Reply(status, self.success_text if status == 200 else self.failure_text)
+
+    def log_keys(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """The transaction and user ids a callback names, as the log keeps them whether or not it
+        is believed: an id of a usable length, a user id in its canonical form; else None."""
+        txn = (params.get(self.txn_param) or "").strip()
+        user = (params.get(self.user_param) or "").strip()
+        return {"txn_id": txn if 0 < len(txn) <= MAX_ID_LENGTH else None,
+                "user_id": int(user) if _USER_ID.fullmatch(user) else None}
 
     # Helpers for subclasses.
     def _secret(self) -> bytes:

@@ -10,7 +10,9 @@ signatures 64), so a truncated value only ever fails its check.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 MAX_PARAMS = 50
 MAX_NAME = 64
@@ -36,3 +38,17 @@ def storable(text: str, limit: int) -> str:
     if not text.isascii() or "\x00" in text:
         text = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
     return text
+
+
+REDACTED = "[redacted]"
+# Names that carry a signature, a hash or a secret in some scheme, beyond those our adapters
+# declare (``Adapter.signature_params``): a name a network adds later is hidden too.
+_SIGNATURE_LIKE = re.compile(r"sig|hash|secret|token|verif|passw|api[_-]?key", re.IGNORECASE)
+
+
+def redacted(params: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """``params`` as support may see them: every value under ``names`` or a signature-like name
+    replaced by ``REDACTED`` (a stored signature could be tried against guessed secrets)."""
+    hidden = set(names)
+    return {k: REDACTED if k in hidden or _SIGNATURE_LIKE.search(k) else v
+            for k, v in params.items()}

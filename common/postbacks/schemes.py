@@ -34,6 +34,7 @@ class Generic(Adapter):
     ``click_id`` (API.md section 11; signed like every other parameter)."""
 
     scheme = "generic"
+    txn_param, user_param, signature_params = "txn_id", "user_id", ("sig",)
 
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
         if not self._same(generic_signature(self.config.secret, params), params.get("sig")):
@@ -63,6 +64,7 @@ class Cpx(Adapter):
 
     scheme = "cpx"
     click_param = "subid_1"  # CPX passes the wall URL's subid_1 back as {subid_1}
+    txn_param, user_param, signature_params = "trans_id", "user_id", ("secure_hash",)
     requires_allowed_ips = True  # its hash covers the transaction id only
 
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
@@ -87,6 +89,7 @@ class SuperRewards(Adapter):
     negative ``new`` reverses; the reply body is ``1`` (success) or ``0`` (failure)."""
 
     scheme = "superrewards"
+    txn_param, user_param, signature_params = "id", "uid", ("sig",)
 
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
         txn, new, uid = (self._required(params, n) for n in ("id", "new", "uid"))
@@ -111,6 +114,7 @@ class Tapjoy(Adapter):
     ``verifier`` = MD5 of ``id:snuid:currency:secret``; 403 means "do not retry"."""
 
     scheme = "tapjoy"
+    txn_param, user_param, signature_params = "id", "snuid", ("verifier",)
     # Tapjoy retries every reply but 200 and 403 for 4 days: 403 ("do not retry") where a retry
     # cannot help (the user does not exist, the callback itself is unusable); a missing wall offer
     # (our configuration) and the rate limit stay retryable.

@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from common.effects import enqueue_after_commit
 from common.postbacks import Callback
 from common.services.sales import (
     CREDIT_CTES,
@@ -26,8 +27,10 @@ from common.tracing import current_trace_id
 # (``HOT_LOG``) for the web's fast path; ``log_row`` makes its parameters for both.
 LOG = text(
     """
-    INSERT INTO postback_log (network, method, params, ip, verdict, outcome, sale_id, trace_id)
-    VALUES (:network, :method, :params, :ip, :verdict, :outcome, :sale_id, :trace_id)
+    INSERT INTO postback_log (network, method, params, ip, verdict, outcome, sale_id, trace_id,
+                              txn_id, user_id, replay_of)
+    VALUES (:network, :method, :params, :ip, :verdict, :outcome, :sale_id, :trace_id,
+            :txn_id, :user_id, :replay_of)
     RETURNING id
     """
 ).bindparams(bindparam("params", type_=JSONB))
@@ -36,15 +39,18 @@ LOG = text(
 def log_row(
     *, network: str, method: str, params: Mapping[str, str], ip: str | None, verdict: str,
     outcome: str | None = None, sale_id: int | None = None, trace_id: str | None = None,
+    txn_id: str | None = None, user_id: int | None = None, replay_of: int | None = None,
 ) -> dict[str, Any]:
+    """``txn_id`` / ``user_id``: what the callback names (``Adapter.log_keys``), for the search."""
     return {"network": network[:64], "method": method, "params": dict(params), "ip": ip,
             "verdict": verdict, "outcome": outcome, "sale_id": sale_id,
-            "trace_id": trace_id or current_trace_id()}
+            "trace_id": trace_id or current_trace_id(), "txn_id": txn_id, "user_id": user_id,
+            "replay_of": replay_of}
 
 
-def log_postback(session: Session, **row: Any) -> None:
-    """One row per callback, whatever became of it (support, replays after a fix)."""
-    session.execute(LOG, log_row(**row))
+def log_postback(session: Session, **row: Any) -> int:
+    """One row per callback, whatever became of it (support, replays after a fix); its id."""
+    return int(session.execute(LOG, log_row(**row)).scalar_one())
 
 
 def record_callback(
@@ -57,10 +63,12 @@ def record_callback(
     callback: Callback,
     hold_seconds: int,
     click_days: int | None = None,
-) -> SaleOutcome:
+    replay_of: int | None = None,
+) -> tuple[SaleOutcome, int]:
     """A verified callback: credit (a pending sale) or reversal, and its log row, in one
-    transaction. Raises ``UnknownOffer`` / ``UnknownUser`` / ``ClickMismatch`` (the caller logs
-    those apart)."""
+    transaction; the outcome and the log row's id. Raises ``UnknownOffer`` / ``UnknownUser`` /
+    ``UserMismatch`` / ``ClickMismatch`` (the caller logs those apart). A credit without a hold is
+    approved by a worker once committed, as on the web's fast path."""
     if callback.kind == "credit":
         result = credit_sale(
             session, network=network, external_id=callback.txn_id, user_id=callback.user_id,
@@ -72,11 +80,14 @@ def record_callback(
             session, network=network, external_id=callback.txn_id, user_id=callback.user_id,
             offer_external_id=callback.offer_external_id, amount=callback.amount,
         )
-    log_postback(
+    if result.outcome == "credited" and hold_seconds == 0:
+        enqueue_after_commit(session, "sales.approve_sale", result.sale_id)
+    log_id = log_postback(
         session, network=network, method=method, params=params, ip=ip, verdict="accepted",
-        outcome=result.outcome, sale_id=result.sale_id,
+        outcome=result.outcome, sale_id=result.sale_id, txn_id=callback.txn_id,
+        user_id=callback.user_id, replay_of=replay_of,
     )
-    return result
+    return result, log_id
 
 
 # The web's hot path for credits (web/handlers/postbacks.py): each statement is atomic on its own,
@@ -90,12 +101,13 @@ HOT_LOG = compile_query(LOG)
 HOT_CREDIT = compile_query(text(
     CREDIT_CTES
     + """, logged AS (
-        INSERT INTO postback_log (network, method, params, ip, verdict, outcome, sale_id, trace_id)
+        INSERT INTO postback_log (network, method, params, ip, verdict, outcome, sale_id, trace_id,
+                                  txn_id, user_id)
         SELECT :network, :method, :params, :ip, 'accepted',
                CASE WHEN EXISTS (SELECT 1 FROM sale) THEN 'credited'
                     WHEN NOT EXISTS (SELECT 1 FROM owner) THEN 'unknown_user'
                     ELSE 'duplicate' END,
-               (SELECT id FROM sale), :trace_id
+               (SELECT id FROM sale), :trace_id, :external_id, :user_id
     )
     """
     + CREDIT_RESULT

@@ -55,3 +55,28 @@ def test_models_and_migrations_agree(database: str) -> None:
     finally:
         engine.dispose()
     assert diff == [], f"models and migrations disagree: {diff}"
+
+
+def test_postback_search_backfills_logged_ids(scratch_url: str) -> None:
+    """Rows logged before 0008 get the transaction and user ids under each scheme's names."""
+    upgrade(scratch_url, "0007")
+    engine = create_engine(scratch_url)
+    rows = [
+        ('{"txn_id": " t1 ", "user_id": "42", "sig": "x"}', "t1", 42),      # generic
+        ('{"trans_id": "c9", "user_id": "7"}', "c9", 7),                     # CPX
+        ('{"id": "s5", "uid": "0012"}', "s5", None),                         # SuperRewards
+        ('{"id": "j3", "snuid": "99999999999999999999"}', "j3", None),       # Tapjoy
+        ('{"txn_id": "' + "x" * 129 + '", "user_id": "abc"}', None, None),   # too long, not an id
+        ("{}", None, None),
+    ]
+    try:
+        with engine.begin() as conn:
+            for params, _, _ in rows:
+                conn.execute(text("INSERT INTO postback_log (network, method, params, verdict) "
+                                  "VALUES ('n', 'GET', CAST(:p AS jsonb), 'accepted')"), {"p": params})
+        upgrade(scratch_url)
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT txn_id, user_id FROM postback_log ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in found] == [(txn, user) for _, txn, user in rows]

@@ -95,12 +95,13 @@ def _reply(reply: Reply, data: dict[str, object] | None, message: str,
 
 
 async def _refuse(
-    request: web.Request, network: str, params: Mapping[str, str], verdict: str, reply: Reply,
-    message: str, outcome: str | None = None,
+    request: web.Request, adapter: Adapter, network: str, params: Mapping[str, str], verdict: str,
+    reply: Reply, message: str, outcome: str | None = None,
 ) -> web.Response:
     await request.app[DB].run(
         log_postback, network=network, method=request.method, params=params,
         ip=request[CLIENT_IP], verdict=verdict, outcome=outcome, trace_id=request[TRACE_ID],
+        **adapter.log_keys(params),
     )
     return _reply(reply, None, message)
 
@@ -148,23 +149,23 @@ async def postback(request: web.Request) -> web.Response:
         return _reply(known.reply("rate_limited"), None, exc.message, rate_limit_headers(exc))
     params, readable = await _params(request)
     if not source_allowed(adapter.config, request[CLIENT_IP]):
-        return await _refuse(request, network, params, "ip_refused", adapter.reply("bad_signature"),
-                             "Source not allowed")
+        return await _refuse(request, adapter, network, params, "ip_refused",
+                             adapter.reply("bad_signature"), "Source not allowed")
     if not readable:
-        return await _refuse(request, network, params, "invalid", adapter.reply("malformed"),
-                             "Invalid callback: unreadable body")
+        return await _refuse(request, adapter, network, params, "invalid",
+                             adapter.reply("malformed"), "Invalid callback: unreadable body")
     try:
         callback = adapter.verify(params, headers=request.headers, raw_query=request.query_string)
     except PostbackRefused:
-        return await _refuse(request, network, params, "bad_signature",
+        return await _refuse(request, adapter, network, params, "bad_signature",
                              adapter.reply("bad_signature"), "Bad signature")
     except PostbackInvalid as exc:
-        return await _refuse(request, network, params, "invalid", adapter.reply(exc.outcome),
-                             f"Invalid callback: {exc}")
+        return await _refuse(request, adapter, network, params, "invalid",
+                             adapter.reply(exc.outcome), f"Invalid callback: {exc}")
     if callback.kind == "credit":
         return await _credit(request, network, params, callback, adapter)
     try:
-        result = await request.app[DB].run(
+        result, _ = await request.app[DB].run(
             record_callback, network=network, method=request.method, params=params,
             ip=request[CLIENT_IP], callback=callback,
             hold_seconds=request.app[SETTINGS].sale_hold_seconds,
@@ -173,8 +174,8 @@ async def postback(request: web.Request) -> web.Response:
     except DomainError as exc:  # unknown user or offer: logged, and the network may retry
         outcome = getattr(exc, "outcome", "refused")
         refusal = _NAMED_REFUSALS.get(outcome, "refused")
-        return await _refuse(request, network, params, "accepted", adapter.reply(refusal),
-                             exc.message, outcome=outcome)
+        return await _refuse(request, adapter, network, params, "accepted",
+                             adapter.reply(refusal), exc.message, outcome=outcome)
     return _accepted(adapter, result.sale_id, result.status)
 
 
@@ -190,7 +191,8 @@ async def _credit(
                            hold_seconds=hold, click_id=callback.click_id,
                            click_days=settings.click_retention_days)
     logged = {**log_row(network=network, method=request.method, params=params,
-                        ip=request[CLIENT_IP], verdict="accepted", trace_id=request[TRACE_ID]),
+                        ip=request[CLIENT_IP], verdict="accepted", trace_id=request[TRACE_ID],
+                        **adapter.log_keys(params)),
               "params": Jsonb(params)}
     found = await db.fetch_one(HOT_LOOKUP, credit.lookup_params())
     assert found is not None

@@ -33,6 +33,7 @@ def test_every_contract_route_is_served() -> None:
         ("GET", "/admin/analytics/revenue"), ("GET", "/admin/analytics/users"),
         ("GET", "/admin/audit-log"), ("GET", "/admin/claims"),
         ("POST", "/admin/claims/{id}/approve"), ("POST", "/admin/claims/{id}/reject"),
+        ("GET", "/admin/postbacks"), ("POST", "/admin/postbacks/{id}/replay"),
     }
 
 

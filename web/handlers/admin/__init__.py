@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from web.handlers.admin import analytics, audit, claims, offers, payments, sales, users
+from web.handlers.admin import (
+    analytics,
+    audit,
+    claims,
+    offers,
+    payments,
+    postbacks,
+    sales,
+    users,
+)
 
 ROUTES = [*users.ROUTES, *offers.ROUTES, *sales.ROUTES, *payments.ROUTES, *analytics.ROUTES,
-          *audit.ROUTES, *claims.ROUTES]
+          *audit.ROUTES, *claims.ROUTES, *postbacks.ROUTES]

@@ -139,3 +139,38 @@ class AdminClaimOut(ClaimOut):
     saleId: int | None = Field(description="the sale the approval made")
     saleStatus: Literal["pending", "approved", "rejected", "reversed"] | None = Field(
         description="pending until a worker credits it, then approved")
+
+
+class PostbackLogOut(Shape):
+    """One logged callback, as support sees it."""
+
+    id: int
+    network: str
+    method: str
+    params: dict[str, str] = Field(description="as received (bounded), every signature, hash or "
+                                   "secret-like value replaced by \"[redacted]\"")
+    ip: str | None
+    verdict: Literal["accepted", "bad_signature", "ip_refused", "invalid"]
+    outcome: str | None = Field(description="what an accepted callback did (credited, duplicate, "
+                                "rejected, reversed, unknown_user, ...); null when refused")
+    txnId: str | None = Field(description="the transaction id the callback names")
+    userId: int | None = Field(description="the user id the callback names")
+    saleId: int | None
+    replayOf: int | None = Field(description="the log row this one replayed (admin replay)")
+    traceId: str | None
+    createdAt: dt.datetime
+
+
+class PostbackReplayOut(Shape):
+    """What a replay did: its own log row, and the result of checking the stored callback again
+    with today's configuration. A replay that is still refused is a 200 too (its verdict says)."""
+
+    id: int = Field(description="the replay's own postback log row")
+    replayOf: int
+    network: str
+    verdict: Literal["accepted", "bad_signature", "ip_refused", "invalid"]
+    outcome: str | None = Field(description="null when refused; `duplicate` when the callback "
+                                "had been applied already (nothing changed)")
+    saleId: int | None
+    saleStatus: Literal["pending", "approved", "rejected", "reversed"] | None
+    detail: str | None = Field(description="why it was refused, as the network would be told")
