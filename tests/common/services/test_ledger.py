@@ -123,7 +123,8 @@ def test_ledger_is_append_only(session: Session) -> None:
 
 
 def test_check_finds_a_balance_set_outside_the_ledger(session: Session) -> None:
-    user = make_user(session, balance="7")
+    user = make_user(session)
+    session.execute(text("UPDATE users SET balance = 7 WHERE id = :u"), {"u": user.id})
     problems = check_ledger(session)
     assert len(problems) == 1 and f"user {user.id}" in problems[0]
     session.execute(text("UPDATE users SET balance = 0 WHERE id = :u"), {"u": user.id})
