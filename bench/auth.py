@@ -91,7 +91,8 @@ def _token(env: dict[str, str], user_id: int) -> str:
 def _server_pid(base: str) -> int:
     """The pid of the process listening on ``base``'s port (``ss``, Debian's iproute2)."""
     port = urllib.parse.urlsplit(base).port
-    out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True,
+                         check=False).stdout
     return int(re.search(r"pid=(\d+)", out).group(1))  # type: ignore[union-attr]
 
 

@@ -97,7 +97,7 @@ def server_process(argv: Sequence[str], *, env: dict[str, str], ready_path: str 
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=1):
                     break
-            except Exception:
+            except Exception:  # noqa: BLE001  (not up yet, however it fails; the deadline ends it)
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server did not answer {ready_path} in {timeout}s") from None
                 time.sleep(0.1)

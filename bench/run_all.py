@@ -70,6 +70,7 @@ def run(path: Path, extra: list[str]) -> Outcome:
     try:
         done = subprocess.run(
             [PYTHON, str(path), *extra], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+            check=False,
         )
         status, output, errors = done.returncode, done.stdout, done.stderr
     except subprocess.TimeoutExpired as exc:
@@ -94,8 +95,8 @@ def report(outcomes: list[Outcome]) -> str:
         f"- run: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}, commit {_commit()}",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         f"- load generator: {'wrk' if shutil.which('wrk') else 'bounded aiohttp client (no wrk)'}",
-        "- each table has its bare baseline in the same run; compare rows within a table, not "
-        "across machines",
+        ("- each table has its bare baseline in the same run; compare rows within a table, not "
+         "across machines"),
         "",
     ]
     for o in outcomes:

@@ -240,7 +240,7 @@ async def fan_out_latency(clients: Clients, redis: aredis.Redis, publishes: int,
         target = clients.received + n
         started = time.perf_counter()
         await redis.publish(clients.server.channel, wire(seq[0], bare=clients.server.bare))
-        if not await wait_until(lambda: clients.received >= target):
+        if not await wait_until(lambda target=target: clients.received >= target):
             break
         samples.append((clients.last_arrival - started) * 1000)
         await asyncio.sleep(0.05)  # let both processes settle between samples

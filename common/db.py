@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -55,7 +55,7 @@ class Base(DeclarativeBase):
     # SQLAlchemy types it as the wider FromClause unless the base says so.
     __table__: ClassVar[Table]
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         int: BigInteger,
         dt.datetime: DateTime(timezone=True),
         Decimal: Numeric(14, 2),

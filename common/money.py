@@ -32,7 +32,7 @@ def parse_amount(raw: object) -> Decimal:
     """An amount as received (string or number): exact, finite, at most ``MAX_AMOUNT`` in size
     and ``MAX_DECIMALS`` decimals (trailing zeros aside); anything else is a ``ValueError``."""
     text = str(raw).strip()
-    if not _AMOUNT.fullmatch(text):  # ASCII only: Decimal() also reads "1_0" and "١٠"
+    if not _AMOUNT.fullmatch(text):  # ASCII only: Decimal() also reads "1_0" and "١٠"  # noqa: RUF003
         raise ValueError(f"not an amount: {raw!r}")
     try:
         value = Decimal(text)

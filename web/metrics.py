@@ -137,7 +137,7 @@ FAILED = object()
 async def _bounded(what: str, coro: Awaitable[Any]) -> Any:
     try:
         return await asyncio.wait_for(coro, READ_TIMEOUT)
-    except Exception as exc:  # a failing source drops its family; the scrape still answers
+    except Exception as exc:  # noqa: BLE001  (a failing source drops its family; the scrape still answers)
         log.warning("metrics source failed", extra={"source": what, "error": type(exc).__name__})
         return FAILED
 

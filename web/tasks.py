@@ -22,4 +22,4 @@ async def enqueue_from_loop(name: str, *args: Any) -> None:
     try:
         await asyncio.to_thread(enqueue, name, *args)
     except Exception:
-        log.warning("enqueue failed; left to beat", exc_info=True, extra={"task": name, "args": list(args)})
+        log.warning("enqueue failed; left to beat", exc_info=True, extra={"task": name, "task_args": list(args)})

@@ -9,6 +9,7 @@ Examples are bounded (FUZZ_PUBLIC_EXAMPLES per test) so the whole file stays wel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -200,10 +201,8 @@ async def _handshake(url: str, query: dict[str, str], first: Any, then: Any) -> 
                     await ws.send_str(frame)
                 else:
                     await ws.send_json(frame)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await ws.receive(timeout=1)
-            except TimeoutError:
-                pass
         return None
 
 

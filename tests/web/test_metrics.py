@@ -38,7 +38,7 @@ def value(samples: dict, name: str, **labels: str) -> float | None:  # type: ign
 
 async def test_requests_are_counted_by_route_template_never_raw_path(client) -> None:  # type: ignore[no-untyped-def]
     before = await scrape(client)
-    key = dict(method="GET", route="/api/offers/{id}", status="404")
+    key = {"method": "GET", "route": "/api/offers/{id}", "status": "404"}
     start = value(before, "savebucks_http_requests_total", **key) or 0
     for offer_id in (123456, 654321):
         assert (await client.get(f"/api/offers/{offer_id}")).status == 404

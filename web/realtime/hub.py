@@ -129,9 +129,9 @@ class Hub:
 
     def _internal(self, event: str, target: str, target_id: Any, data: Any) -> None:
         # ``account:status`` (set_user_status): a user who is no longer active loses every socket.
-        if event == "account:status" and target == "user" and isinstance(data, dict):
-            if data.get("status") != "active":
-                self.disconnect_user(target_id, protocol.FORBIDDEN, "account not active")
+        if (event == "account:status" and target == "user" and isinstance(data, dict)
+                and data.get("status") != "active"):
+            self.disconnect_user(target_id, protocol.FORBIDDEN, "account not active")
 
     def disconnect_user(self, user_id: int, code: int, message: str) -> None:
         for conn in list(self.users.get(user_id, ())):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from tests.fixtures.money import live_client  # noqa: F401
 def test_seed_demo_is_idempotent(committed: Engine) -> None:
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(Path(sys.executable).parent / "savebucks"), "seed-demo"],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
 
     def counts() -> tuple[int, ...]:
         with committed.connect() as conn:
@@ -38,8 +39,9 @@ def test_seed_demo_is_idempotent(committed: Engine) -> None:
 
 @pytest.mark.committed
 async def test_printed_demo_credentials_sign_in(committed: Engine, live_client) -> None:  # type: ignore[no-untyped-def]
-    seeded = subprocess.run([str(Path(sys.executable).parent / "savebucks"), "seed-demo"],
-                            capture_output=True, text=True, timeout=120)
+    seeded = await asyncio.to_thread(
+        subprocess.run, [str(Path(sys.executable).parent / "savebucks"), "seed-demo"],
+        capture_output=True, text=True, timeout=120, check=False)
     assert seeded.returncode == 0, seeded.stderr
     admin_line = next(line for line in seeded.stdout.splitlines() if line.startswith("admin: "))
     email, password = admin_line.removeprefix("admin: ").split(" / ")

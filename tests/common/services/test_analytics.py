@@ -78,7 +78,7 @@ def _history(session: Session, seed: int) -> dict[dt.date, dict[str, Any]]:
             expect[decided.date()]["reversed_amount"] += commission
         if status in ("rejected", "reversed"):
             expect[decided.date()][f"sales_{status}"] += 1
-    for n in range(40):
+    for _ in range(40):
         uid, day = rng.choice(users), rng.choice(days[4:])
         created = _at(day, rng)
         status = rng.choice(["pending", "processing", "paid", "failed", "cancelled"])

@@ -105,7 +105,7 @@ def test_a_user_reads_the_payment_asked_for_and_only_their_own(session: Session)
     second = _withdraw(session, user.id, "20")
     assert get_payment(session, user_id=user.id, payment_id=second)["amount"] == Decimal("20.00")
     assert get_payment(session, user_id=user.id, payment_id=first)["amount"] == Decimal("150.00")
-    with pytest.raises(NotFound, match="^Payment not found$"):
+    with pytest.raises(NotFound, match=r"^Payment not found$"):
         get_payment(session, user_id=stranger.id, payment_id=first)
 
 
@@ -132,7 +132,7 @@ def test_a_user_cancels_only_the_payment_named_and_only_their_own(session: Sessi
     with pytest.raises(NotFound):
         cancel_payment(session, user_id=stranger.id, payment_id=first)
     assert _payment(session, first)["status"] == "pending"
-    with pytest.raises(Conflict, match="^Payment is cancelled; only a pending payment"):
+    with pytest.raises(Conflict, match=r"^Payment is cancelled; only a pending payment"):
         cancel_payment(session, user_id=user.id, payment_id=second)
 
 

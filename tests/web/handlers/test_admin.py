@@ -133,7 +133,7 @@ def test_an_adjustment_that_posts_nothing_is_an_error(session: Session) -> None:
     from common.services.admin_users import adjust_balance
 
     admin, member = make_user(session, role="admin"), make_user(session)
-    args = dict(actor_id=admin.id, user_id=member.id, amount=Decimal("3"), reason="r", key="k",
+    args = dict(actor_id=admin.id, user_id=member.id, amount=Decimal("3"), reason="r", key="k",  # noqa: C408
                 request_id=1, ip=None, trace_id=None)
     assert adjust_balance(session, **args)["entryId"] is not None  # type: ignore[arg-type]
     with pytest.raises(Conflict):
