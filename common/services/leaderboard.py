@@ -31,7 +31,7 @@ from common.config import Settings
 from common.effects import Resources, after_commit, resources
 from common.events import emit
 from common.redis import key
-from common.services.ledger import post_entry
+from common.services.ledger import Entry, post_entries
 
 log = logging.getLogger(__name__)
 PERIODS = ("daily", "weekly", "monthly", "all_time")
@@ -214,16 +214,18 @@ _TOP = text(
 def pay_prizes(session: Session, *, table: dict[str, list[Decimal]], now: dt.datetime) -> list[Any]:
     """Pay the top ranks of each period's last closed bucket through the ledger (kind
     ``prize``, key ``prize:<period>:<bucket>:<rank>``): a second run posts nothing."""
-    paid = []
+    prizes, entries = [], []
     for period, amounts in table.items():
         name = previous_bucket(period, now)
         lo, hi = bounds(period, name)
         top = session.execute(_TOP, {"lo": lo, "hi": hi, "n": len(amounts)}).all()
         for rank, (row, amount) in enumerate(zip(top, amounts, strict=False), start=1):
-            if amount <= 0:
-                continue
-            posted = post_entry(session, user_id=row.user_id, amount=amount, kind="prize",
-                                key=f"prize:{period}:{name}:{rank}", reason=f"{period} prize #{rank}")
-            if posted is not None:
-                paid.append((period, name, rank, row.user_id, amount))
-    return paid
+            if amount > 0:
+                prizes.append((period, name, rank, row.user_id, amount))
+                entries.append(Entry(user_id=row.user_id, amount=amount, kind="prize",
+                                     key=f"prize:{period}:{name}:{rank}",
+                                     reason=f"{period} prize #{rank}"))
+    # One posting for every prize: its user rows are locked in id order, as the approval batch
+    # locks them, so the two never deadlock (one post per rank would lock in rank order).
+    posted = post_entries(session, entries)
+    return [prize for prize, done in zip(prizes, posted, strict=True) if done is not None]

@@ -152,6 +152,11 @@ _POST = text(
 )
 
 
+_LOCK_USERS = text(
+    "SELECT id FROM users WHERE id = ANY(CAST(:user_ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE"
+)
+
+
 class InsufficientFunds(InvalidInput):
     """A debit larger than the balance: nothing was posted."""
 
@@ -191,6 +196,13 @@ def post_entries(session: Session, entries: Sequence[Entry]) -> list[Posted | No
     if not entries:
         return []
     amounts = [_whole_cents(e.amount) for e in entries]
+    if any(a < 0 for a in amounts):
+        # A debit is checked against the balance, so its users are locked (in id order) before
+        # the posting statement takes its snapshot: a key committed by another transaction while
+        # we waited is then seen as posted, both for a credit meant to cover a later debit in
+        # this list and for a replayed debit (a repeat, not InsufficientFunds). A key belongs to
+        # one user, so locking the list's users covers every key in it.
+        session.execute(_LOCK_USERS, {"user_ids": sorted({e.user_id for e in entries})})
     rows = session.execute(_POST, {
         "user_ids": [e.user_id for e in entries], "amounts": amounts,
         "kinds": [e.kind for e in entries], "keys": [e.key for e in entries],
