@@ -120,6 +120,22 @@ class UsersAnalyticsOut(BaseModel):
     totals: UserTotals
 
 
+class OfferAnalyticsOut(Shape):
+    """One offer's click funnel over the period (docs/api.md "Analytics")."""
+
+    offerId: int
+    title: str
+    clicks: int
+    conversions: int = Field(description="sales attributed to a click, counted on the day the "
+                             "sale was created, whatever became of it")
+    conversionRate: Decimal | None = Field(description="conversions / clicks, 4 decimals; null "
+                                           "without clicks")
+    revenue: Decimal = Field(description="commission of those sales credited, minus what "
+                             "reversals took back, on the day of each ledger entry")
+    epc: Decimal | None = Field(description="revenue per click, truncated to cents; null without "
+                                "clicks")
+
+
 class AuditOut(Shape):
     id: int
     actorId: int | None
