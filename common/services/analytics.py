@@ -198,16 +198,20 @@ def daily_series(session: Session, *, days: int) -> list[dict[str, Any]]:
     return out
 
 
-# The dashboard in ONE statement: rolled-up days up to the fill state, live rows after it
-# (normally only today), and the small live counts. :first7 is the first of the last 7 days.
+# The dashboard in ONE statement: rolled-up days up to each rollup's fill state, live rows after
+# it (normally only today), and the small live counts. :first7 is the first of the last 7 days.
 DASHBOARD_SQL = text(
     """
     WITH st AS (
         SELECT coalesce((SELECT filled_through FROM analytics_fill_state WHERE name = 'daily'),
-                        DATE '1969-12-31') AS done
+                        DATE '1969-12-31') AS done,
+               coalesce((SELECT filled_through FROM analytics_fill_state WHERE name = 'offers'),
+                        DATE '1969-12-31') AS offers_done
     ), edge AS (
         SELECT (done + 1)::timestamp AT TIME ZONE 'UTC' AS lo,
-               greatest(done + 1, CAST(:first7 AS date))::timestamp AT TIME ZONE 'UTC' AS lo7
+               greatest(done + 1, CAST(:first7 AS date))::timestamp AT TIME ZONE 'UTC' AS lo7,
+               greatest(offers_done + 1, CAST(:first7 AS date))::timestamp AT TIME ZONE 'UTC'
+                   AS clicks_lo7
         FROM st
     ), rolled AS (
         SELECT coalesce(sum(revenue - reversed_amount), 0) AS revenue,
@@ -222,6 +226,9 @@ DASHBOARD_SQL = text(
      rolled.signups + (SELECT count(*) FROM users, edge WHERE created_at >= edge.lo) AS total_users,
      rolled.signups7 + (SELECT count(*) FROM users, edge WHERE created_at >= edge.lo7) AS new_users,
      rolled.sales7 + (SELECT count(*) FROM sales, edge WHERE created_at >= edge.lo7) AS recent_sales,
+     (SELECT coalesce(sum(clicks), 0) FROM analytics_offer_daily, st
+        WHERE day >= :first7 AND day <= st.offers_done)
+        + (SELECT count(*) FROM clicks, edge WHERE created_at >= edge.clicks_lo7) AS recent_clicks,
      (SELECT count(*) FROM users WHERE status <> 'active') AS not_active,
      (SELECT count(*) FROM offers WHERE status = 'active') AS total_offers,
      (SELECT coalesce(sum(amount), 0) FROM payments WHERE status = 'pending') AS pending_payments,
@@ -284,6 +291,7 @@ def dashboard_payload(row: Any) -> dict[str, Any]:
         "recent_activity": {
             "new_users": row["new_users"],
             "recent_sales": row["recent_sales"],
+            "recent_clicks": row["recent_clicks"],
             "pending_approvals": row["pending_approvals"],
         },
     }

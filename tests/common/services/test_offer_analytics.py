@@ -1,7 +1,7 @@
 """The offers' conversion rollup equals a direct count of the raw rows (clicks, attributed sales,
 their ledger entries) over random days and offers; a day filled again gives the same rows; the
-purge of old clicks never lowers a filled day; the route reads rows and live figures alike
-(docs/api.md "Analytics")."""
+purge of old clicks never lowers a filled day; the route and the dashboard's ``recent_clicks``
+read rows and live figures alike (docs/api.md "Analytics")."""
 
 from __future__ import annotations
 
@@ -297,3 +297,22 @@ async def test_route_is_for_admins(api: TestClient, member_headers: dict[str, st
     assert (await api.get("/api/admin/analytics/offers", headers=member_headers)).status == 403
     resp = await api.get("/api/v1/admin/analytics/offers", headers=admin_headers)
     assert resp.status == 200 and (await resp.json())["data"] == []  # default period: 30 days
+
+
+async def test_dashboard_counts_recent_clicks(api: TestClient, session: Session,
+                                              admin_headers: dict[str, str]) -> None:
+    world = _World(session, 13)
+    world.history()
+    _today(world)
+    world.settle_balances()
+    first7 = analytics.today() - dt.timedelta(days=6)
+    clicks7 = sum(f["clicks"] for (day, _), f in world.expect.items() if day >= first7)
+    url = "/api/admin/analytics/dashboard"
+    live = (await (await api.get(url, headers=admin_headers)).json())["data"]
+    _fill(session)
+    analytics.fill_pending_days(lambda: _tx(session))
+    filled = (await (await api.get(url, headers=admin_headers)).json())["data"]
+    assert live == filled
+    assert filled["recent_activity"]["recent_clicks"] == clicks7 > 0
+    assert list(filled["recent_activity"]) == ["new_users", "recent_sales", "recent_clicks",
+                                               "pending_approvals"]

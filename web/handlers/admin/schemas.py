@@ -91,6 +91,7 @@ class DashboardStats(BaseModel):
 class RecentActivity(BaseModel):
     new_users: int
     recent_sales: int
+    recent_clicks: int = Field(description="offer clicks today and on the 6 days before")
     pending_approvals: int
 
 
