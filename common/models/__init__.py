@@ -1,6 +1,6 @@
 """Every table, imported here so that ``Base.metadata`` knows the whole schema."""
 
-from common.models.analytics import AnalyticsDay, AnalyticsFillState
+from common.models.analytics import AnalyticsDay, AnalyticsFillState, AnalyticsOfferDay
 from common.models.audit import AuditLog
 from common.models.auth import RefreshToken
 from common.models.chat import ChatMember, ChatMessage, ChatRoom
@@ -14,7 +14,7 @@ from common.models.sales import PostbackLog, Sale
 from common.models.users import User
 
 __all__ = [
-    "AnalyticsDay", "AnalyticsFillState", "AuditLog", "ChatMember", "ChatMessage", "ChatRoom", "Claim", "Click", "IdempotencyKey", "LedgerEntry",
+    "AnalyticsDay", "AnalyticsFillState", "AnalyticsOfferDay", "AuditLog", "ChatMember", "ChatMessage", "ChatRoom", "Claim", "Click", "IdempotencyKey", "LedgerEntry",
     "Notification", "Offer", "OutboxEvent", "Payment",
     "PostbackLog", "RefreshToken", "Sale", "SandboxPayout", "User",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, Index, Integer, String, text
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import Base, Money
@@ -38,6 +38,22 @@ class AnalyticsDay(Base):
     payouts_paid_amount: Mapped[Money] = mapped_column(server_default="0")
     payouts_failed: Mapped[int] = mapped_column(Integer, server_default="0")
     payouts_cancelled: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class AnalyticsOfferDay(Base):
+    """One offer's click funnel on one closed UTC day (fill state ``offers``): its clicks, its
+    conversions (sales attributed to a click, by the sale's creation) and the commission of those
+    sales credited and reversed (by the ledger entry's day). A row exists for an offer and day
+    with any of them; every figure is keyed by when its event happened, as in ``analytics_daily``."""
+
+    __tablename__ = "analytics_offer_daily"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), primary_key=True)
+    clicks: Mapped[int] = mapped_column(Integer, server_default="0")
+    conversions: Mapped[int] = mapped_column(Integer, server_default="0")
+    revenue: Mapped[Money] = mapped_column(server_default="0")
+    reversed_amount: Mapped[Money] = mapped_column(server_default="0")
 
 
 class AnalyticsFillState(Base):

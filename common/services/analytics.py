@@ -15,11 +15,12 @@ a withdrawal that day.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
 STATE = "daily"
@@ -78,6 +79,21 @@ _FIRST_DAY = text(
 )
 
 
+@dataclass(frozen=True)
+class Rollup:
+    """Rows of closed UTC days, each recomputed absolutely from that day's raw rows by ``fill``
+    (parameters ``day``, ``lo``, ``hi``), and the fill-state row ``name`` that says up to which
+    day they are complete. ``first_day`` gives the first day with raw rows (NULL: none yet)."""
+
+    name: str
+    fill: TextClause
+    first_day: TextClause
+
+
+# The dashboard's figures (``analytics_daily``); the offers' funnel is ``offer_analytics.OFFERS``.
+DAILY = Rollup(STATE, _UPSERT, _FIRST_DAY)
+
+
 def bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     return lo, lo + dt.timedelta(days=1)
@@ -87,51 +103,52 @@ def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
-def filled_through(session: Session) -> dt.date | None:
-    return session.execute(_STATE, {"name": STATE}).scalar()
+def filled_through(session: Session, *, rollup: Rollup = DAILY) -> dt.date | None:
+    return session.execute(_STATE, {"name": rollup.name}).scalar()
 
 
-def fill_day(session: Session, *, day: dt.date, advance: bool = True) -> None:
-    """Recompute one day's row absolutely; with ``advance`` also move the fill state to it.
+def fill_day(session: Session, *, day: dt.date, advance: bool = True,
+             rollup: Rollup = DAILY) -> None:
+    """Recompute one day's rows absolutely; with ``advance`` also move the fill state to it.
 
     Takes the fill-state row lock first, so concurrent fills of any day serialise. The caller
-    commits: the row and the state land together or not at all.
+    commits: the rows and the state land together or not at all.
     """
-    session.execute(_LOCK_STATE, {"name": STATE})
+    session.execute(_LOCK_STATE, {"name": rollup.name})
     lo, hi = bounds(day)
-    session.execute(_UPSERT, {"day": day, "lo": lo, "hi": hi})
+    session.execute(rollup.fill, {"day": day, "lo": lo, "hi": hi})
     if advance:
-        current = filled_through(session)
+        current = filled_through(session, rollup=rollup)
         if current is None or current < day:
-            session.execute(_SET_STATE, {"name": STATE, "day": day})
+            session.execute(_SET_STATE, {"name": rollup.name, "day": day})
 
 
-def next_day_to_fill(session: Session) -> dt.date | None:
-    """The first day after the fill state (or the first signup's day), if it is closed."""
-    done = filled_through(session)
-    start = done + dt.timedelta(days=1) if done else session.execute(_FIRST_DAY).scalar()
+def next_day_to_fill(session: Session, *, rollup: Rollup = DAILY) -> dt.date | None:
+    """The first day after the fill state (or the first day with raw rows), if it is closed."""
+    done = filled_through(session, rollup=rollup)
+    start = done + dt.timedelta(days=1) if done else session.execute(rollup.first_day).scalar()
     if start is None or start >= today():
         return None
     return start
 
 
-def fill_pending_days(begin: Any, *, limit: int = 400) -> int:
+def fill_pending_days(begin: Any, *, limit: int = 400, rollup: Rollup = DAILY) -> int:
     """Fill closed days one transaction each until caught up (at most ``limit``); returns how
     many. ``begin()`` is a context manager giving a session in a new transaction."""
     filled = 0
     while filled < limit:
         with begin() as session:
-            day = next_day_to_fill(session)
+            day = next_day_to_fill(session, rollup=rollup)
             if day is None:
                 return filled
-            fill_day(session, day=day)
+            fill_day(session, day=day, rollup=rollup)
         filled += 1
     return filled
 
 
-def reset_fill(session: Session, *, since: dt.date) -> None:
+def reset_fill(session: Session, *, since: dt.date, rollup: Rollup = DAILY) -> None:
     """Make the fill redo every day from ``since`` on (the backfill command)."""
-    session.execute(_SET_STATE, {"name": STATE, "day": since - dt.timedelta(days=1)})
+    session.execute(_SET_STATE, {"name": rollup.name, "day": since - dt.timedelta(days=1)})
 
 
 def live_figures(session: Session, *, lo: dt.datetime, hi: dt.datetime) -> dict[str, Any]:
@@ -181,16 +198,20 @@ def daily_series(session: Session, *, days: int) -> list[dict[str, Any]]:
     return out
 
 
-# The dashboard in ONE statement: rolled-up days up to the fill state, live rows after it
-# (normally only today), and the small live counts. :first7 is the first of the last 7 days.
+# The dashboard in ONE statement: rolled-up days up to each rollup's fill state, live rows after
+# it (normally only today), and the small live counts. :first7 is the first of the last 7 days.
 DASHBOARD_SQL = text(
     """
     WITH st AS (
         SELECT coalesce((SELECT filled_through FROM analytics_fill_state WHERE name = 'daily'),
-                        DATE '1969-12-31') AS done
+                        DATE '1969-12-31') AS done,
+               coalesce((SELECT filled_through FROM analytics_fill_state WHERE name = 'offers'),
+                        DATE '1969-12-31') AS offers_done
     ), edge AS (
         SELECT (done + 1)::timestamp AT TIME ZONE 'UTC' AS lo,
-               greatest(done + 1, CAST(:first7 AS date))::timestamp AT TIME ZONE 'UTC' AS lo7
+               greatest(done + 1, CAST(:first7 AS date))::timestamp AT TIME ZONE 'UTC' AS lo7,
+               greatest(offers_done + 1, CAST(:first7 AS date))::timestamp AT TIME ZONE 'UTC'
+                   AS clicks_lo7
         FROM st
     ), rolled AS (
         SELECT coalesce(sum(revenue - reversed_amount), 0) AS revenue,
@@ -205,6 +226,9 @@ DASHBOARD_SQL = text(
      rolled.signups + (SELECT count(*) FROM users, edge WHERE created_at >= edge.lo) AS total_users,
      rolled.signups7 + (SELECT count(*) FROM users, edge WHERE created_at >= edge.lo7) AS new_users,
      rolled.sales7 + (SELECT count(*) FROM sales, edge WHERE created_at >= edge.lo7) AS recent_sales,
+     (SELECT coalesce(sum(clicks), 0) FROM analytics_offer_daily, st
+        WHERE day >= :first7 AND day <= st.offers_done)
+        + (SELECT count(*) FROM clicks, edge WHERE created_at >= edge.clicks_lo7) AS recent_clicks,
      (SELECT count(*) FROM users WHERE status <> 'active') AS not_active,
      (SELECT count(*) FROM offers WHERE status = 'active') AS total_offers,
      (SELECT coalesce(sum(amount), 0) FROM payments WHERE status = 'pending') AS pending_payments,
@@ -267,6 +291,7 @@ def dashboard_payload(row: Any) -> dict[str, Any]:
         "recent_activity": {
             "new_users": row["new_users"],
             "recent_sales": row["recent_sales"],
+            "recent_clicks": row["recent_clicks"],
             "pending_approvals": row["pending_approvals"],
         },
     }

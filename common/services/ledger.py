@@ -284,12 +284,13 @@ _CHECK_PAYOUTS = text(
 
 
 # Claims whose credit does not match their decision: an approved claim has exactly one sale (of
-# its amount), any other claim none (the sale's unique claim_id forbids two).
+# its amount) that was not rejected, any other claim none (the sale's unique claim_id forbids two).
 _CHECK_CLAIMS = text(
     """
     SELECT cl.id, cl.status, cl.amount, s.id AS sale_id, s.commission_amount
     FROM claims cl LEFT JOIN sales s ON s.claim_id = cl.id
     WHERE (cl.status = 'approved') <> (s.id IS NOT NULL) OR s.commission_amount <> cl.amount
+       OR s.status = 'rejected'
     """
 )
 

@@ -16,7 +16,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
 from common.config import get_settings
-from common.errors import InvalidInput
+from common.errors import Conflict, InvalidInput
 from common.events import adopt_emitted
 from common.models.audit import AuditLog
 from common.money import commission
@@ -100,6 +100,13 @@ class UserMismatch(InvalidInput):
     changes hands, so this is refused (and logged) rather than applied to someone else."""
 
     outcome = "user_mismatch"
+
+
+class ClaimSale(Conflict):
+    """The pending sale an approved claim made: the approval promised the member its credit (the
+    worker's ``approve_sale``), so no one may reject it in between (409)."""
+
+    code = "claim_sale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +307,7 @@ _REJECT = text(
     """
     WITH sale AS (
         UPDATE sales SET status = 'rejected', decided_at = now()
-        WHERE id = :sale_id AND status = 'pending'
+        WHERE id = :sale_id AND status = 'pending' AND claim_id IS NULL
         RETURNING id, user_id, commission_amount
     )
     UPDATE users SET pending_balance = users.pending_balance - sale.commission_amount
@@ -317,9 +324,23 @@ _REVERSE = text(
 )
 
 
+_CLAIM_OF_PENDING = text("SELECT claim_id FROM sales WHERE id = :sale_id AND status = 'pending'")
+
+
 def reject_sale(session: Session, *, sale_id: int) -> bool:
-    """pending -> rejected; the commission leaves the pending balance. False if not pending."""
-    return session.execute(_REJECT, {"sale_id": sale_id}).first() is not None
+    """pending -> rejected; the commission leaves the pending balance. False if not pending.
+
+    The one rejection rule (an admin's, a worker's, a network's reversal of a pending sale): the
+    sale of an approved claim is never rejected (``ClaimSale``, 409), or the claim would stay
+    approved with nothing credited. Its ``claim_id`` never changes, so the guard in the UPDATE
+    cannot race; the read after it only says why nothing was rejected."""
+    if session.execute(_REJECT, {"sale_id": sale_id}).first() is not None:
+        return True
+    claim_id = session.execute(_CLAIM_OF_PENDING, {"sale_id": sale_id}).scalar()
+    if claim_id is not None:
+        raise ClaimSale(f"Sale {sale_id} was made by approving missing-credit claim {claim_id}; "
+                        "it is credited by that approval and cannot be rejected")
+    return False
 
 
 def reverse_sale(session: Session, *, sale_id: int) -> str:

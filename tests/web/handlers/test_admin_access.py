@@ -31,6 +31,7 @@ def test_every_contract_route_is_served() -> None:
         ("GET", "/admin/payments"), ("POST", "/admin/payments/{id}/approve"),
         ("POST", "/admin/payments/{id}/reject"), ("GET", "/admin/analytics/dashboard"),
         ("GET", "/admin/analytics/revenue"), ("GET", "/admin/analytics/users"),
+        ("GET", "/admin/analytics/offers"),
         ("GET", "/admin/audit-log"), ("GET", "/admin/claims"),
         ("POST", "/admin/claims/{id}/approve"), ("POST", "/admin/claims/{id}/reject"),
         ("GET", "/admin/postbacks"), ("POST", "/admin/postbacks/{id}/replay"),

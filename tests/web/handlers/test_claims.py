@@ -157,6 +157,33 @@ async def test_a_postback_before_the_approval_makes_it_409(money_client, session
     assert session.query(OutboxEvent).filter_by(event="claim:status").count() == 0
 
 
+async def test_the_sale_of_an_approved_claim_cannot_be_rejected(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """Between the approval and the worker's credit, the claim's sale is pending: an admin's
+    rejection then would leave the claim approved with nothing credited."""
+    user, admin = make_user(session), make_user(session, role="admin")
+    offer_id = make_offer(session, external_id="o1")
+    _, claim_id = await _open_claim(money_client, session, money_settings, user, offer_id)
+    headers = auth_headers(money_settings, admin)
+    approved = await (await money_client.post(f"/api/admin/claims/{claim_id}/approve",
+                                              headers=headers)).json()
+    sale_id = approved["data"]["saleId"]
+
+    resp = await money_client.post(f"/api/admin/sales/{sale_id}/reject", headers=headers)
+    body = await resp.json()
+    assert (resp.status, body["code"]) == (409, "claim_sale"), body
+    assert f"claim {claim_id}" in body["message"]
+    session.expire_all()
+    assert session.get(Sale, sale_id).status == "pending"  # type: ignore[union-attr]
+    assert session.get(Claim, claim_id).status == "approved"  # type: ignore[union-attr]
+    assert session.query(AuditLog).filter_by(action="sale.reject").count() == 0
+    assert _balances(session, user) == (0, Decimal("7.00"))
+    assert approve_sale(session, sale_id=sale_id)  # the worker still credits it
+    session.commit()
+    assert _balances(session, user) == (Decimal("7.00"), 0)
+    again = await money_client.post(f"/api/admin/sales/{sale_id}/reject", headers=headers)
+    assert (again.status, (await again.json())["code"]) == (409, "conflict")  # approved now
+
+
 async def test_reject_and_admin_list(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
     user, admin = make_user(session), make_user(session, role="admin")
     offer_id = make_offer(session, external_id="o1")
@@ -246,5 +273,13 @@ def test_check_ledger_sees_a_claim_without_its_credit(session: Session) -> None:
         "VALUES (:c, :u, :o, 'm', 'approved', 7) RETURNING id"),
         {"c": click_id, "u": user.id, "o": offer_id}).scalar_one()
     assert check_ledger(session) == [f"claim {claim_id}: status approved amount 7.00, sale None None"]
-    session.execute(text("UPDATE claims SET status = 'open', amount = NULL"))
+    sale_id = session.execute(text(
+        "INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount, commission_amount,"
+        " status, hold_until, decided_at, click_id, claim_id) VALUES (:u, :o, 'claim', 'claim:1',"
+        " 7, 7, 'rejected', now(), now(), :c, :cl) RETURNING id"),
+        {"u": user.id, "o": offer_id, "c": click_id, "cl": claim_id}).scalar_one()
+    # Its sale rejected: the claim says approved, and nothing was or will be credited.
+    assert check_ledger(session) == [f"claim {claim_id}: status approved amount 7.00, sale {sale_id} 7.00"]
+    session.execute(text("UPDATE sales SET status = 'pending', decided_at = NULL"))
+    session.execute(text("UPDATE users SET pending_balance = 7 WHERE id = :u"), {"u": user.id})
     assert check_ledger(session) == []

@@ -42,7 +42,7 @@ async def approve(request: web.Request) -> web.Response:
     return await _decide(request, "approve")
 
 
-@describe("Reject a pending sale (applied at once; nothing can approve it afterwards)", tags=["admin"], path=IdPath, status=202, statuses={404: "No such sale", 409: "Not pending"}, response=SaleDecisionOut)
+@describe("Reject a pending sale (applied at once; nothing can approve it afterwards)", tags=["admin"], path=IdPath, status=202, statuses={404: "No such sale", 409: "Not pending, or made by an approved claim (claim_sale)"}, response=SaleDecisionOut)
 @require_admin
 async def reject(request: web.Request) -> web.Response:
     return await _decide(request, "reject")

@@ -91,6 +91,7 @@ class DashboardStats(BaseModel):
 class RecentActivity(BaseModel):
     new_users: int
     recent_sales: int
+    recent_clicks: int = Field(description="offer clicks today and on the 6 days before")
     pending_approvals: int
 
 
@@ -118,6 +119,22 @@ class UserTotals(BaseModel):
 class UsersAnalyticsOut(BaseModel):
     days: list[UsersDay]
     totals: UserTotals
+
+
+class OfferAnalyticsOut(Shape):
+    """One offer's click funnel over the period (docs/api.md "Analytics")."""
+
+    offerId: int
+    title: str
+    clicks: int
+    conversions: int = Field(description="sales attributed to a click, counted on the day the "
+                             "sale was created, whatever became of it")
+    conversionRate: Decimal | None = Field(description="conversions / clicks, 4 decimals; null "
+                                           "without clicks")
+    revenue: Decimal = Field(description="commission of those sales credited, minus what "
+                             "reversals took back, on the day of each ledger entry")
+    epc: Decimal | None = Field(description="revenue per click, truncated to cents; null without "
+                                "clicks")
 
 
 class AuditOut(Shape):
