@@ -35,19 +35,45 @@ class SaleOutcome:
     outcome: str
 
 
+def _claims_conversion(offer_id: str, clicked_at: str) -> str:
+    """SQL, over ``sales p``: an approved claim's sale of ``:user_id`` for the offer, not rejected
+    and still without the network's transaction, that a report of this offer (naming a click made
+    at ``clicked_at``, or none: NULL) is the conversion of: the network reports the conversion
+    late, so it names no click or one made before the claim's sale (docs/money.md)."""
+    return (f"p.user_id = :user_id AND p.offer_id = {offer_id} AND p.network = '{CLAIM_NETWORK}' "
+            f"AND p.claim_id IS NOT NULL AND p.status <> 'rejected' "
+            f"AND ({clicked_at} IS NULL OR {clicked_at} <= p.created_at)")
+
+
 # Insert the sale unless (network, external_id) exists, or its click already has a sale (a claim's
 # credit that committed meanwhile: both keys are unique, and DO NOTHING covers both), and add its
 # commission to the user's pending balance only when it was inserted: one statement, so a repeat
 # changes nothing.
+# Nor while the user's claims of the offer change under it: an approved claim's sale that the
+# report would be the conversion of (committed since the lookup: the caller decides again, and
+# adopts it), or an approval in flight. The open claims of the user's offer are locked ``FOR
+# SHARE`` before the insert: an approval waits for this credit to commit and then sees its sale
+# (``offer_converted``); a claim approved while this statement waited is no longer open when
+# locked, so the counts differ and nothing is inserted.
 # The CTEs ``owner`` and ``sale`` (and the pending-balance move) that credit a sale; the web's
 # postback path composes them with its log row into one statement of its own.
-CREDIT_CTES = """
-    WITH owner AS (SELECT id FROM users WHERE id = :user_id), sale AS (
+CREDIT_CTES = f"""
+    WITH owner AS (SELECT id FROM users WHERE id = :user_id), open_claims AS (
+        SELECT id FROM claims
+        WHERE user_id = :user_id AND offer_id = :offer_id AND status = 'open'
+        FOR SHARE
+    ), sale AS (
         INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount,
                            commission_amount, status, hold_until, click_id)
         SELECT owner.id, :offer_id, :network, :external_id, :sale_amount, :commission,
                'pending', now() + make_interval(secs => :hold), CAST(:click_id AS varchar)
         FROM owner
+        WHERE NOT EXISTS (SELECT 1 FROM sales p WHERE {_claims_conversion(
+                  ":offer_id", "(SELECT created_at FROM clicks "
+                               "WHERE public_id = CAST(:click_id AS varchar))")})
+          AND (SELECT count(*) FROM open_claims) = (
+              SELECT count(*) FROM claims
+              WHERE user_id = :user_id AND offer_id = :offer_id AND status = 'open')
         ON CONFLICT DO NOTHING
         RETURNING id, user_id, commission_amount
     ), pending AS (
@@ -71,21 +97,27 @@ ADOPT_CTES = f"""
     )"""
 ADOPT_RESULT = "SELECT id AS sale_id, status FROM adopted"
 ADOPT = text(ADOPT_CTES + "\n" + ADOPT_RESULT)
-# The sale if this transaction id was seen, the offer's payout rule, and the click the callback
-# names (NULL :click_id: none) with the sale it already has: one round trip.
+# The sale if this transaction id was seen, the offer's payout rule, the click the callback names
+# (NULL :click_id: none) with the sale it already has, and the approved claim's sale the report
+# would be the conversion of: one round trip.
 LOOKUP = text(
-    """
+    f"""
     SELECT s.id AS sale_id, s.status, s.user_id AS sale_user_id,
            o.id AS offer_id, o.payout_type, o.user_share, o.fixed_payout,
            c.user_id AS click_user_id, c.offer_id AS click_offer_id,
            c.created_at >= now() - make_interval(days => :click_days) AS click_fresh,
            cs.id AS click_sale_id, cs.status AS click_sale_status,
-           cs.claim_id IS NOT NULL AS click_claimed, cs.network AS click_sale_network
+           cs.claim_id IS NOT NULL AS click_claimed, cs.network AS click_sale_network,
+           conversion.id AS claim_sale_id, conversion.status AS claim_sale_status
     FROM (SELECT 1) AS one
     LEFT JOIN sales s ON s.network = :network AND s.external_id = :external_id
     LEFT JOIN offers o ON o.network = :network AND o.external_id = :offer
     LEFT JOIN clicks c ON c.public_id = CAST(:click_id AS varchar)
     LEFT JOIN sales cs ON cs.click_id = c.public_id
+    LEFT JOIN LATERAL (
+        SELECT p.id, p.status FROM sales p WHERE {_claims_conversion("o.id", "c.created_at")}
+        ORDER BY p.id LIMIT 1
+    ) AS conversion ON true
     """
 )
 # Sync callers and the web's async fast path run the same statements: this module's through a
@@ -133,7 +165,7 @@ class CreditRequest:
     def lookup_params(self) -> dict[str, Any]:
         days = self.click_days if self.click_days is not None else get_settings().click_retention_days
         click = self.click_id if self.click_id is not None and is_click_id(self.click_id) else None
-        return {"network": self.network, "external_id": self.external_id,
+        return {"network": self.network, "external_id": self.external_id, "user_id": self.user_id,
                 "offer": self.offer_external_id, "click_id": click, "click_days": days}
 
 
@@ -176,6 +208,8 @@ def plan_credit(found: Found, request: CreditRequest) -> Plan:
     claimed = _check_click(found, request)
     if claimed is not None:
         return claimed
+    if found["claim_sale_id"] is not None:  # reported late: the approved claim's conversion
+        return Adoption(found["claim_sale_id"], found["claim_sale_status"])
     earned = _commission(found, request.amount)
     return {
         "user_id": request.user_id, "offer_id": found["offer_id"], "network": request.network,

@@ -63,7 +63,7 @@ async def test_the_claim_window_edges(money_client, session: Session, money_sett
 async def test_claim_refusals(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
     user, other = make_user(session), make_user(session)
     offer_id = make_offer(session, external_id="o1")
-    mine, _ = make_click(session, user.id, offer_id, age=2 * DAY)
+    mine, _ = make_click(session, user.id, make_offer(session, external_id="o2"), age=2 * DAY)
     theirs, _ = make_click(session, other.id, offer_id, age=2 * DAY)
     sold, _ = make_click(session, user.id, offer_id, age=2 * DAY)
     session.commit()

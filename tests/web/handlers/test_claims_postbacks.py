@@ -136,3 +136,153 @@ async def test_a_claims_sale_rejected_by_an_admin_is_not_claimed(money_client, s
     assert session.query(PostbackLog).one().outcome == "click_mismatch"
     assert session.get(Sale, sale_id).network == "claim"  # type: ignore[union-attr]
     assert session.get(Claim, session.get(Sale, sale_id).claim_id).status == "approved"  # type: ignore[union-attr]
+
+
+async def _claim(client, settings: Settings, user: User, click_id: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+    resp = await client.post("/api/claims", json={"clickId": click_id, "message": "never credited"},
+                             headers=auth_headers(settings, user))
+    return resp.status, await resp.json()
+
+
+async def _claimable(client, settings: Settings, user: User) -> dict[str, bool]:  # type: ignore[no-untyped-def]
+    listed = await (await client.get("/api/clicks", headers=auth_headers(settings, user))).json()
+    return {c["clickId"]: c["claimable"] for c in listed["data"]}
+
+
+async def test_a_conversion_the_network_reported_without_a_click_cannot_be_claimed(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """The member completes the offer once and the network reports it without naming a click:
+    the click is not claimable, and a claim on it is refused."""
+    user = make_user(session)
+    offer_id = make_offer(session, external_id="o1")
+    click_id, _ = make_click(session, user.id, offer_id, age=2 * DAY)
+    session.commit()
+    assert (await _postback(money_client, user_id=user.id, offer_id="o1", txn_id="net-1"))[0] == 200
+    assert await _claimable(money_client, money_settings, user) == {click_id: False}
+    status, body = await _claim(money_client, money_settings, user, click_id)
+    assert (status, body["code"]) == (422, "offer_converted"), body
+    assert body["errors"][0].startswith("clickId:")
+    assert session.query(Claim).count() == 0
+    assert _balances(session, user) == (0, Decimal("7.00"))
+
+
+async def test_two_clicks_one_conversion_the_other_click_cannot_be_claimed(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(session)
+    offer_id = make_offer(session, external_id="o1")
+    a, _ = make_click(session, user.id, offer_id, age=2 * DAY)
+    b, _ = make_click(session, user.id, offer_id, age=2 * DAY)
+    session.commit()
+    assert (await _postback(money_client, user_id=user.id, offer_id="o1", txn_id="net-1", click_id=b))[0] == 200
+    assert await _claimable(money_client, money_settings, user) == {a: False, b: False}
+    status, body = await _claim(money_client, money_settings, user, a)
+    assert (status, body["code"]) == (422, "offer_converted"), body
+
+
+async def test_an_earlier_or_rejected_conversion_does_not_stop_a_claim(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """Only a conversion reported at or after the click could be the click's: an earlier one, or
+    one the network took back before it was approved, leaves the click claimable."""
+    user = make_user(session)
+    offer_id = make_offer(session, external_id="o1")
+    assert (await _postback(money_client, user_id=user.id, offer_id="o1", txn_id="old"))[0] == 200
+    session.execute(text("UPDATE sales SET created_at = now() - interval '3 days'"))
+    click_id, _ = make_click(session, user.id, offer_id, age=2 * DAY)
+    session.commit()
+    credit = {"user_id": user.id, "offer_id": "o1", "txn_id": "net-1"}
+    assert (await _postback(money_client, **credit))[0] == 200
+    assert (await _postback(money_client, **credit, status="2"))[0] == 200  # rejected while pending
+    assert await _claimable(money_client, money_settings, user) == {click_id: True}
+    status, body = await _claim(money_client, money_settings, user, click_id)
+    assert status == 201, body
+
+
+async def test_the_approval_of_a_claim_whose_conversion_was_reported_meanwhile_is_409(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    user, admin = make_user(session), make_user(session, role="admin")
+    offer_id = make_offer(session, external_id="o1")
+    click_id, _ = make_click(session, user.id, offer_id, age=2 * DAY)
+    session.commit()
+    status, body = await _claim(money_client, money_settings, user, click_id)
+    assert status == 201
+    claim_id = body["data"]["id"]
+    assert (await _postback(money_client, user_id=user.id, offer_id="o1", txn_id="net-1"))[0] == 200
+    resp = await money_client.post(f"/api/admin/claims/{claim_id}/approve", headers=auth_headers(money_settings, admin))
+    assert (resp.status, (await resp.json())["code"]) == (409, "offer_converted")
+    assert session.get(Claim, claim_id).status == "open"  # type: ignore[union-attr]
+    assert session.query(Sale).count() == 1
+    assert _balances(session, user) == (0, Decimal("7.00"))
+
+
+async def test_a_late_report_without_a_click_is_the_approved_claims_conversion(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """The other order: the claim is approved and paid, then the network reports the conversion
+    late, naming no click or another click made before the claim's sale: it is the claim's
+    conversion (``claimed``), and its chargeback takes the claim's money back."""
+    user, admin = make_user(session), make_user(session, role="admin")
+    offer_id = make_offer(session, external_id="o1")
+    other_click, _ = make_click(session, user.id, offer_id, age=3 * DAY)
+    _, _, sale_id = await _approved_claim(money_client, session, money_settings, user, admin, offer_id)
+    for click in (None, other_click):
+        values = {"user_id": user.id, "offer_id": "o1", "txn_id": "net-1"}
+        if click is not None:
+            session.execute(text("UPDATE sales SET network = 'claim', external_id = 'claim:x'"))
+            session.commit()
+            values["click_id"] = click
+        status, body = await _postback(money_client, **values)
+        assert (status, body) == (200, {"saleId": sale_id, "status": "approved"})
+        assert session.query(Sale).count() == 1
+        assert session.get(Sale, sale_id).external_id == "net-1"  # type: ignore[union-attr]
+    assert _balances(session, user) == (Decimal("7.00"), 0)
+    assert (await _postback(money_client, user_id=user.id, offer_id="o1", txn_id="net-1", status="2"))[0] == 200
+    assert _balances(session, user) == (0, 0)
+
+
+async def test_a_conversion_through_a_click_made_after_the_claims_sale_is_credited(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """An offer that converts again: a report naming a click made after the claim's sale is a new
+    conversion, credited; the claim's sale keeps waiting for its own report."""
+    user, admin = make_user(session), make_user(session, role="admin")
+    offer_id = make_offer(session, external_id="o1")
+    _, _, sale_id = await _approved_claim(money_client, session, money_settings, user, admin, offer_id)
+    session.execute(text("UPDATE sales SET created_at = now() - interval '1 hour'"))
+    session.execute(text("UPDATE claims SET decided_at = now() - interval '1 hour'"))
+    new_click, _ = make_click(session, user.id, offer_id)
+    session.commit()
+    status, body = await _postback(money_client, user_id=user.id, offer_id="o1", txn_id="net-2", click_id=new_click)
+    assert status == 200 and body is not None and body["saleId"] != sale_id
+    assert session.get(Sale, sale_id).network == "claim"  # type: ignore[union-attr]
+    assert _balances(session, user) == (Decimal("7.00"), Decimal("7.00"))
+
+
+def test_check_ledger_sees_a_conversion_paid_by_a_claim_and_the_network(session: Session) -> None:
+    from common.services.ledger import check_ledger
+
+    user = make_user(session)
+    offer_id = make_offer(session, external_id="o1")
+    click_id, _ = make_click(session, user.id, offer_id, age=2 * DAY)
+    claim_id = session.execute(text(
+        "INSERT INTO claims (click_id, user_id, offer_id, message, status, amount, decided_at) "
+        "VALUES (:c, :u, :o, 'm', 'approved', 7, now()) RETURNING id"),
+        {"c": click_id, "u": user.id, "o": offer_id}).scalar_one()
+
+    def sale(network: str, external_id: str, *, claim: int | None = None, click: str | None = None,
+             age: str = "0", status: str = "rejected") -> int:
+        return int(session.execute(text(
+            "INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount, "
+            "commission_amount, status, hold_until, created_at, click_id, claim_id) "
+            "VALUES (:u, :o, :n, :e, 7, 7, :s, now(), now() - CAST(:age AS interval), :click, :claim) "
+            "RETURNING id"), {"u": user.id, "o": offer_id, "n": network, "e": external_id,
+                              "s": status, "age": age, "click": click, "claim": claim}).scalar_one())
+
+    # Rejected sales leave the money alone (pending balances stay zero): only the rule speaks.
+    claimed = sale("claim", f"claim:{claim_id}", claim=claim_id, click=click_id, status="reversed")
+    assert check_ledger(session) == []
+    before = sale("testnet", "before-click", age="3 days", status="reversed")  # an earlier conversion
+    assert check_ledger(session) == []
+    between = sale("testnet", "between", age="1 day", status="reversed")  # the approval should have refused
+    assert check_ledger(session) == [
+        f"claim {claim_id}: its sale {claimed} and sale {between} pay one conversion"]
+    session.execute(text("UPDATE sales SET status = 'rejected' WHERE id = :id"), {"id": between})
+    session.execute(text("UPDATE claims SET decided_at = now() - interval '2 hours'"))
+    later = sale("testnet", "late", age="1 hour", status="reversed")  # should have been the claim's
+    assert check_ledger(session) == [
+        f"claim {claim_id}: its sale {claimed} and sale {later} pay one conversion"]
+    session.execute(text("UPDATE sales SET network = 'testnet', external_id = 'net-1' WHERE id = :id"),
+                    {"id": claimed})  # the claim's sale has its network transaction: a new one
+    assert check_ledger(session) == []
+    assert before
