@@ -421,15 +421,17 @@ def reverse_sale(session: Session, *, sale_id: int) -> str:
     return "reversed"
 
 
-# A reversal whose credit has not arrived: the sale is stored as already rejected, so the credit,
-# when it comes, is a repeat of a decided transaction and credits nothing.
+# A reversal whose credit has not arrived: the sale is stored as already rejected, with the click
+# it names, so the credit, when it comes, is a repeat of a decided transaction and credits nothing,
+# and the click has its sale (not claimable: the network decided its conversion). Nothing is
+# inserted when a credit of the transaction, or a sale of the click, committed meanwhile.
 _REJECTED_EARLY = text(
     """
     WITH owner AS (SELECT id FROM users WHERE id = :user_id), sale AS (
         INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount,
-                           commission_amount, status, hold_until, decided_at)
+                           commission_amount, status, hold_until, decided_at, click_id)
         SELECT owner.id, :offer_id, :network, :external_id, :sale_amount, :commission,
-               'rejected', now(), now()
+               'rejected', now(), now(), CAST(:click_id AS varchar)
         FROM owner
         ON CONFLICT DO NOTHING
         RETURNING id
@@ -466,13 +468,14 @@ def reverse_callback(
         early = session.execute(_REJECTED_EARLY, {
             "user_id": user_id, "offer_id": plan["offer_id"], "network": network,
             "external_id": external_id, "sale_amount": plan["sale_amount"],
-            "commission": plan["commission"],
+            "commission": plan["commission"], "click_id": plan["click_id"],
         }).mappings().one()
         if early["sale_id"] is not None:
             return SaleOutcome(early["sale_id"], "rejected", "reversal_before_credit")
         if not early["user_exists"]:
             return SaleOutcome(None, None, "unknown_sale")
-        # Nothing inserted: a credit of this transaction id committed since the lookup.
+        # Nothing inserted: a credit of this transaction id, or a sale of its click, committed
+        # since the lookup.
     raise CreditContended(f"Transaction {external_id!r}: contended, try again")
 
 

@@ -286,3 +286,41 @@ def test_check_ledger_sees_a_conversion_paid_by_a_claim_and_the_network(session:
                     {"id": claimed})  # the claim's sale has its network transaction: a new one
     assert check_ledger(session) == []
     assert before
+
+
+async def test_a_chargeback_before_its_credit_keeps_the_click(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """Out of order: the chargeback naming the click arrives first (stored as a rejected sale of
+    that click), then the credit (a repeat of the decided transaction). The click has its sale:
+    it is not claimable, and a claim on it is refused."""
+    user = make_user(session)
+    offer_id = make_offer(session, external_id="o1")
+    click_id, _ = make_click(session, user.id, offer_id, age=2 * DAY)
+    session.commit()
+    report = {"user_id": user.id, "offer_id": "o1", "txn_id": "net-1", "click_id": click_id}
+    status, early = await _postback(money_client, **report, status="2")
+    assert status == 200 and early is not None and early["status"] == "rejected"
+    assert await _postback(money_client, **report) == (200, early)
+    assert session.get(Sale, early["saleId"]).click_id == click_id  # type: ignore[union-attr]
+    listed = await (await money_client.get("/api/clicks", headers=auth_headers(money_settings, user))).json()
+    assert [(c["saleId"], c["saleStatus"], c["claimable"]) for c in listed["data"]] == [
+        (early["saleId"], "rejected", False)]
+    status, body = await _claim(money_client, money_settings, user, click_id)
+    assert (status, body["code"]) == (422, "click_has_sale")
+    assert [r.outcome for r in session.query(PostbackLog).order_by(PostbackLog.id)] == [
+        "reversal_before_credit", "duplicate"]
+    assert _balances(session, user) == (0, 0)
+
+
+async def test_a_chargeback_naming_a_click_is_checked_like_a_credit(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    user, other = make_user(session), make_user(session)
+    offer_id = make_offer(session, external_id="o1")
+    theirs, _ = make_click(session, other.id, offer_id, age=2 * DAY)
+    sold, _ = make_click(session, user.id, offer_id, age=2 * DAY)
+    session.commit()
+    assert (await _postback(money_client, user_id=user.id, offer_id="o1", txn_id="t1", click_id=sold))[0] == 200
+    for txn, click in (("t2", theirs), ("t3", sold), ("t4", "x" * 22)):
+        status, _ = await _postback(money_client, user_id=user.id, offer_id="o1", txn_id=txn,
+                                    click_id=click, status="2")
+        assert status == 422, (txn, click)
+    assert [r.outcome for r in session.query(PostbackLog).order_by(PostbackLog.id)][1:] == ["click_mismatch"] * 3
+    assert session.query(Sale).count() == 1
