@@ -4,17 +4,21 @@ conversion takes it back."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from decimal import Decimal
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from common.config import Settings
 from common.models import Claim, LedgerEntry, PostbackLog, Sale, User
-from common.services.sales import approve_sale
+from common.services.claims import approve_claim
+from common.services.sales import approve_sale, credit_sale
 from tests.fixtures.factories import auth_headers, make_user
-from tests.fixtures.money import money_client, money_settings  # noqa: F401
+from tests.fixtures.money import live_money_client, money_client, money_settings  # noqa: F401
 from tests.fixtures.money_factories import generic_params, make_click, make_offer
 
 DAY = dt.timedelta(days=1)
@@ -324,3 +328,71 @@ async def test_a_chargeback_naming_a_click_is_checked_like_a_credit(money_client
         assert status == 422, (txn, click)
     assert [r.outcome for r in session.query(PostbackLog).order_by(PostbackLog.id)][1:] == ["click_mismatch"] * 3
     assert session.query(Sale).count() == 1
+
+
+async def _until_a_backend_waits_on_a_lock(engine: Engine, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT count(*) FROM pg_stat_activity "
+                                 "WHERE wait_event_type = 'Lock'")).scalar_one():
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no backend ever waited on a lock")
+
+
+def _setup_click(engine: Engine, *, claim: bool) -> tuple[int, str, int | None]:
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        user = make_user(s)
+        offer_id = make_offer(s, external_id="o1")
+        click_id, _ = make_click(s, user.id, offer_id, age=2 * DAY)
+        claim_id = s.execute(text(
+            "INSERT INTO claims (click_id, user_id, offer_id, message) VALUES (:c, :u, :o, 'm') "
+            "RETURNING id"), {"c": click_id, "u": user.id, "o": offer_id}).scalar_one() if claim else None
+    return user.id, click_id, claim_id
+
+
+def _log(engine: Engine) -> list[tuple[str, int | None]]:
+    with engine.connect() as conn:
+        return [(r.outcome, r.sale_id) for r in conn.execute(text(
+            "SELECT outcome, sale_id FROM postback_log ORDER BY id"))]
+
+
+@pytest.mark.committed
+async def test_a_postback_racing_a_claims_approval_logs_claimed(live_money_client, committed: Engine) -> None:  # type: ignore[no-untyped-def]
+    """The fast path's credit waits for an approval in flight, then is the claim's conversion:
+    answered and logged ``claimed`` with the claim's sale."""
+    user_id, click_id, claim_id = _setup_click(committed, claim=True)
+    approval = Session(committed, expire_on_commit=False)
+    approval.begin()
+    sale_id = approve_claim(approval, claim_id=claim_id or 0, amount=None, audit={"actor_id": None})["sale_id"]
+    report = generic_params(user_id=user_id, offer_id="o1", txn_id="net-1", click_id=click_id)
+    answer = asyncio.ensure_future(live_money_client.get("/api/postbacks/testnet", params=report))
+    await _until_a_backend_waits_on_a_lock(committed)
+    approval.commit()
+    approval.close()
+    resp = await answer
+    assert (resp.status, (await resp.json())["data"]) == (200, {"saleId": sale_id, "status": "pending"})
+    assert _log(committed) == [("claimed", sale_id)]
+    with committed.connect() as conn:
+        assert conn.execute(text("SELECT network, external_id FROM sales")).all() == [("testnet", "net-1")]
+
+
+@pytest.mark.committed
+async def test_two_transactions_racing_for_one_click_log_the_refusal(live_money_client, committed: Engine) -> None:  # type: ignore[no-untyped-def]
+    """Two transaction ids name one click: the fast path's credit waits for the other's sale of
+    the click, then is refused, and its log row says so (not ``duplicate``)."""
+    user_id, click_id, _ = _setup_click(committed, claim=False)
+    first = Session(committed, expire_on_commit=False)
+    first.begin()
+    assert credit_sale(first, network="testnet", external_id="net-1", user_id=user_id,
+                       offer_external_id="o1", amount=Decimal("10"), hold_seconds=3600,
+                       click_id=click_id, click_days=90).outcome == "credited"
+    report = generic_params(user_id=user_id, offer_id="o1", txn_id="net-2", click_id=click_id)
+    answer = asyncio.ensure_future(live_money_client.get("/api/postbacks/testnet", params=report))
+    await _until_a_backend_waits_on_a_lock(committed)
+    first.commit()
+    first.close()
+    resp = await answer
+    assert resp.status == 422
+    assert _log(committed) == [("click_mismatch", None)]
