@@ -25,6 +25,9 @@ class Sale(Base):
         CheckConstraint("sale_amount >= 0 AND commission_amount >= 0", name="amounts_not_negative"),
         UniqueConstraint("network", "external_id"),
         Index("ix_sales_user_id_id", "user_id", "id"),
+        # A member's sales of one offer since a time: the claim rule (has the offer converted
+        # since the click?) and the claim's sale a late report of the offer is the conversion of.
+        Index("ix_sales_user_id_offer_id_created_at", "user_id", "offer_id", "created_at"),
         # The beat's approval batch reads only pending sales whose hold has passed.
         Index("ix_sales_pending_hold_until", "hold_until", postgresql_where=text("status = 'pending'")),
     )

@@ -21,6 +21,8 @@ from common.postbacks.schemes import Cpx, Generic, SuperRewards, Tapjoy, generic
 SCHEMES: dict[str, type[Adapter]] = {a.scheme: a for a in (Generic, Cpx, SuperRewards, Tapjoy)}
 # Every scheme's signature parameters: the log hides them all, whatever a network's scheme is today.
 SIGNATURE_PARAMS = frozenset(name for a in SCHEMES.values() for name in a.signature_params)
+# Every scheme's known fields that carry no secret (ids, amounts, status, the click): always shown.
+SHOWN_PARAMS = frozenset(name for a in SCHEMES.values() for name in a.shown_fields) - SIGNATURE_PARAMS
 
 
 def adapter_for(config: NetworkConfig) -> Adapter | None:
@@ -30,12 +32,14 @@ def adapter_for(config: NetworkConfig) -> Adapter | None:
 
 
 def shown_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """A logged callback's parameters without its signature (the admin search)."""
-    return redacted(params, SIGNATURE_PARAMS)
+    """A logged callback's parameters as the admin search shows them: every scheme's known
+    fields, and any other parameter whose name and value look like no secret; the rest, and
+    every signature, redacted (``redacted``)."""
+    return redacted(params, shown=SHOWN_PARAMS, hidden=SIGNATURE_PARAMS)
 
 
 __all__ = [
-    "REDACTED", "SCHEMES", "SIGNATURE_PARAMS", "Adapter", "Callback", "Outcome", "PostbackInvalid",
+    "REDACTED", "SCHEMES", "SHOWN_PARAMS", "SIGNATURE_PARAMS", "Adapter", "Callback", "Outcome", "PostbackInvalid",
     "PostbackRefused", "Reply", "adapter_for", "bounded_params", "generic_signature", "redacted",
     "shown_params", "source_allowed",
 ]

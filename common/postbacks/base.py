@@ -94,6 +94,9 @@ class Adapter:
     txn_param: ClassVar[str]
     user_param: ClassVar[str]
     signature_params: ClassVar[tuple[str, ...]]
+    # The parameters the scheme reads that carry no secret: the admin log shows them as sent; any
+    # other parameter is shown only when it looks like no secret (``shown_params``).
+    shown_fields: ClassVar[tuple[str, ...]]
 
     def __init__(self, config: NetworkConfig) -> None:
         self.config = config

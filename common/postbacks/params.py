@@ -11,7 +11,8 @@ signatures 64), so a truncated value only ever fails its check.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+import unicodedata
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 MAX_PARAMS = 50
@@ -41,14 +42,40 @@ def storable(text: str, limit: int) -> str:
 
 
 REDACTED = "[redacted]"
-# Names that carry a signature, a hash or a secret in some scheme, beyond those our adapters
-# declare (``Adapter.signature_params``): a name a network adds later is hidden too.
-_SIGNATURE_LIKE = re.compile(r"sig|hash|secret|token|verif|passw|api[_-]?key", re.IGNORECASE)
+# What makes a parameter's name look secret: a signature, hash, digest, key, credential or token in
+# any scheme we know of or might meet. Matched against the name folded (compatibility forms and
+# case: fullwidth letters, the long s, ``SIG``) with everything but letters and digits dropped,
+# so separators hide nothing (``s_i_g``, ``api-key``, ``pass.word``).
+_SECRET_LIKE = re.compile(
+    r"sig|hash|hmac|checksum|md5|sha|crc|digest|key|auth|pwd|passw|secret|token|verif|nonce|salt"
+    r"|cred")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+# A value that looks like a digest or an encoded secret: 32 or more hex digits, or 40 or more
+# base64 characters (a signature under a name no pattern foresees: ``s1g``, ``x``).
+_DIGEST_LIKE = re.compile(r"[0-9a-fA-F]{32,}|[A-Za-z0-9+/_-]{40,}={0,2}")
 
 
-def redacted(params: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    """``params`` as support may see them: every value under ``names`` or a signature-like name
-    replaced by ``REDACTED`` (a stored signature could be tried against guessed secrets)."""
-    hidden = set(names)
-    return {k: REDACTED if k in hidden or _SIGNATURE_LIKE.search(k) else v
+def secret_like(name: str) -> bool:
+    """Whether a parameter's name looks secret. A name that cannot be judged does: one bounded
+    by ``bounded_params`` (its end, lost, may have said so), or one not ASCII once folded (a
+    letter of another script that looks like a Latin one, an invisible character)."""
+    if name.endswith(TRUNCATED):
+        return True
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    if not folded.isascii():
+        return True
+    return _SECRET_LIKE.search(_NOT_ALNUM.sub("", folded)) is not None
+
+
+def redacted(params: Mapping[str, Any], *, shown: Collection[str],
+             hidden: Collection[str]) -> dict[str, Any]:
+    """``params`` as support may see them (a stored signature could be tried against guessed
+    secrets), redacted by default: a name in ``hidden`` (the schemes' signatures) never shows; a
+    name in ``shown`` (the schemes' known fields, none of them secret) always does; any other
+    shows only when neither its name (``secret_like``) nor its value looks secret."""
+    return {k: v if k not in hidden and (k in shown or not _looks_secret(k, v)) else REDACTED
             for k, v in params.items()}
+
+
+def _looks_secret(name: str, value: Any) -> bool:
+    return secret_like(name) or not isinstance(value, str) or _DIGEST_LIKE.fullmatch(value) is not None

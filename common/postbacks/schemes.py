@@ -35,6 +35,7 @@ class Generic(Adapter):
 
     scheme = "generic"
     txn_param, user_param, signature_params = "txn_id", "user_id", ("sig",)
+    shown_fields = ("txn_id", "user_id", "offer_id", "amount", "status", "click_id")
 
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
         if not self._same(generic_signature(self.config.secret, params), params.get("sig")):
@@ -65,6 +66,7 @@ class Cpx(Adapter):
     scheme = "cpx"
     click_param = "subid_1"  # CPX passes the wall URL's subid_1 back as {subid_1}
     txn_param, user_param, signature_params = "trans_id", "user_id", ("secure_hash",)
+    shown_fields = ("trans_id", "user_id", "offer_id", "amount_usd", "status", "subid_1")
     requires_allowed_ips = True  # its hash covers the transaction id only
 
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
@@ -90,6 +92,7 @@ class SuperRewards(Adapter):
 
     scheme = "superrewards"
     txn_param, user_param, signature_params = "id", "uid", ("sig",)
+    shown_fields = ("id", "new", "total", "uid", "oid", "click_id")
 
     def verify(self, params: Mapping[str, str], *, headers: Mapping[str, str], raw_query: str) -> Callback:
         txn, new, uid = (self._required(params, n) for n in ("id", "new", "uid"))
@@ -115,6 +118,7 @@ class Tapjoy(Adapter):
 
     scheme = "tapjoy"
     txn_param, user_param, signature_params = "id", "snuid", ("verifier",)
+    shown_fields = ("id", "snuid", "currency", "offer_id", "click_id")
     # Tapjoy retries every reply but 200 and 403 for 4 days: 403 ("do not retry") where a retry
     # cannot help (the user does not exist, the callback itself is unusable); a missing wall offer
     # (our configuration) and the rate limit stay retryable.

@@ -2,7 +2,8 @@
 
 A member claims a click that the network never reported, inside the claim window (at least
 ``CLAIM_MIN_AGE_SECONDS`` and at most ``CLAIM_MAX_AGE_DAYS`` after the click) and only while the
-click has no sale; one claim per click (a unique key, so racing requests make one claim). An admin
+click has no sale and the offer has not converted since the click (``converted``); one claim per
+click (a unique key, so racing requests make one claim). An admin
 approves (the claim's sale is made in the admin's transaction and credited by the normal approval
 path, ``sales.approve_sale``, exactly once) or rejects it. Both decisions are guarded transitions
 (``WHERE status = 'open'``): of twenty concurrent approvals one wins and the others are 409.
@@ -43,12 +44,24 @@ class ClaimConflict(Conflict):
         self.code = code
 
 
-def claim_refusal(*, clicked_at: dt.datetime, has_sale: bool, now: dt.datetime,
-                  min_age_seconds: int, max_age_days: int) -> ClaimRefused | None:
+def converted(user_id: str, offer_id: str, clicked_at: str) -> str:
+    """SQL: whether the user has a sale of the offer, not rejected, made at or after the click
+    (the columns or parameters named). Such a sale may be the conversion the click led to (a
+    network reports a conversion naming another click of the member's, or none), so the click is
+    not claimable and its claim not approvable: one conversion is paid once (docs/money.md)."""
+    return (f"EXISTS (SELECT 1 FROM sales converted WHERE converted.user_id = {user_id} "
+            f"AND converted.offer_id = {offer_id} AND converted.status <> 'rejected' "
+            f"AND converted.created_at >= {clicked_at})")
+
+
+def claim_refusal(*, clicked_at: dt.datetime, has_sale: bool, offer_converted: bool,
+                  now: dt.datetime, min_age_seconds: int, max_age_days: int) -> ClaimRefused | None:
     """Why a click may not be claimed now (None: it may). The one rule behind ``POST /claims``
     and ``claimable`` in ``GET /clicks``."""
     if has_sale:
         return ClaimRefused("click_has_sale", "The click already has a sale")
+    if offer_converted:
+        return ClaimRefused("offer_converted", "The offer has converted since this click")
     age = now - clicked_at
     if age < dt.timedelta(seconds=min_age_seconds):
         return ClaimRefused("claim_too_early", f"A click can be claimed {min_age_seconds} seconds "
@@ -60,9 +73,10 @@ def claim_refusal(*, clicked_at: dt.datetime, has_sale: bool, now: dt.datetime,
 
 
 _CLICK = text(
-    """
+    f"""
     SELECT c.public_id, c.offer_id, c.created_at,
            EXISTS (SELECT 1 FROM sales s WHERE s.click_id = c.public_id) AS has_sale,
+           {converted("c.user_id", "c.offer_id", "c.created_at")} AS offer_converted,
            EXISTS (SELECT 1 FROM claims cl WHERE cl.click_id = c.public_id) AS has_claim
     FROM clicks c WHERE c.public_id = :click_id AND c.user_id = :user_id
     """
@@ -88,14 +102,16 @@ _ONE = text(CLAIM_ROW + " WHERE cl.id = :id")
 def file_claim(session: Session, *, user_id: int, click_id: str, message: str, now: dt.datetime,
                min_age_seconds: int, max_age_days: int) -> Mapping[str, Any]:
     """A member's claim on one of their clicks: 422 (``unknown_click``, ``click_has_sale``,
-    ``claim_too_early``, ``claim_too_late``) or 409 (``claim_exists``) otherwise."""
+    ``offer_converted``, ``claim_too_early``, ``claim_too_late``) or 409 (``claim_exists``)
+    otherwise."""
     click = session.execute(_CLICK, {"click_id": click_id, "user_id": user_id}).first() \
         if is_click_id(click_id) else None
     if click is None:
         raise ClaimRefused("unknown_click", "No such click of yours")
     if click.has_claim:
         raise ClaimConflict("claim_exists", "This click already has a claim")
-    refusal = claim_refusal(clicked_at=click.created_at, has_sale=click.has_sale, now=now,
+    refusal = claim_refusal(clicked_at=click.created_at, has_sale=click.has_sale,
+                            offer_converted=click.offer_converted, now=now,
                             min_age_seconds=min_age_seconds, max_age_days=max_age_days)
     if refusal is not None:
         raise refusal
@@ -131,6 +147,16 @@ _DECIDE_REJECT = text(
     RETURNING id, user_id, offer_id, click_id, amount
     """
 )
+# Run after the claim's transition, which locks its row: a credit that read the claim open holds
+# it (``FOR SHARE`` in the credit rule's insert) until it commits, so this statement, with a
+# snapshot taken after the lock, sees that credit's sale.
+_APPROVAL_CONVERTED = text(
+    f"""
+    SELECT EXISTS (SELECT 1 FROM sales s WHERE s.click_id = c.public_id) AS has_sale,
+           {converted("cl.user_id", "cl.offer_id", "c.created_at")} AS offer_converted
+    FROM claims cl JOIN clicks c ON c.public_id = cl.click_id WHERE cl.id = :id
+    """
+)
 # The claim's sale: pending with its hold already over, its commission in the pending balance (as
 # a postback's credit), unless the click has a sale (unique click_id: a network's credit that
 # committed first, or is committing now and is waited for). The approval path credits it.
@@ -163,10 +189,17 @@ def _decided(session: Session, statement: Any, params: dict[str, Any]) -> Any:
 def approve_claim(session: Session, *, claim_id: int, amount: Decimal | None,
                   audit: dict[str, Any]) -> Mapping[str, Any]:
     """open -> approved, and the claim's sale (credited by ``sales.approve_sale`` after commit,
-    or by the beat's next batch if that task is lost). 409 when the claim is not open or its
-    click already has a sale; 422 when no amount is given and the offer's payout is zero."""
+    or by the beat's next batch if that task is lost). 409 when the claim is not open, its click
+    already has a sale, or the offer converted since the click (``offer_converted``: the claim
+    stays open); 422 when no amount is given and the offer's payout is zero."""
     claim = _decided(session, _DECIDE_APPROVE, {"id": claim_id, "amount": amount,
                                                  "actor_id": audit.get("actor_id")})
+    click = session.execute(_APPROVAL_CONVERTED, {"id": claim.id}).one()
+    if click.has_sale:
+        raise ClaimConflict("click_has_sale", "The click already has a sale")
+    if click.offer_converted:
+        raise ClaimConflict("offer_converted", "The offer has converted since this click: "
+                            "the network reported the conversion")
     if claim.amount <= 0:
         raise InvalidInput("The offer's payout is 0: give the amount to credit",
                            errors=["amount: required when the offer's payout is 0"])

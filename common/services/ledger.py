@@ -15,6 +15,7 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from common.config import CLAIM_NETWORK
 from common.errors import InvalidInput
 from common.events import adopt_emitted
 from common.tracing import current_trace_id
@@ -295,6 +296,32 @@ _CHECK_CLAIMS = text(
 )
 
 
+# One conversion paid by an approved claim and by a network's report (docs/money.md "Claims"): the
+# claim's sale (not rejected) beside another sale of the user's offer, not rejected, made at or
+# after the claim's click, that either came before the approval (which should have refused:
+# ``offer_converted``) or came while the claim's sale had no network transaction yet naming no
+# click or a click made before the claim's sale (it should have been that claim's conversion,
+# ``claimed``). A sale of a click made after the claim's sale is another conversion; so is any sale
+# once the claim's sale has its network transaction (the network's report of the claim's
+# conversion has come). Exact in what it reports: every row is a state the rules never make.
+_CHECK_CLAIM_CONVERSIONS = text(
+    f"""
+    SELECT cl.id, s.id AS sale_id, other.id AS other_id
+    FROM claims cl
+    JOIN sales s ON s.claim_id = cl.id AND s.status <> 'rejected'
+    JOIN clicks c ON c.public_id = cl.click_id
+    JOIN sales other ON other.user_id = cl.user_id AND other.offer_id = cl.offer_id
+         AND other.id <> s.id AND other.status <> 'rejected' AND other.created_at >= c.created_at
+    LEFT JOIN clicks other_click ON other_click.public_id = other.click_id
+    WHERE cl.status = 'approved'
+      AND (other.created_at <= cl.decided_at
+           OR (s.network = '{CLAIM_NETWORK}'
+               AND (other_click.created_at IS NULL OR other_click.created_at <= s.created_at)))
+    ORDER BY cl.id, other.id
+    """
+)
+
+
 def check_ledger(session: Session) -> list[str]:
     """One line per inconsistency; empty when every user's money adds up."""
     problems = [
@@ -310,5 +337,9 @@ def check_ledger(session: Session) -> list[str]:
     problems += [
         f"claim {r.id}: status {r.status} amount {r.amount}, sale {r.sale_id} {r.commission_amount}"
         for r in session.execute(_CHECK_CLAIMS)
+    ]
+    problems += [
+        f"claim {r.id}: its sale {r.sale_id} and sale {r.other_id} pay one conversion"
+        for r in session.execute(_CHECK_CLAIM_CONVERSIONS)
     ]
     return problems

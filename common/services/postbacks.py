@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 from common.effects import enqueue_after_commit
 from common.postbacks import Callback
 from common.services.sales import (
+    ADOPT_CTES,
+    ADOPT_RESULT,
     CREDIT_CTES,
     CREDIT_RESULT,
-    EXISTING,
     LOOKUP,
     SaleOutcome,
     credit_sale,
@@ -79,6 +80,7 @@ def record_callback(
         result = reverse_callback(
             session, network=network, external_id=callback.txn_id, user_id=callback.user_id,
             offer_external_id=callback.offer_external_id, amount=callback.amount,
+            click_id=callback.click_id, click_days=click_days,
         )
     if result.outcome == "credited" and hold_seconds == 0:
         enqueue_after_commit(session, "sales.approve_sale", result.sale_id)
@@ -93,22 +95,31 @@ def record_callback(
 # The web's hot path for credits (web/handlers/postbacks.py): each statement is atomic on its own,
 # so it runs on the web's autocommit pool (``fetch_one``) without a thread, a session or a
 # transaction block. They are the sales service's statements compiled once, and the handler takes
-# every decision through ``plan_credit`` / ``credited``, as ``credit_sale`` does; the credit
-# statement also writes the log row.
+# every decision through ``plan_credit`` / ``credited`` / ``adopted``, as ``credit_sale`` does.
+# The statements that write (a sale credited, a claim's sale adopted) write their log row in the
+# same statement, only when they wrote; any other final outcome is logged with ``HOT_LOG`` once
+# decided.
 HOT_LOOKUP = compile_query(LOOKUP)
-HOT_EXISTING = compile_query(EXISTING)
 HOT_LOG = compile_query(LOG)
-HOT_CREDIT = compile_query(text(
-    CREDIT_CTES
-    + """, logged AS (
+_LOGGED = """, logged AS (
         INSERT INTO postback_log (network, method, params, ip, verdict, outcome, sale_id, trace_id,
                                   txn_id, user_id)
-        SELECT :network, :method, :params, :ip, 'accepted',
-               CASE WHEN EXISTS (SELECT 1 FROM sale) THEN 'credited'
-                    WHEN NOT EXISTS (SELECT 1 FROM owner) THEN 'unknown_user'
-                    ELSE 'duplicate' END,
-               (SELECT id FROM sale), :trace_id, :external_id, :user_id
+        SELECT :network, :method, :params, :ip, 'accepted', {outcome}, {sale}, :trace_id,
+               :external_id, :user_id
+        WHERE {when}
     )
     """
+HOT_CREDIT = compile_query(text(
+    CREDIT_CTES
+    + _LOGGED.format(
+        outcome="CASE WHEN EXISTS (SELECT 1 FROM sale) THEN 'credited' ELSE 'unknown_user' END",
+        sale="(SELECT id FROM sale)",
+        when="EXISTS (SELECT 1 FROM sale) OR NOT EXISTS (SELECT 1 FROM owner)")
     + CREDIT_RESULT
+))
+HOT_ADOPT = compile_query(text(
+    ADOPT_CTES
+    + _LOGGED.format(outcome="'claimed'", sale="(SELECT id FROM adopted)",
+                     when="EXISTS (SELECT 1 FROM adopted)")
+    + ADOPT_RESULT
 ))

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
-from common.config import get_settings
+from common.config import CLAIM_NETWORK, get_settings
 from common.errors import Conflict, InvalidInput
 from common.events import adopt_emitted
 from common.models.audit import AuditLog
@@ -35,19 +35,45 @@ class SaleOutcome:
     outcome: str
 
 
+def _claims_conversion(offer_id: str, clicked_at: str) -> str:
+    """SQL, over ``sales p``: an approved claim's sale of ``:user_id`` for the offer, not rejected
+    and still without the network's transaction, that a report of this offer (naming a click made
+    at ``clicked_at``, or none: NULL) is the conversion of: the network reports the conversion
+    late, so it names no click or one made before the claim's sale (docs/money.md)."""
+    return (f"p.user_id = :user_id AND p.offer_id = {offer_id} AND p.network = '{CLAIM_NETWORK}' "
+            f"AND p.claim_id IS NOT NULL AND p.status <> 'rejected' "
+            f"AND ({clicked_at} IS NULL OR {clicked_at} <= p.created_at)")
+
+
 # Insert the sale unless (network, external_id) exists, or its click already has a sale (a claim's
 # credit that committed meanwhile: both keys are unique, and DO NOTHING covers both), and add its
 # commission to the user's pending balance only when it was inserted: one statement, so a repeat
 # changes nothing.
+# Nor while the user's claims of the offer change under it: an approved claim's sale that the
+# report would be the conversion of (committed since the lookup: the caller decides again, and
+# adopts it), or an approval in flight. The open claims of the user's offer are locked ``FOR
+# SHARE`` before the insert: an approval waits for this credit to commit and then sees its sale
+# (``offer_converted``); a claim approved while this statement waited is no longer open when
+# locked, so the counts differ and nothing is inserted.
 # The CTEs ``owner`` and ``sale`` (and the pending-balance move) that credit a sale; the web's
 # postback path composes them with its log row into one statement of its own.
-CREDIT_CTES = """
-    WITH owner AS (SELECT id FROM users WHERE id = :user_id), sale AS (
+CREDIT_CTES = f"""
+    WITH owner AS (SELECT id FROM users WHERE id = :user_id), open_claims AS (
+        SELECT id FROM claims
+        WHERE user_id = :user_id AND offer_id = :offer_id AND status = 'open'
+        FOR SHARE
+    ), sale AS (
         INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount,
                            commission_amount, status, hold_until, click_id)
         SELECT owner.id, :offer_id, :network, :external_id, :sale_amount, :commission,
                'pending', now() + make_interval(secs => :hold), CAST(:click_id AS varchar)
         FROM owner
+        WHERE NOT EXISTS (SELECT 1 FROM sales p WHERE {_claims_conversion(
+                  ":offer_id", "(SELECT created_at FROM clicks "
+                               "WHERE public_id = CAST(:click_id AS varchar))")})
+          AND (SELECT count(*) FROM open_claims) = (
+              SELECT count(*) FROM claims
+              WHERE user_id = :user_id AND offer_id = :offer_id AND status = 'open')
         ON CONFLICT DO NOTHING
         RETURNING id, user_id, commission_amount
     ), pending AS (
@@ -56,23 +82,42 @@ CREDIT_CTES = """
     )"""
 CREDIT_RESULT = "SELECT (SELECT id FROM sale) AS sale_id, EXISTS (SELECT 1 FROM owner) AS user_exists"
 CREDIT = text(CREDIT_CTES + "\n" + CREDIT_RESULT)
-EXISTING = text(
-    "SELECT id, status, user_id FROM sales WHERE network = :network AND external_id = :external_id")
-# The sale if this transaction id was seen, the offer's payout rule, and the click the callback
-# names (NULL :click_id: none) with the sale it already has: one round trip.
+# A network's report of an approved claim's conversion: the network's transaction becomes the
+# identity of the claim's sale (network ``claim``, external id ``claim:<id>`` until then), once
+# (only while it has its placeholder) and only if no sale has that transaction id yet. Later
+# reports of the transaction (its repeats, its chargeback) find the claim's sale by it.
+ADOPT_CTES = f"""
+    WITH adopted AS (
+        UPDATE sales SET network = :network, external_id = :external_id
+        WHERE id = :sale_id AND network = '{CLAIM_NETWORK}' AND claim_id IS NOT NULL
+          AND status <> 'rejected'
+          AND NOT EXISTS (SELECT 1 FROM sales taken
+                          WHERE taken.network = :network AND taken.external_id = :external_id)
+        RETURNING id, status
+    )"""
+ADOPT_RESULT = "SELECT id AS sale_id, status FROM adopted"
+ADOPT = text(ADOPT_CTES + "\n" + ADOPT_RESULT)
+# The sale if this transaction id was seen, the offer's payout rule, the click the callback names
+# (NULL :click_id: none) with the sale it already has, and the approved claim's sale the report
+# would be the conversion of: one round trip.
 LOOKUP = text(
-    """
+    f"""
     SELECT s.id AS sale_id, s.status, s.user_id AS sale_user_id,
            o.id AS offer_id, o.payout_type, o.user_share, o.fixed_payout,
            c.user_id AS click_user_id, c.offer_id AS click_offer_id,
            c.created_at >= now() - make_interval(days => :click_days) AS click_fresh,
            cs.id AS click_sale_id, cs.status AS click_sale_status,
-           cs.claim_id IS NOT NULL AS click_claimed
+           cs.claim_id IS NOT NULL AS click_claimed, cs.network AS click_sale_network,
+           conversion.id AS claim_sale_id, conversion.status AS claim_sale_status
     FROM (SELECT 1) AS one
     LEFT JOIN sales s ON s.network = :network AND s.external_id = :external_id
     LEFT JOIN offers o ON o.network = :network AND o.external_id = :offer
     LEFT JOIN clicks c ON c.public_id = CAST(:click_id AS varchar)
     LEFT JOIN sales cs ON cs.click_id = c.public_id
+    LEFT JOIN LATERAL (
+        SELECT p.id, p.status FROM sales p WHERE {_claims_conversion("o.id", "c.created_at")}
+        ORDER BY p.id LIMIT 1
+    ) AS conversion ON true
     """
 )
 # Sync callers and the web's async fast path run the same statements: this module's through a
@@ -127,7 +172,7 @@ class CreditRequest:
     def lookup_params(self) -> dict[str, Any]:
         days = self.click_days if self.click_days is not None else get_settings().click_retention_days
         click = self.click_id if self.click_id is not None and is_click_id(self.click_id) else None
-        return {"network": self.network, "external_id": self.external_id,
+        return {"network": self.network, "external_id": self.external_id, "user_id": self.user_id,
                 "offer": self.offer_external_id, "click_id": click, "click_days": days}
 
 
@@ -135,10 +180,32 @@ class CreditRequest:
 Found = Mapping[Any, Any]
 
 
-def plan_credit(found: Found, request: CreditRequest) -> SaleOutcome | dict[str, Any]:
-    """Decide a credit from its ``LOOKUP`` row: the answer of a repeat (nothing to write), or the
-    parameters of ``CREDIT``. Raises ``UnknownOffer``, or ``UserMismatch`` for a transaction id
-    whose sale belongs to another user (a network's sale never changes hands)."""
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """A credit that is an approved claim's conversion reported by the network: nothing is
+    credited, and the network's transaction becomes the claim's sale's identity (``ADOPT``)."""
+
+    sale_id: int
+    status: str
+
+    def params(self, request: CreditRequest) -> dict[str, Any]:
+        return {"sale_id": self.sale_id, "network": request.network,
+                "external_id": request.external_id}
+
+    def outcome(self) -> SaleOutcome:
+        return SaleOutcome(self.sale_id, self.status, "claimed")
+
+
+# What a credit does, decided from its ``LOOKUP`` row: answer (nothing to write), adopt a claim's
+# sale (``ADOPT``), or insert a sale (``CREDIT``, with these parameters).
+Plan = SaleOutcome | Adoption | dict[str, Any]
+
+
+def plan_credit(found: Found, request: CreditRequest) -> Plan:
+    """Decide a credit from its ``LOOKUP`` row: the answer of a repeat (nothing to write), the
+    claim's sale it reports (``Adoption``), or the parameters of ``CREDIT``. Raises
+    ``UnknownOffer``, ``ClickMismatch``, or ``UserMismatch`` for a transaction id whose sale
+    belongs to another user (a network's sale never changes hands)."""
     if found["sale_id"] is not None:  # the common repeat: answer without touching anything
         _same_owner(found["sale_user_id"], request.user_id, request.external_id)
         return SaleOutcome(found["sale_id"], found["status"], "duplicate")
@@ -148,6 +215,8 @@ def plan_credit(found: Found, request: CreditRequest) -> SaleOutcome | dict[str,
     claimed = _check_click(found, request)
     if claimed is not None:
         return claimed
+    if found["claim_sale_id"] is not None:  # reported late: the approved claim's conversion
+        return Adoption(found["claim_sale_id"], found["claim_sale_status"])
     earned = _commission(found, request.amount)
     return {
         "user_id": request.user_id, "offer_id": found["offer_id"], "network": request.network,
@@ -156,12 +225,12 @@ def plan_credit(found: Found, request: CreditRequest) -> SaleOutcome | dict[str,
     }
 
 
-def _check_click(found: Found, request: CreditRequest) -> SaleOutcome | None:
+def _check_click(found: Found, request: CreditRequest) -> Adoption | None:
     """The attribution rule (docs/money.md): a named click must exist (a malformed id finds none),
     be this user's, for this offer, and no older than CLICK_RETENTION_DAYS, else
-    ``ClickMismatch``. A click whose approved claim already made its sale answers ``claimed``
-    (acknowledged, nothing credited); a click that converted under another transaction id is
-    refused, since a click converts once."""
+    ``ClickMismatch``. A click whose approved claim made its sale, not rejected and still without
+    the network's transaction, is that claim's conversion (``Adoption``: answered ``claimed``,
+    nothing credited); a click that converted otherwise is refused, since a click converts once."""
     if request.click_id is None:
         return None
     if found["click_user_id"] is None:
@@ -170,30 +239,14 @@ def _check_click(found: Found, request: CreditRequest) -> SaleOutcome | None:
         raise ClickMismatch("The click belongs to another user")
     if found["click_offer_id"] != found["offer_id"]:
         raise ClickMismatch("The click was made for another offer")
-    if found["click_claimed"]:
-        return SaleOutcome(found["click_sale_id"], found["click_sale_status"], "claimed")
-    if not found["click_fresh"]:
-        raise ClickMismatch("The click is older than the click retention period")
+    if (found["click_claimed"] and found["click_sale_status"] != "rejected"
+            and found["click_sale_network"] == CLAIM_NETWORK):
+        return Adoption(found["click_sale_id"], found["click_sale_status"])
     if found["click_sale_id"] is not None:
         raise ClickMismatch("The click already has a sale")
+    if not found["click_fresh"]:
+        raise ClickMismatch("The click is older than the click retention period")
     return None
-
-
-def repeat(existing: Found, request: CreditRequest) -> SaleOutcome:
-    """A credit whose transaction id another callback inserted first (an ``EXISTING`` row):
-    a repeat if it names the same user, else ``UserMismatch``."""
-    _same_owner(existing["user_id"], request.user_id, request.external_id)
-    return SaleOutcome(existing["id"], existing["status"], "duplicate")
-
-
-def click_taken(found: Found, request: CreditRequest) -> SaleOutcome:
-    """A credit that inserted nothing although its transaction id is new: its click got a sale
-    after the lookup (a claim approved meanwhile). ``found`` is a fresh ``LOOKUP`` row: the
-    answer is ``claimed``, or ``ClickMismatch``."""
-    plan = plan_credit(found, request)
-    if isinstance(plan, SaleOutcome):
-        return plan
-    raise ClickMismatch("The click already has a sale")
 
 
 def _commission(offer: Found, network_amount: Decimal) -> Decimal:
@@ -208,8 +261,9 @@ def _same_owner(owner_id: int, user_id: int, external_id: str) -> None:
 
 
 def credited(row: Found) -> SaleOutcome | None:
-    """The outcome of ``CREDIT``: the new pending sale; ``UnknownUser``; or None when a concurrent
-    callback inserted the sale first (the caller answers with ``EXISTING``)."""
+    """The outcome of ``CREDIT``: the new pending sale; ``UnknownUser``; or None when nothing was
+    inserted because a concurrent change (its transaction id or its click got a sale) came first:
+    the caller decides again from a fresh ``LOOKUP``."""
     if row["sale_id"] is not None:
         return SaleOutcome(row["sale_id"], "pending", "credited")
     if not row["user_exists"]:
@@ -217,22 +271,37 @@ def credited(row: Found) -> SaleOutcome | None:
     return None
 
 
+def adopted(row: Found | None) -> SaleOutcome | None:
+    """The outcome of ``ADOPT``: ``claimed``, or None when a concurrent change came first (the
+    caller decides again from a fresh ``LOOKUP``)."""
+    return None if row is None else SaleOutcome(row["sale_id"], row["status"], "claimed")
+
+
+# How often a credit decides again after a concurrent change beat its write. Each change is
+# final (a transaction id or a click gets its sale, a claim's sale its transaction), so the
+# second decision nearly always stands; running out is a 500 the network retries.
+ATTEMPTS = 4
+
+
+class CreditContended(RuntimeError):
+    """Concurrent changes beat a credit's write ``ATTEMPTS`` times (a 500; the network retries)."""
+
+
 def credit_sale(session: Session, **request: Any) -> SaleOutcome:
     """A network reports a completion: a pending sale, once per (network, external_id), and once
-    per click when it names one."""
+    per click when it names one; or the approved claim's sale it reports (``claimed``)."""
     credit = CreditRequest(**request)
-    found = session.execute(LOOKUP, credit.lookup_params()).mappings().one()
-    plan = plan_credit(found, credit)
-    if isinstance(plan, SaleOutcome):
-        return plan
-    outcome = credited(session.execute(CREDIT, plan).mappings().one())
-    if outcome is not None:
-        return outcome
-    again = session.execute(EXISTING, {"network": credit.network,
-                                       "external_id": credit.external_id}).mappings().first()
-    if again is None:
-        return click_taken(session.execute(LOOKUP, credit.lookup_params()).mappings().one(), credit)
-    return repeat(again, credit)
+    for _ in range(ATTEMPTS):
+        plan = plan_credit(session.execute(LOOKUP, credit.lookup_params()).mappings().one(), credit)
+        if isinstance(plan, SaleOutcome):
+            return plan
+        if isinstance(plan, Adoption):
+            outcome = adopted(session.execute(ADOPT, plan.params(credit)).mappings().first())
+        else:
+            outcome = credited(session.execute(CREDIT, plan).mappings().one())
+        if outcome is not None:
+            return outcome
+    raise CreditContended(f"Transaction {credit.external_id!r}: contended, try again")
 
 
 # Approve the selected pending sales in ONE statement: the guarded transition, one ``sale_credit``
@@ -373,46 +442,66 @@ def reverse_sale(session: Session, *, sale_id: int) -> str:
     return "reversed"
 
 
-# A reversal whose credit has not arrived: the sale is stored as already rejected, so the credit,
-# when it comes, is a repeat of a decided transaction and credits nothing.
+# A reversal whose credit has not arrived: the sale is stored as already rejected, with the click
+# it names, so the credit, when it comes, is a repeat of a decided transaction and credits nothing,
+# and the click has its sale (not claimable: the network decided its conversion). Nothing is
+# inserted when a credit of the transaction, or a sale of the click, committed meanwhile.
 _REJECTED_EARLY = text(
     """
-    INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount, commission_amount,
-                       status, hold_until, decided_at)
-    SELECT id, :offer_id, :network, :external_id, :sale_amount, :commission, 'rejected', now(), now()
-    FROM users WHERE id = :user_id
-    ON CONFLICT (network, external_id) DO NOTHING
-    RETURNING id
+    WITH owner AS (SELECT id FROM users WHERE id = :user_id), sale AS (
+        INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount,
+                           commission_amount, status, hold_until, decided_at, click_id)
+        SELECT owner.id, :offer_id, :network, :external_id, :sale_amount, :commission,
+               'rejected', now(), now(), CAST(:click_id AS varchar)
+        FROM owner
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    )
+    SELECT (SELECT id FROM sale) AS sale_id, EXISTS (SELECT 1 FROM owner) AS user_exists
     """
 )
 
 
 def reverse_callback(
     session: Session, *, network: str, external_id: str, user_id: int, offer_external_id: str,
-    amount: Decimal,
+    amount: Decimal, click_id: str | None = None, click_days: int | None = None,
 ) -> SaleOutcome:
-    """A reversal postback: reverse the sale of that transaction id, or, when the credit has not
-    come yet, remember the reversal as a rejected sale (unknown user or offer: nothing to keep)."""
-    found = session.execute(LOOKUP, {"network": network, "external_id": external_id,
-                                     "offer": offer_external_id, "click_id": None,
-                                     "click_days": 0}).mappings().one()
-    sale_id, owner_id = found["sale_id"], found["sale_user_id"]
-    if sale_id is None:
-        if found["offer_id"] is None:
+    """A reversal postback: reverse the sale of that transaction id, or the approved claim's sale
+    it reports (the credit rule decides, ``plan_credit``: the network's transaction becomes that
+    sale's identity first), or, when the credit has not come yet, remember the reversal as a
+    rejected sale (unknown user or offer: nothing to keep). A named click is checked as a
+    credit's is (``ClickMismatch``)."""
+    request = CreditRequest(network=network, external_id=external_id, user_id=user_id,
+                            offer_external_id=offer_external_id, amount=abs(amount),
+                            hold_seconds=0, click_id=click_id, click_days=click_days)
+    for _ in range(ATTEMPTS):
+        found = session.execute(LOOKUP, request.lookup_params()).mappings().one()
+        if found["sale_id"] is None and found["offer_id"] is None:
             return SaleOutcome(None, None, "unknown_sale")
+        plan = plan_credit(found, request)
+        if isinstance(plan, SaleOutcome):  # the transaction's sale, this user's
+            return _reversed(session, plan.sale_id)
+        if isinstance(plan, Adoption):
+            claimed = adopted(session.execute(ADOPT, plan.params(request)).mappings().first())
+            if claimed is not None:
+                return _reversed(session, claimed.sale_id)
+            continue
         early = session.execute(_REJECTED_EARLY, {
-            "user_id": user_id, "offer_id": found["offer_id"], "network": network,
-            "external_id": external_id, "sale_amount": abs(amount),
-            "commission": _commission(found, abs(amount)),
-        }).first()
-        if early is not None:
-            return SaleOutcome(early.id, "rejected", "reversal_before_credit")
-        # Nothing inserted: an unknown user, or a credit that committed since the lookup.
-        existing = session.execute(EXISTING, {"network": network, "external_id": external_id}).first()
-        if existing is None:
+            "user_id": user_id, "offer_id": plan["offer_id"], "network": network,
+            "external_id": external_id, "sale_amount": plan["sale_amount"],
+            "commission": plan["commission"], "click_id": plan["click_id"],
+        }).mappings().one()
+        if early["sale_id"] is not None:
+            return SaleOutcome(early["sale_id"], "rejected", "reversal_before_credit")
+        if not early["user_exists"]:
             return SaleOutcome(None, None, "unknown_sale")
-        sale_id, owner_id = existing.id, existing.user_id
-    _same_owner(owner_id, user_id, external_id)
+        # Nothing inserted: a credit of this transaction id, or a sale of its click, committed
+        # since the lookup.
+    raise CreditContended(f"Transaction {external_id!r}: contended, try again")
+
+
+def _reversed(session: Session, sale_id: int | None) -> SaleOutcome:
+    assert sale_id is not None
     outcome = reverse_sale(session, sale_id=sale_id)
     status = session.execute(text("SELECT status FROM sales WHERE id = :id"), {"id": sale_id})
     return SaleOutcome(sale_id, status.scalar_one(), outcome)

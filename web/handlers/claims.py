@@ -43,7 +43,8 @@ class ClaimBody(Model):
     "Claim a conversion the network never reported, on one of the member's clicks",
     tags=["claims"], body=ClaimBody, response=ClaimOut, status=201,
     statuses={409: "The click already has a claim (code claim_exists)",
-              422: "Not claimable; code unknown_click, click_has_sale, claim_too_early "
+              422: "Not claimable; code unknown_click, click_has_sale, offer_converted (the "
+                   "member has a sale of the offer made since the click), claim_too_early "
                    "(before CLAIM_MIN_AGE_SECONDS) or claim_too_late (after CLAIM_MAX_AGE_DAYS)"},
 )
 @require_user

@@ -11,12 +11,12 @@ import datetime as dt
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, literal_column, select
 
 from common.config import Settings
 from common.errors import Conflict, NotFound
 from common.models import Claim, Click, Offer, Sale
-from common.services.claims import claim_refusal
+from common.services.claims import claim_refusal, converted
 from common.services.clicks import CLICK, new_click_id, tracking_link
 from common.sql import compile_query
 from web.auth import current_user, require_user
@@ -34,7 +34,10 @@ HOT_CLICK = compile_query(CLICK)
 _PAGE = compile_query(
     select(_c.c.public_id, _c.c.offer_id, _o.c.title.label("offer_title"), _c.c.created_at,
            _s.c.id.label("sale_id"), _s.c.status.label("sale_status"),
-           _cl.c.id.label("claim_id"), func.count().over().label("total"))
+           _cl.c.id.label("claim_id"),
+           literal_column(converted("clicks.user_id", "clicks.offer_id", "clicks.created_at"))
+           .label("offer_converted"),
+           func.count().over().label("total"))
     .join(_o, _o.c.id == _c.c.offer_id)
     .outerjoin(_s, _s.c.click_id == _c.c.public_id)
     .outerjoin(_cl, _cl.c.click_id == _c.c.public_id)
@@ -76,7 +79,7 @@ async def click(request: web.Request) -> web.Response:
 
 def click_json(row: dict[str, Any], settings: Settings, now: dt.datetime) -> dict[str, Any]:
     refusal = claim_refusal(clicked_at=row["created_at"], has_sale=row["sale_id"] is not None,
-                            now=now, min_age_seconds=settings.claim_min_age_seconds,
+                            offer_converted=row["offer_converted"], now=now, min_age_seconds=settings.claim_min_age_seconds,
                             max_age_days=settings.claim_max_age_days)
     return ClickOut.of(row, clickId=row["public_id"],
                        claimable=row["claim_id"] is None and refusal is None)

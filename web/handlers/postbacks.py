@@ -34,8 +34,8 @@ from common.postbacks import (
     source_allowed,
 )
 from common.services.postbacks import (
+    HOT_ADOPT,
     HOT_CREDIT,
-    HOT_EXISTING,
     HOT_LOG,
     HOT_LOOKUP,
     log_postback,
@@ -43,12 +43,15 @@ from common.services.postbacks import (
     record_callback,
 )
 from common.services.sales import (
+    ATTEMPTS,
+    Adoption,
+    CreditContended,
     CreditRequest,
     SaleOutcome,
-    click_taken,
+    UnknownUser,
+    adopted,
     credited,
     plan_credit,
-    repeat,
 )
 from web.envelope import error, ok
 from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS, TRACE_ID
@@ -183,7 +186,10 @@ async def _credit(
     request: web.Request, network: str, params: dict[str, str], callback: Callback, adapter: Adapter,
 ) -> web.Response:
     """The hot path: the sales service's statements, each atomic on its own, on the autocommit
-    pool (no thread), and its decisions (``plan_credit``, ``credited``)."""
+    pool (no thread), and its decisions (``plan_credit``, ``credited``, ``adopted``), taken again
+    from a fresh lookup when a concurrent change beat the write, as ``credit_sale`` does. The log
+    row says the final outcome: written by the statement that credits or adopts, else once
+    decided."""
     db, settings = request.app[DB], request.app[SETTINGS]
     hold = settings.sale_hold_seconds
     credit = CreditRequest(network=network, external_id=callback.txn_id, user_id=callback.user_id,
@@ -194,41 +200,35 @@ async def _credit(
                         ip=request[CLIENT_IP], verdict="accepted", trace_id=request[TRACE_ID],
                         **adapter.log_keys(params)),
               "params": Jsonb(params)}
-    found = await db.fetch_one(HOT_LOOKUP, credit.lookup_params())
-    assert found is not None
     try:
-        plan = plan_credit(found, credit)
+        for _ in range(ATTEMPTS):
+            found = await db.fetch_one(HOT_LOOKUP, credit.lookup_params())
+            assert found is not None
+            plan = plan_credit(found, credit)
+            if isinstance(plan, SaleOutcome):  # a repeat: acknowledged again, nothing changes
+                await db.fetch_one(HOT_LOG, {**logged, "outcome": plan.outcome,
+                                             "sale_id": plan.sale_id})
+                return _accepted(adapter, plan.sale_id, plan.status)
+            if isinstance(plan, Adoption):  # an approved claim's conversion: credited already
+                row = await db.fetch_one(HOT_ADOPT, {**logged, **plan.params(credit),
+                                                     "user_id": credit.user_id})
+                result = adopted(row)
+            else:
+                row = await db.fetch_one(HOT_CREDIT, {**logged, **plan})
+                assert row is not None
+                result = credited(row)  # UnknownUser: the statement logged it
+                if result is not None and hold == 0:
+                    await enqueue_from_loop("sales.approve_sale", result.sale_id)
+            if result is not None:
+                return _accepted(adapter, result.sale_id, result.status)
+        raise CreditContended(f"Transaction {callback.txn_id!r}: contended, try again")
+    except UnknownUser as exc:
+        return _reply(adapter.reply("unknown_user"), None, exc.message)
     except DomainError as exc:  # unknown offer, another user's transaction id, a click mismatch
         outcome = getattr(exc, "outcome", "refused")
         await db.fetch_one(HOT_LOG, {**logged, "outcome": outcome})
         refusal: Outcome = "unknown_offer" if outcome == "unknown_offer" else "refused"
         return _reply(adapter.reply(refusal), None, exc.message)
-    if isinstance(plan, SaleOutcome):  # a repeat: acknowledged again, nothing changes
-        await db.fetch_one(HOT_LOG, {**logged, "outcome": plan.outcome, "sale_id": plan.sale_id})
-        return _accepted(adapter, plan.sale_id, plan.status)
-    row = await db.fetch_one(HOT_CREDIT, {**logged, **plan})
-    assert row is not None
-    try:
-        result = credited(row)
-    except DomainError:  # the statement logged it as unknown_user
-        return _reply(adapter.reply("unknown_user"), None, "Unknown user")
-    if result is not None:
-        if hold == 0:
-            await enqueue_from_loop("sales.approve_sale", result.sale_id)
-        return _accepted(adapter, result.sale_id, result.status)
-    # A concurrent callback inserted it after this statement's snapshot (answer with its sale), or
-    # a claim's sale took its click meanwhile (answer as the credit rule says).
-    again = await db.fetch_one(HOT_EXISTING, {"network": network, "external_id": callback.txn_id})
-    try:
-        if again is None:
-            fresh = await db.fetch_one(HOT_LOOKUP, credit.lookup_params())
-            assert fresh is not None
-            result = click_taken(fresh, credit)
-        else:
-            result = repeat(again, credit)
-    except DomainError as exc:  # the insert's log row says duplicate; the answer is the refusal
-        return _reply(adapter.reply("refused"), None, exc.message)
-    return _accepted(adapter, result.sale_id, result.status)
 
 
 ROUTES = [

@@ -169,3 +169,41 @@ async def test_a_reversal_logs_the_requests_trace_id(money_client, session: Sess
     await money_client.get("/api/postbacks/testnet", params=reversal,
                            headers={"X-Trace-ID": "trace-reversal-0001"})
     assert session.execute(select(PostbackLog.trace_id)).scalar_one() == "trace-reversal-0001"
+
+
+def _claimed_sale(session: Session, user_id: int, offer_id: int) -> tuple[str, int]:
+    """A click with an approved claim whose sale is credited: (click id, sale id)."""
+    import datetime as dt
+
+    from common.services.claims import approve_claim
+    from tests.fixtures.money_factories import make_click
+
+    click_id, _ = make_click(session, user_id, offer_id, age=dt.timedelta(days=2))
+    claim_id = session.execute(text(
+        "INSERT INTO claims (click_id, user_id, offer_id, message) VALUES (:c, :u, :o, 'm') "
+        "RETURNING id"), {"c": click_id, "u": user_id, "o": offer_id}).scalar_one()
+    sale_id = approve_claim(session, claim_id=claim_id, amount=None, audit={"actor_id": None})["sale_id"]
+    assert approve_sale(session, sale_id=sale_id)
+    return click_id, sale_id
+
+
+def test_the_chargeback_of_a_claimed_conversion_reverses_the_claims_sale(session: Session) -> None:
+    """The sync path (``credit_sale``, ``reverse_callback``: the statements of the web's fast
+    path): the network's credit naming an approved claim's click is answered ``claimed`` and its
+    transaction becomes the claim's sale's; its repeat is a repeat; its chargeback reverses it."""
+    user = make_user(session)
+    offer_id = make_offer(session, network="testnet", external_id="o1")
+    click_id, sale_id = _claimed_sale(session, user.id, offer_id)
+    report = {"network": "testnet", "external_id": "net-1", "user_id": user.id,
+              "offer_external_id": "o1", "amount": Decimal("10")}
+    first = credit_sale(session, **report, hold_seconds=0, click_id=click_id)
+    assert (first.sale_id, first.status, first.outcome) == (sale_id, "approved", "claimed")
+    again = credit_sale(session, **report, hold_seconds=0, click_id=click_id)
+    assert (again.sale_id, again.outcome) == (sale_id, "duplicate")
+    other = make_user(session)
+    with pytest.raises(UserMismatch):  # the transaction is this user's now
+        reverse_callback(session, **{**report, "user_id": other.id})
+    reversed_ = reverse_callback(session, **report)
+    assert (reversed_.sale_id, reversed_.status, reversed_.outcome) == (sale_id, "reversed", "reversed")
+    assert _money(session, user.id) == (0, 0)
+    assert check_ledger(session) == []

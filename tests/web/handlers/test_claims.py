@@ -63,7 +63,7 @@ async def test_the_claim_window_edges(money_client, session: Session, money_sett
 async def test_claim_refusals(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
     user, other = make_user(session), make_user(session)
     offer_id = make_offer(session, external_id="o1")
-    mine, _ = make_click(session, user.id, offer_id, age=2 * DAY)
+    mine, _ = make_click(session, user.id, make_offer(session, external_id="o2"), age=2 * DAY)
     theirs, _ = make_click(session, other.id, offer_id, age=2 * DAY)
     sold, _ = make_click(session, user.id, offer_id, age=2 * DAY)
     session.commit()
@@ -126,7 +126,10 @@ async def test_approved_claim_then_a_late_postback_credits_once(money_client, se
         assert resp.status == 200
         assert (await resp.json())["data"] == {"saleId": sale.id, "status": "approved"}
     assert session.query(Sale).count() == 1
-    assert [r.outcome for r in session.query(PostbackLog)] == ["claimed", "claimed"]
+    # The first report makes the network's transaction the claim's sale's; the second repeats it.
+    assert [r.outcome for r in session.query(PostbackLog).order_by(PostbackLog.id)] == ["claimed", "duplicate"]
+    session.refresh(sale)
+    assert (sale.network, sale.external_id, sale.claim_id) == ("testnet", "net-1", claim_id)
     assert _balances(session, user) == (Decimal("7.00"), 0)
     assert session.query(LedgerEntry).filter_by(user_id=user.id).count() == 1
 

@@ -77,8 +77,9 @@ async def _body(request: web.Request) -> ApproveBody:
     "Approve an open claim: its sale is made now and credited by a worker (once)",
     tags=["admin"], path=IdPath, body=ApproveBody, response=AdminClaimOut, status=202,
     statuses={404: "No such claim",
-              409: "Not open (code claim_decided), or the click already has a sale "
-                   "(code click_has_sale)",
+              409: "Not open (code claim_decided), the click already has a sale "
+                   "(code click_has_sale), or the offer converted since the click "
+                   "(code offer_converted); the claim stays open",
               422: "amount invalid, or missing while the offer's payout is 0"},
 )
 @require_admin
