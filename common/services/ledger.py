@@ -233,12 +233,14 @@ def _whole_cents(amount: Decimal) -> Decimal:
 
 
 # Users whose money does not add up: balance against the ledger, pending balance against pending
-# sales, and no balance below zero but a debt: never deeper than all the user's reversals together.
+# sales, and no balance below zero but a debt: never deeper than all the user's reversals (of
+# sales and of referrals) together.
 _CHECK = text(
     """
     WITH ledger AS (
         SELECT user_id, sum(amount) AS total,
-               coalesce(sum(amount) FILTER (WHERE kind = 'sale_reversal'), 0) AS reversed
+               coalesce(sum(amount) FILTER (WHERE kind IN ('sale_reversal', 'referral_reversal')), 0)
+                   AS reversed
         FROM ledger_entries GROUP BY user_id
     ), pending AS (
         SELECT user_id, sum(commission_amount) AS total FROM sales
