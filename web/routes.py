@@ -16,11 +16,11 @@ API_PREFIXES = ("/api", "/api/v1")
 def api_routes() -> list[Route]:
     """(method, path below the prefix, handler) for every resource module."""
     from web.handlers import auth, chat, me, notifications, offers, payments, postbacks, sales
-    from web.handlers import admin, leaderboard
+    from web.handlers import admin, leaderboard, referrals
 
     return [
         *auth.ROUTES, *chat.ROUTES, *me.ROUTES, *notifications.ROUTES, *offers.ROUTES,
-        *payments.ROUTES, *postbacks.ROUTES, *sales.ROUTES,
+        *payments.ROUTES, *postbacks.ROUTES, *sales.ROUTES, *referrals.ROUTES,
         *admin.ROUTES, *leaderboard.ROUTES,
     ]
 

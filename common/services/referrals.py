@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import RowMapping, text
 from sqlalchemy.orm import Session
 
 from common.config import Settings
@@ -152,3 +153,53 @@ def reversal_entries(session: Session, *, sale_id: int) -> list[Entry]:
     return [Entry(user_id=paid.user_id, amount=-paid.amount, kind="referral_reversal",
                   key=f"referral_reversal:{sale_id}", reference_type="sale", reference_id=sale_id,
                   allow_debt=True)]
+
+
+# ---------------------------------------------------------------- reads (member and admin)
+
+# A member's code, how many members they referred, and their referral earnings (net of
+# reversals): the web's hot read of ``GET /api/referrals`` and part of the admin's user detail.
+SUMMARY_SQL = text(
+    """
+    SELECT u.referral_code,
+           (SELECT count(*) FROM users AS r WHERE r.referred_by = u.id) AS referees,
+           (SELECT coalesce(sum(l.amount), 0) FROM ledger_entries AS l
+            WHERE l.user_id = u.id AND l.kind IN ('referral', 'referral_reversal')) AS earnings
+    FROM users AS u WHERE u.id = :user_id
+    """
+)
+# A page of a member's referees, newest first, each with what it earned the member (net of
+# reversals: the referral entries of its sales), and the number of referees in every row.
+REFEREES_SQL = text(
+    """
+    WITH page AS (
+        SELECT id, name, created_at, count(*) OVER () AS total FROM users
+        WHERE referred_by = :user_id ORDER BY id DESC LIMIT :limit OFFSET :offset
+    )
+    SELECT page.name, page.created_at AS joined_at, page.total,
+           coalesce((SELECT sum(l.amount) FROM sales AS s JOIN ledger_entries AS l
+                         ON l.idempotency_key IN ('referral:' || s.id, 'referral_reversal:' || s.id)
+                     WHERE s.user_id = page.id AND l.user_id = :user_id), 0) AS earned
+    FROM page ORDER BY page.id DESC
+    """
+)
+REFEREES_COUNT_SQL = text("SELECT count(*) AS total FROM users WHERE referred_by = :user_id")
+_REFERRER = text(
+    "SELECT r.id, r.email, r.name FROM users AS u JOIN users AS r ON r.id = u.referred_by "
+    "WHERE u.id = :user_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Referrals:
+    """What an admin sees of a member's referrals."""
+
+    referrer: RowMapping | None  # id, email, name
+    referees: int
+    earnings: Decimal
+
+
+def admin_referrals(session: Session, *, user_id: int) -> Referrals:
+    summary = session.execute(SUMMARY_SQL, {"user_id": user_id}).mappings().one()
+    referrer = session.execute(_REFERRER, {"user_id": user_id}).mappings().first()
+    return Referrals(referrer, summary["referees"], summary["earnings"])
