@@ -92,6 +92,31 @@ def record_abuse(session: Session, *, referrer_id: int, referee_id: int, reason:
                                     "reason": reason})
 
 
+# A withdrawal's destination that the member's referrer or one of their referees already asked
+# to be paid to (compared as the approval compares them): the pairs' signals.
+_SHARED_DESTINATION = text(
+    """
+    WITH pair AS (
+        SELECT p.referrer_id, p.referee_id, 'shared_payout_destination' AS reason FROM (
+            SELECT u.referred_by AS referrer_id, u.id AS referee_id, u.referred_by AS other
+            FROM users AS u WHERE u.id = :user_id AND u.referred_by IS NOT NULL
+            UNION ALL
+            SELECT r.referred_by, r.id, r.id FROM users AS r WHERE r.referred_by = :user_id
+        ) AS p
+        WHERE EXISTS (SELECT 1 FROM payments
+                      WHERE payments.user_id = p.other
+                        AND lower(btrim(payments.destination)) = lower(btrim(:destination)))
+    )"""
+    + abuse_signals("pair")
+)
+
+
+def record_shared_destination(session: Session, *, user_id: int, destination: str) -> None:
+    """Call when ``user_id`` asks for a payout to ``destination``: a referral pair that now
+    shares it is flagged to risk at once (its later approvals pay no referral)."""
+    session.execute(_SHARED_DESTINATION, {"user_id": user_id, "destination": destination})
+
+
 # Composed by the approval statement after its CTE ``sale`` (the sales it approved: ``id``,
 # ``user_id``, ``commission_amount``); parameters ``:referral_share``, ``:referral_window_days``
 # and ``:now`` (the application's clock, as every window a test moves).
