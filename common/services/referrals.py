@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import RowMapping, text
+from sqlalchemy import Row, RowMapping, text
 from sqlalchemy.orm import Session
 
 from common.config import Settings
@@ -51,10 +51,10 @@ def signup_address(ip: str | None) -> str | None:
 _BY_CODE = text("SELECT id, signup_ip FROM users WHERE referral_code = :code")
 
 
-def referrer_by_code(session: Session, code: str) -> Any:
+def referrer_by_code(session: Session, code: str) -> Row[Any]:
     """The referrer's row (``id``, ``signup_ip``) for a code as typed (case and surrounding spaces
     ignored); an unknown code is ``InvalidInput`` (422)."""
-    row = session.execute(_BY_CODE, {"code": code.strip().upper()[:16]}).first()
+    row = session.execute(_BY_CODE, {"code": code.strip().upper()}).first()
     if row is None:
         raise InvalidInput("Unknown referral code", errors=["referralCode: no member has this code"])
     return row
@@ -62,13 +62,13 @@ def referrer_by_code(session: Session, code: str) -> Any:
 
 # The ``referral_abuse`` signals of the pairs in ``{pairs}`` (columns ``referrer_id``,
 # ``referee_id``, ``reason``): one for each member of a pair, once per pair and member (the key).
-_ABUSE_SIGNALS = """
+_ABUSE_SIGNALS = f"""
     INSERT INTO risk_signals (user_id, kind, detail, idempotency_key)
-    SELECT who.user_id, 'referral_abuse',
+    SELECT who.user_id, '{ABUSE}',
            jsonb_build_object('referrerId', p.referrer_id, 'refereeId', p.referee_id,
                               'reason', p.reason),
-           'referral_abuse:' || p.referee_id || ':' || who.user_id
-    FROM {pairs} AS p CROSS JOIN LATERAL (VALUES (p.referee_id, 0), (p.referrer_id, 1))
+           '{ABUSE}:' || p.referee_id || ':' || who.user_id
+    FROM {{pairs}} AS p CROSS JOIN LATERAL (VALUES (p.referee_id, 0), (p.referrer_id, 1))
         AS who(user_id, n)
     ORDER BY p.referee_id, who.n
     ON CONFLICT (idempotency_key) DO NOTHING"""
