@@ -1,6 +1,7 @@
 """The money paths, each beside a bare baseline in the same run (figures printed, no verdicts):
 
-1. sale approvals/s through the beat batch path vs bare psycopg running the approval statement;
+1. sale approvals/s through the beat batch path vs bare psycopg running the approval statement,
+   with no referee among the sales' owners and with half the sales a referee's;
 2. postbacks: req/s and p50/p99 at 50 concurrent (new sales, and repeats of one transaction) vs
    a bare aiohttp + psycopg handler running the same two statements on a pool of the same size;
 3. GET /api/offers (page of 20 out of 10,000, category filter) vs a bare aiohttp + raw psycopg
@@ -8,7 +9,7 @@
 4. postback -> ``balance:updated`` seen by a Redis subscriber, with SALE_HOLD_SECONDS=0.
 
     .venv/bin/python bench/money.py [--seconds 10] [--sales 20000] [--latency-samples 200]
-        [--only approvals,offers,postbacks,events] [--postback-connections 50]
+        [--only approvals,offers,postbacks,events] [--postback-connections 50] [--database NAME]
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ CATEGORIES = ["games", "surveys", "shopping", "apps", "videos", "finance", "trav
               "music", "sports"]
 
 
-def _env(**extra: str) -> dict[str, str]:
-    return bench_env(DB_NAME, POSTBACK_SECRET_BENCH=SECRET, PAYOUT_SANDBOX_LATENCY_MS="0", **extra)
+def _env(database: str = DB_NAME, **extra: str) -> dict[str, str]:
+    return bench_env(database, POSTBACK_SECRET_BENCH=SECRET, PAYOUT_SANDBOX_LATENCY_MS="0",
+                     **extra)
 
 
 def _seed(libpq: str, users: int) -> None:
@@ -56,15 +58,32 @@ def _seed(libpq: str, users: int) -> None:
         conn.execute("ANALYZE")
 
 
-def _pending_sales(libpq: str, count: int, tag: str) -> None:
+def _seed_referees(libpq: str) -> None:
+    """250 referees (users 1501-1750), each referred by one of users 1001-1250 at sign-up, from
+    addresses of their own: each of their approved sales pays a referral."""
     import psycopg
 
     with psycopg.connect(libpq, autocommit=True) as conn:
         conn.execute(
+            "INSERT INTO users (email, password_hash, name, referred_by, signup_ip) "
+            "SELECT 'r' || g || '@bench.local', 'x', 'Referee ' || g, 1000 + g, "
+            "'10.1.' || (g / 250) || '.' || (g % 250) FROM generate_series(1, 250) g")
+        conn.execute("ANALYZE users")
+
+
+def _pending_sales(libpq: str, count: int, tag: str, *, referees: bool = False) -> None:
+    """``count`` due sales over 500 users; with ``referees``, every other one belongs to one of
+    the 250 referees instead."""
+    import psycopg
+
+    owner = ("CASE WHEN g %% 2 = 0 THEN 1 + g %% 500 ELSE 1501 + g %% 250 END" if referees
+             else "1 + g %% 500")
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(
             "INSERT INTO sales (user_id, offer_id, network, external_id, sale_amount, "
-            "commission_amount, status, hold_until) "
-            "SELECT 1 + g %% 500, 1, 'seed', %s || g, 1.00, 0.70, 'pending', now() - interval '1 s' "
-            "FROM generate_series(1, %s) g", (tag, count))
+            f"commission_amount, status, hold_until) SELECT {owner}, 1, 'seed', %s || g, 1.00, "
+            "0.70, 'pending', now() - interval '1 s' FROM generate_series(1, %s) g",
+            (tag, count))
         conn.execute(
             "UPDATE users SET pending_balance = pending_balance + t.total FROM ("
             "SELECT user_id, sum(commission_amount) total FROM sales "
@@ -72,49 +91,77 @@ def _pending_sales(libpq: str, count: int, tag: str) -> None:
             "WHERE users.id = t.user_id", (tag + "%",))
 
 
-def bench_approvals(env: dict[str, str], libpq: str, count: int) -> list[Result]:
-    """The beat task's loop (one statement per batch: approval, ledger, notifications, outbox;
-    then the Redis publish and marking) against bare psycopg running the same statement in the
-    same batches (no SQLAlchemy, no publish)."""
-    import psycopg
+def _beat_loop(ctx: object) -> int:
+    from common.services.sales import approve_due_sales
 
-    os.environ.update(env)
-    from common.config import load_settings
-    from common.services.sales import _APPROVE_DUE, approve_due_sales
-    from common.uow import SyncContext
-
-    ctx = SyncContext.create(load_settings(), pool_size=2)
-    _pending_sales(libpq, count, "beat-")
-    started = time.perf_counter()
     done = 0
     while True:
-        with ctx.transaction() as session:
+        with ctx.transaction() as session:  # type: ignore[attr-defined]
             n = approve_due_sales(session, batch=500)
         done += n
         if n == 0:
-            break
-    ours = time.perf_counter() - started
-    ctx.close()
+            return done
 
-    _pending_sales(libpq, count, "bare-")
-    sql = str(_APPROVE_DUE.compile(dialect=__import__(
-        "sqlalchemy.dialects.postgresql.psycopg", fromlist=["dialect"]).dialect()))
-    started = time.perf_counter()
-    bare_done = 0
+
+def _bare_loop(libpq: str, sql: str, params: dict[str, object]) -> int:
+    import psycopg
+
+    done = 0
     with psycopg.connect(libpq) as conn:
         while True:
             with conn.transaction():
-                rows = conn.execute(sql, {"batch": 500, "trace_id": None}).fetchall()
+                rows = conn.execute(sql, params).fetchall()
             n = rows[0][0] if rows else 0
-            bare_done += n
+            done += n
             if n == 0:
-                break
-    bare = time.perf_counter() - started
-    return [
-        Result("bare psycopg, same statement", bare_done, bare, float("nan"), float("nan")),
-        Result("beat batch path (+ publish to Redis)", done, ours, float("nan"),
-               float("nan")),
-    ]
+                return done
+
+
+def bench_approvals(env: dict[str, str], libpq: str, count: int, rounds: int = 8) -> list[Result]:
+    """The beat task's loop (one statement per batch: approval, ledger, referrals, notifications,
+    outbox; then the Redis publish and marking) against bare psycopg running the same statement in
+    the same batches (no SQLAlchemy, no publish); each with no referee among the sales' owners,
+    and with half the sales a referee's (each paying its referrer a referral in the statement).
+    The variants alternate in ``rounds`` (ABBA order, ``count / rounds`` sales each), so that the
+    tables' growth and the machine's other load fall on both alike."""
+    import datetime as dt
+
+    os.environ.update(env)
+    from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+
+    from common.config import load_settings
+    from common.services.referrals import approval_params
+    from common.services.sales import _APPROVE_DUE
+    from common.uow import SyncContext
+
+    settings = load_settings()
+    ctx = SyncContext.create(settings, pool_size=2)
+    sql = str(_APPROVE_DUE.compile(dialect=psycopg_dialect.dialect()))
+    params = {"batch": 500, "trace_id": None,
+              **approval_params(settings, dt.datetime.now(dt.UTC))}
+    _seed_referees(libpq)
+    names = {(False, False): "bare psycopg, same statement",
+             (False, True): "bare psycopg, same statement, half the sales a referee's",
+             (True, False): "beat batch path (+ publish to Redis)",
+             (True, True): "beat batch path, half the sales a referee's"}
+    totals = {key: [0, 0.0] for key in names}
+    for n in range(rounds):
+        for beat in (False, True):
+            for referees in ((False, True) if n % 2 == 0 else (True, False)):
+                _pending_sales(libpq, count // rounds, f"r{n}-{beat:d}{referees:d}-",
+                               referees=referees)
+                started = time.perf_counter()
+                done = _beat_loop(ctx) if beat else _bare_loop(libpq, sql, params)
+                totals[(beat, referees)][0] += done
+                totals[(beat, referees)][1] += time.perf_counter() - started
+    ctx.close()
+    results = [Result(name, int(totals[key][0]), totals[key][1], float("nan"), float("nan"))
+               for key, name in names.items()]
+    for beat in (False, True):
+        none, half = (totals[(beat, r)] for r in (False, True))
+        print(f"{'beat' if beat else 'bare'}: approvals/s with half the sales a referee's = "
+              f"{(half[0] / half[1]) / (none[0] / none[1]):.0%} of without")
+    return results
 
 
 def _signed(params: dict[str, str]) -> dict[str, str]:
@@ -259,9 +306,11 @@ def main() -> None:
     parser.add_argument("--postback-connections", type=int, default=50)
     parser.add_argument("--only", default="approvals,offers,postbacks,events",
                         help="comma-separated parts to run")
+    parser.add_argument("--database", default=DB_NAME,
+                        help="the benchmark's own database (dropped and made again)")
     args = parser.parse_args()
     parts = set(args.only.split(","))
-    env = _env()
+    env = _env(args.database)
     libpq = prepare_database(env)
     _seed(libpq, users=1500)
     print(f"load average: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
@@ -269,7 +318,8 @@ def main() -> None:
 
     if "approvals" in parts:
         table(f"Sale approvals, {args.sales} due sales, batches of 500",
-              bench_approvals(env, libpq, args.sales), baseline="bare psycopg, same statement")
+              bench_approvals(env, libpq, args.sales),
+              baseline="beat batch path (+ publish to Redis)")
     if "offers" in parts:
         table(f"GET /api/offers, 10,000 offers, {args.connections} connections, {args.seconds}s",
               bench_offers(env, args.seconds, args.connections),

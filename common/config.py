@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     sale_hold_seconds: int = Field(604_800, ge=0)
     min_withdrawal: Money = Decimal("5")
     auto_pay_limit: Money = Decimal("100")
+    # Referrals (docs/money.md "Referrals"): the referrer's share of each approved commission of
+    # a referee, for this many days after the referee signed up.
+    referral_share: Decimal = Field(Decimal("0.10"), ge=0, le=1, max_digits=6, decimal_places=4)
+    referral_window_days: int = Field(365, ge=0, le=36_500)
     # Leaderboards (docs/api.md "Admin"): ``leaderboard:updated`` at most once per this many
     # seconds per period; prizes for the top ranks of a closed period, e.g.
     # ``daily=5,3,1;weekly=25,10,5;monthly=100,50,25`` (empty: no prizes).

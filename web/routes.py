@@ -15,12 +15,25 @@ API_PREFIXES = ("/api", "/api/v1")
 
 def api_routes() -> list[Route]:
     """(method, path below the prefix, handler) for every resource module."""
-    from web.handlers import auth, chat, claims, clicks, me, notifications, offers, payments, postbacks, sales
+    from web.handlers import (
+        auth,
+        chat,
+        claims,
+        clicks,
+        me,
+        notifications,
+        offers,
+        payments,
+        postbacks,
+        referrals,
+        sales,
+    )
     from web.handlers import admin, leaderboard
 
     return [
-        *auth.ROUTES, *chat.ROUTES, *claims.ROUTES, *clicks.ROUTES, *me.ROUTES, *notifications.ROUTES, *offers.ROUTES,
-        *payments.ROUTES, *postbacks.ROUTES, *sales.ROUTES,
+        *auth.ROUTES, *chat.ROUTES, *claims.ROUTES, *clicks.ROUTES, *me.ROUTES,
+        *notifications.ROUTES, *offers.ROUTES, *payments.ROUTES, *postbacks.ROUTES,
+        *sales.ROUTES, *referrals.ROUTES,
         *admin.ROUTES, *leaderboard.ROUTES,
     ]
 

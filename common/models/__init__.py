@@ -10,11 +10,12 @@ from common.models.notifications import Notification
 from common.models.offers import Offer
 from common.models.outbox import OutboxEvent
 from common.models.payments import IdempotencyKey, Payment, SandboxPayout
+from common.models.risk import RiskSignal
 from common.models.sales import PostbackLog, Sale
 from common.models.users import User
 
 __all__ = [
     "AnalyticsDay", "AnalyticsFillState", "AnalyticsOfferDay", "AuditLog", "ChatMember", "ChatMessage", "ChatRoom", "Claim", "Click", "IdempotencyKey", "LedgerEntry",
     "Notification", "Offer", "OutboxEvent", "Payment",
-    "PostbackLog", "RefreshToken", "Sale", "SandboxPayout", "User",
+    "PostbackLog", "RefreshToken", "RiskSignal", "Sale", "SandboxPayout", "User",
 ]

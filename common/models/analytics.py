@@ -73,6 +73,9 @@ Index("ix_sales_decided_at", Sale.__table__.c.decided_at,
       postgresql_where=text("status IN ('rejected', 'reversed')"))
 Index("ix_ledger_entries_sale_created_at", LedgerEntry.__table__.c.created_at,
       postgresql_where=text("kind IN ('sale_credit', 'sale_reversal')"))
+# The dashboard's referral earnings of the last 7 days (read live, not rolled up).
+Index("ix_ledger_entries_referral_created_at", LedgerEntry.__table__.c.created_at,
+      postgresql_where=text("kind IN ('referral', 'referral_reversal')"))
 Index("ix_payments_created_at", Payment.__table__.c.created_at)
 Index("ix_payments_pending", Payment.__table__.c.needs_approval,
       postgresql_where=text("status = 'pending'"))

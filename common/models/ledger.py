@@ -5,7 +5,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import BigId, Base, CreatedAt, Money
 
-LEDGER_KINDS = ("sale_credit", "sale_reversal", "payout_hold", "payout_release", "adjustment", "prize")
+LEDGER_KINDS = ("sale_credit", "sale_reversal", "payout_hold", "payout_release", "adjustment", "prize",
+                "referral", "referral_reversal")
 
 
 class LedgerEntry(Base):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 
-from sqlalchemy import CheckConstraint, Index, String, Text, func, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import BigId, Base, CreatedAt, Money, UpdatedAt
@@ -18,6 +18,10 @@ class User(Base):
         CheckConstraint(f"role IN {ROLES}", name="role"),
         CheckConstraint(f"status IN {USER_STATUSES}", name="status"),
         CheckConstraint("pending_balance >= 0", name="pending_balance_not_negative"),
+        CheckConstraint("referred_by <> id", name="not_own_referrer"),
+        # A referrer's referees, newest first (GET /api/referrals/referees).
+        Index("ix_users_referred_by_id", "referred_by", "id",
+              postgresql_where=text("referred_by IS NOT NULL")),
     )
 
     id: Mapped[BigId]
@@ -30,6 +34,14 @@ class User(Base):
     # Below zero only as a debt: a reversal of a commission already spent (docs/money.md).
     balance: Mapped[Money] = mapped_column(server_default="0")
     pending_balance: Mapped[Money] = mapped_column(server_default="0")
+    # Referrals (docs/money.md "Referrals"): the code others sign up with, made by the database's
+    # one rule (migration 0009's ``new_referral_code()``: 10 random characters, never derived
+    # from the id); the member whose code this user signed up with, set once at sign-up (a
+    # trigger refuses any later change); the address the sign-up came from.
+    referral_code: Mapped[str] = mapped_column(
+        String(16), unique=True, server_default=text("new_referral_code()"))
+    referred_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    signup_ip: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
 

@@ -18,10 +18,11 @@ from common.errors import Conflict, InvalidInput, NotFound
 from common.models import LedgerEntry, Sale, User
 from common.services.audit import record_audit
 from common.services.ledger import post_entry
+from common.services.referrals import Referrals, admin_referrals
 
 _u, _l, _s = User.__table__, LedgerEntry.__table__, Sale.__table__
 _PUBLIC = (_u.c.id, _u.c.email, _u.c.name, _u.c.avatar, _u.c.role, _u.c.status, _u.c.balance,
-           _u.c.pending_balance, _u.c.created_at, _u.c.updated_at)
+           _u.c.pending_balance, _u.c.created_at, _u.c.updated_at, _u.c.referral_code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class UserDetail:
     by_kind: Sequence[RowMapping]  # kind, entries, total
     sales: Sequence[RowMapping]  # status, count, commission
     debt: Decimal
+    referral: Referrals
 
 
 def _filtered(stmt: Select[Any], *, search: str | None, status: str | None,
@@ -73,14 +75,16 @@ _SALES = text(
 
 
 def user_detail(session: Session, *, user_id: int) -> UserDetail:
-    """The user's row, its ledger summed by entry kind, its sales by status, and its debt."""
+    """The user's row, its ledger summed by entry kind, its sales by status, its debt and its
+    referrals."""
     row = session.execute(select(*_PUBLIC).where(_u.c.id == user_id)).mappings().first()
     if row is None:
         raise NotFound("User not found")
     by_kind = session.execute(_SUMMARY, {"user_id": user_id}).mappings().all()
     sales = session.execute(_SALES, {"user_id": user_id}).mappings().all()
     ledger_total = sum((r["total"] for r in by_kind), Decimal(0))
-    return UserDetail(row, ledger_total, by_kind, sales, debt=max(-row["balance"], Decimal(0)))
+    return UserDetail(row, ledger_total, by_kind, sales, debt=max(-row["balance"], Decimal(0)),
+                      referral=admin_referrals(session, user_id=user_id))
 
 
 def adjust_balance(session: Session, *, actor_id: int, user_id: int, amount: Decimal, reason: str,

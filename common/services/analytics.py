@@ -200,6 +200,7 @@ def daily_series(session: Session, *, days: int) -> list[dict[str, Any]]:
 
 # The dashboard in ONE statement: rolled-up days up to each rollup's fill state, live rows after
 # it (normally only today), and the small live counts. :first7 is the first of the last 7 days.
+# Referral earnings are read live through their own partial index (few rows beside the sales').
 DASHBOARD_SQL = text(
     """
     WITH st AS (
@@ -234,7 +235,11 @@ DASHBOARD_SQL = text(
      (SELECT coalesce(sum(amount), 0) FROM payments WHERE status = 'pending') AS pending_payments,
      (SELECT count(*) FROM payments WHERE status = 'pending' AND needs_approval
         AND approved_at IS NULL) + (SELECT count(*) FROM offers WHERE status = 'pending')
-        AS pending_approvals
+        AS pending_approvals,
+     (SELECT coalesce(sum(amount), 0) FROM ledger_entries
+        WHERE kind IN ('referral', 'referral_reversal')
+          AND created_at >= CAST(:first7 AS date)::timestamp AT TIME ZONE 'UTC')
+        AS referral_earnings
     FROM rolled
     """
 )
@@ -293,6 +298,7 @@ def dashboard_payload(row: Any) -> dict[str, Any]:
             "recent_sales": row["recent_sales"],
             "recent_clicks": row["recent_clicks"],
             "pending_approvals": row["pending_approvals"],
+            "referral_earnings": row["referral_earnings"],
         },
     }
 

@@ -27,6 +27,7 @@ from common.errors import Conflict, Forbidden, NotFound, Unauthorized
 from common.models import RefreshToken, User
 from common.services.accounts import revoke_refresh_tokens
 from common.services.audit import record_audit
+from common.services.referrals import record_abuse, referrer_by_code, signup_address
 from common.sql import affected
 
 _tokens = RefreshToken.__table__
@@ -81,21 +82,50 @@ def register_user(
     refresh_ttl: int,
     ip: str | None,
     trace_id: str | None,
+    referral_code: str | None = None,
 ) -> SignedIn:
-    """Create a ``user`` account and sign it in. A taken email (any case) is a ``Conflict``."""
+    """Create a ``user`` account and sign it in. A taken email (any case) is a ``Conflict``; an
+    unknown ``referral_code`` is ``InvalidInput`` and nothing is stored. With a known code the
+    referrer is recorded for good, and a referrer who signed up from the same address is flagged
+    to risk (``referral_abuse``): the relation stands, it earns nothing."""
+    referrer = None if referral_code is None else referrer_by_code(session, referral_code)
     taken = session.scalar(select(User.id).where(func.lower(User.email) == email.lower()))
     if taken is not None:
         raise Conflict("Email is already registered", errors=["email: already registered"])
-    user = User(email=email, password_hash=password_hash, name=name)
-    session.add(user)
-    try:
-        session.flush()
-    except IntegrityError:  # a concurrent registration of the same email won the race
-        raise Conflict("Email is already registered", errors=["email: already registered"]) from None
-    session.refresh(user)
+    address = signup_address(ip)
+    user = _insert_user(session, email=email, password_hash=password_hash, name=name,
+                        referred_by=referrer.id if referrer else None, signup_ip=address)
+    if referrer is not None and address is not None and referrer.signup_ip == address:
+        record_abuse(session, referrer_id=referrer.id, referee_id=user.id,
+                     reason="shared_signup_ip")
     record_audit(session, action="auth.register", actor_id=user.id, target_type="user",
                  target_id=user.id, ip=ip, trace_id=trace_id)
     return _sign_in(session, user, refresh_ttl=refresh_ttl, ip=ip, trace_id=trace_id)
+
+
+def _insert_user(session: Session, **columns: Any) -> User:
+    """Insert the user row; its referral code is the database's (a random draw that, once in
+    about 10^15 sign-ups, meets an existing code: then it draws again)."""
+    for _ in range(3):
+        user = User(**columns)
+        try:
+            with session.begin_nested():
+                session.add(user)
+                session.flush()
+        except IntegrityError as exc:
+            if _constraint(exc) != "uq_users_referral_code":
+                # A concurrent registration of the same email won the race.
+                raise Conflict("Email is already registered",
+                               errors=["email: already registered"]) from None
+            continue
+        session.refresh(user)
+        return user
+    raise RuntimeError("no unique referral code in 3 draws")
+
+
+def _constraint(exc: IntegrityError) -> str | None:
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None)
 
 
 def sign_in(

@@ -246,12 +246,14 @@ def _whole_cents(amount: Decimal) -> Decimal:
 
 
 # Users whose money does not add up: balance against the ledger, pending balance against pending
-# sales, and no balance below zero but a debt: never deeper than all the user's reversals together.
+# sales, and no balance below zero but a debt: never deeper than all the user's reversals (of
+# sales and of referrals) together.
 _CHECK = text(
     """
     WITH ledger AS (
         SELECT user_id, sum(amount) AS total,
-               coalesce(sum(amount) FILTER (WHERE kind = 'sale_reversal'), 0) AS reversed
+               coalesce(sum(amount) FILTER (WHERE kind IN ('sale_reversal', 'referral_reversal')), 0)
+                   AS reversed
         FROM ledger_entries GROUP BY user_id
     ), pending AS (
         SELECT user_id, sum(commission_amount) AS total FROM sales
@@ -285,13 +287,14 @@ _CHECK_PAYOUTS = text(
 
 
 # Claims whose credit does not match their decision: an approved claim has exactly one sale (of
-# its amount) that was not rejected, any other claim none (the sale's unique claim_id forbids two).
+# its amount), not rejected while it is only the claim's (a network's chargeback may reject it once
+# the network reported the conversion), any other claim none (the sale's unique claim_id forbids two).
 _CHECK_CLAIMS = text(
     """
     SELECT cl.id, cl.status, cl.amount, s.id AS sale_id, s.commission_amount
     FROM claims cl LEFT JOIN sales s ON s.claim_id = cl.id
     WHERE (cl.status = 'approved') <> (s.id IS NOT NULL) OR s.commission_amount <> cl.amount
-       OR s.status = 'rejected'
+       OR (s.status = 'rejected' AND s.network = :claim_network)
     """
 )
 
@@ -336,7 +339,7 @@ def check_ledger(session: Session) -> list[str]:
     ]
     problems += [
         f"claim {r.id}: status {r.status} amount {r.amount}, sale {r.sale_id} {r.commission_amount}"
-        for r in session.execute(_CHECK_CLAIMS)
+        for r in session.execute(_CHECK_CLAIMS, {"claim_network": CLAIM_NETWORK})
     ]
     problems += [
         f"claim {r.id}: its sale {r.sale_id} and sale {r.other_id} pay one conversion"

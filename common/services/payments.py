@@ -23,6 +23,7 @@ from common.models.payments import Payment
 from common.money import CENT
 from common.services.ledger import post_entry
 from common.services.notifications import NewNotification, notify
+from common.services.referrals import record_shared_destination
 from common.wire import Shape
 
 _p = Payment.__table__
@@ -83,6 +84,7 @@ def request_withdrawal(
     ).mappings().one()
     post_entry(session, user_id=user_id, amount=-amount, kind="payout_hold",
                key=f"payout_hold:{row['id']}", reference_type="payment", reference_id=row["id"])
+    record_shared_destination(session, user_id=user_id, destination=destination)
     _status_event(session, row)
     if not row["needs_approval"]:
         enqueue_after_commit(session, "payouts.pay", row["id"])

@@ -7,6 +7,7 @@ approval racing a reversal, does its work once and the loser does nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,16 +17,25 @@ from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
 from common.config import CLAIM_NETWORK, get_settings
+from common.effects import resources
 from common.errors import Conflict, InvalidInput
 from common.events import adopt_emitted
 from common.models.audit import AuditLog
 from common.money import commission
 from common.services.clicks import is_click_id
 from common.services.leaderboard import record_approvals, record_reversal
-from common.services.ledger import balance_events, post_entry, posting
+from common.services.ledger import Entry, balance_events, post_entries, posting
 from common.services.notifications import notification_json_sql
 from common.services.payments import fail_pending_for_debt
+from common.services.referrals import (
+    REFERRAL_CTES,
+    REFERRAL_NOTES,
+    approval_params,
+    reversal_entries,
+)
 from common.tracing import current_trace_id
+
+SALE_NOTE_TYPE = "sale_approved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,10 +315,12 @@ def credit_sale(session: Session, **request: Any) -> SaleOutcome:
 
 
 # Approve the selected pending sales in ONE statement: the guarded transition, one ``sale_credit``
-# per sale with a commission posted by the ledger's rule (``posting``: unless its key exists,
-# balance and pending_balance moved in one update per user), a ``sale_approved`` notification per
-# sale, and their events (``balance:updated`` with the balance after each entry, then
-# ``notification:new``) in the outbox.
+# per sale with a commission and one ``referral`` per sale of a referee that earns its referrer
+# something (``REFERRAL_CTES``, common/services/referrals.py), all posted by the ledger's rule
+# (``posting``: unless its key exists, balance and pending_balance moved in one update per user),
+# a ``sale_approved`` notification per sale and a ``referral_earned`` one per referrer, and their
+# events (``balance:updated`` with the balance after each entry, then ``notification:new``) in the
+# outbox.
 # The batch's selection is materialised first: inside ``IN (...)`` a LIMIT with SKIP LOCKED may be
 # evaluated more than once and approve more than the batch.
 _APPROVE = """
@@ -316,20 +328,23 @@ WITH picked AS MATERIALIZED ({selection}), sale AS (
     UPDATE sales SET status = 'approved', decided_at = now()
     WHERE id IN (SELECT id FROM picked) AND status = 'pending'
     RETURNING id, user_id, commission_amount, offer_id
-), credit AS (
-    SELECT id AS seq, user_id, commission_amount AS amount, 'sale_credit' AS kind,
+)""" + REFERRAL_CTES + """, credit AS (
+    SELECT id * 2 AS seq, user_id, commission_amount AS amount, 'sale_credit' AS kind,
            'sale' AS reference_type, id AS reference_id, 'sale_credit:' || id AS idempotency_key,
            false AS allow_debt
     FROM sale WHERE commission_amount > 0
+    UNION ALL
+    SELECT * FROM referral_credit
 ), pending AS (
     SELECT user_id, -commission_amount AS amount FROM sale
 )""" + posting("credit", also_add=("pending_balance", "pending")) + f"""
 , note AS (
     INSERT INTO notifications (user_id, type, title, body, data)
-    SELECT sale.user_id, 'sale_approved', 'Offer reward approved',
+    SELECT sale.user_id, '{SALE_NOTE_TYPE}', 'Offer reward approved',
            offers.title || ': ' || sale.commission_amount || ' added to your balance',
            jsonb_build_object('saleId', sale.id, 'amount', sale.commission_amount)
     FROM sale JOIN offers ON offers.id = sale.offer_id
+    UNION ALL{REFERRAL_NOTES}
     RETURNING id, user_id, type, title, body, data, read_at, created_at
 ), event AS (
     INSERT INTO outbox (target, target_id, event, data, trace_id)
@@ -364,10 +379,14 @@ def approve_due_sales(session: Session, *, batch: int = 500) -> int:
 
 
 def _approved(session: Session, statement: Any, params: dict[str, Any]) -> int:
-    rows = session.execute(statement, {**params, "trace_id": current_trace_id()}).all()
+    referral = approval_params(resources(session).settings, dt.datetime.now(dt.UTC))
+    rows = session.execute(statement, {**params, **referral,
+                                       "trace_id": current_trace_id()}).all()
     adopt_emitted(session, rows)
+    # Only the sales' own commissions count for leaderboards, never referral earnings.
     record_approvals(session, sale_ids=[r.data["data"]["saleId"] for r in rows
-                                        if r.event == "notification:new"])
+                                        if r.event == "notification:new"
+                                        and r.data["type"] == SALE_NOTE_TYPE])
     # Every approved sale has its notification:new event, so the count is in every row.
     return rows[0].approved if rows else 0
 
@@ -376,7 +395,8 @@ _REJECT = text(
     """
     WITH sale AS (
         UPDATE sales SET status = 'rejected', decided_at = now()
-        WHERE id = :sale_id AND status = 'pending' AND claim_id IS NULL
+        WHERE id = :sale_id AND status = 'pending'
+          AND (claim_id IS NULL OR network <> :claim_network)
         RETURNING id, user_id, commission_amount
     )
     UPDATE users SET pending_balance = users.pending_balance - sale.commission_amount
@@ -400,10 +420,13 @@ def reject_sale(session: Session, *, sale_id: int) -> bool:
     """pending -> rejected; the commission leaves the pending balance. False if not pending.
 
     The one rejection rule (an admin's, a worker's, a network's reversal of a pending sale): the
-    sale of an approved claim is never rejected (``ClaimSale``, 409), or the claim would stay
-    approved with nothing credited. Its ``claim_id`` never changes, so the guard in the UPDATE
+    sale of an approved claim is not rejected (``ClaimSale``, 409) while it is only the claim's
+    (network ``claim``), or the claim would stay approved with nothing credited. Once the network
+    reported the conversion (the sale took its transaction), the network's chargeback decides it
+    like any sale of the network's. Its ``claim_id`` never changes, so the guard in the UPDATE
     cannot race; the read after it only says why nothing was rejected."""
-    if session.execute(_REJECT, {"sale_id": sale_id}).first() is not None:
+    if session.execute(_REJECT, {"sale_id": sale_id, "claim_network": CLAIM_NETWORK}).first() \
+            is not None:
         return True
     claim_id = session.execute(_CLAIM_OF_PENDING, {"sale_id": sale_id}).scalar()
     if claim_id is not None:
@@ -414,10 +437,11 @@ def reject_sale(session: Session, *, sale_id: int) -> bool:
 
 def reverse_sale(session: Session, *, sale_id: int) -> str:
     """A network takes a sale back: pending -> rejected, or approved -> reversed with a
-    ``sale_reversal`` debit of the whole commission. If the member already spent it, the balance
-    goes below zero: a debt that the user's pending withdrawals pay back first (they fail and their
-    holds come back), then later credits; it refuses withdrawals while open and is audited for
-    admins (docs/money.md). Returns the outcome."""
+    ``sale_reversal`` debit of the whole commission, and a ``referral_reversal`` of the referral it
+    paid, if any, in the same posting. If a member already spent it, their balance goes below
+    zero: a debt that their pending withdrawals pay back first (they fail and their holds come
+    back), then later credits; it refuses withdrawals while open and is audited for admins
+    (docs/money.md). Returns the outcome."""
     if reject_sale(session, sale_id=sale_id):
         return "rejected"
     sale = session.execute(_REVERSE, {"sale_id": sale_id}).first()
@@ -426,20 +450,26 @@ def reverse_sale(session: Session, *, sale_id: int) -> str:
     record_reversal(session, sale_id=sale.id, user_id=sale.user_id, amount=sale.commission_amount)
     if sale.commission_amount == 0:
         return "reversed"
-    posted = post_entry(
-        session, user_id=sale.user_id, amount=-sale.commission_amount, kind="sale_reversal",
-        key=f"sale_reversal:{sale.id}", reference_type="sale", reference_id=sale.id,
-        allow_debt=True,
-    )
-    if posted is not None and posted.balance < 0:
-        failed = fail_pending_for_debt(session, user_id=sale.user_id)
-        session.execute(insert(AuditLog).values(
-            action="sale.reversal_debt", actor_id=None, target_type="user",
-            target_id=str(sale.user_id),
-            after={"userId": sale.user_id, "commission": str(sale.commission_amount),
-                   "balanceAfter": str(posted.balance), "paymentsFailed": failed},
-        ))
+    entries = [Entry(user_id=sale.user_id, amount=-sale.commission_amount, kind="sale_reversal",
+                     key=f"sale_reversal:{sale.id}", reference_type="sale", reference_id=sale.id,
+                     allow_debt=True),
+               *reversal_entries(session, sale_id=sale.id)]
+    for entry, posted in zip(entries, post_entries(session, entries), strict=True):
+        if posted is not None and posted.balance < 0:
+            _reversal_debt(session, entry, posted.balance)
     return "reversed"
+
+
+def _reversal_debt(session: Session, entry: Entry, balance: Decimal) -> None:
+    """A reversal took ``entry.user_id`` below zero: their pending withdrawals pay the debt back
+    first (``fail_pending_for_debt``), and admins see it in the audit log."""
+    failed = fail_pending_for_debt(session, user_id=entry.user_id)
+    session.execute(insert(AuditLog).values(
+        action="sale.reversal_debt", actor_id=None, target_type="user",
+        target_id=str(entry.user_id),
+        after={"userId": entry.user_id, "commission": str(-entry.amount),
+               "balanceAfter": str(balance), "paymentsFailed": failed},
+    ))
 
 
 # A reversal whose credit has not arrived: the sale is stored as already rejected, with the click

@@ -6,7 +6,10 @@ payout chains' steps in any order (two chains on one payment, leases expiring, s
 that declines, fails transiently or times out after paying). After every step: every balance
 is what the model says, ``balance == sum(ledger)`` (``check-ledger``), no negative balance but a
 recorded debt, and no payment the provider paid is failed or cancelled. At the end every payment
-reaches a final state, paid exactly when the provider paid it.
+reaches a final state, paid exactly when the provider paid it. Referrals: the first user signed up
+with a third's code (a member who only earns referrals) and the second with the first's, so every
+approved commission pays its owner's referrer a referral (not the referrer's referrer; nothing
+once a pair has asked for a payout to the same destination), and reversals take it back.
 
 ``SB_DRILL=long`` runs many more and longer examples than CI's short form.
 """
@@ -25,6 +28,7 @@ from sqlalchemy import Engine, text
 
 from common.config import Settings
 from common.errors import Conflict, InvalidInput, NotFound
+from common.money import to_cents
 from common.payouts import PayoutResult
 from common.services.admin_queue import request_sale_decision
 from common.services.ledger import check_ledger
@@ -57,6 +61,9 @@ class Model:
     sales: dict[str, tuple[int, str, Decimal]] = field(default_factory=dict)  # user, status, commission
     balances: dict[int, Decimal] = field(default_factory=dict)
     payments: dict[int, tuple[int, Decimal, str]] = field(default_factory=dict)  # user, amount, status
+    referrer: dict[int, int] = field(default_factory=dict)  # user: who referred them
+    referrals: dict[str, tuple[int, Decimal]] = field(default_factory=dict)  # txn: referrer, paid
+    destinations: dict[int, set[str]] = field(default_factory=dict)  # user: payouts asked for
 
 
 class MoneyMachine(RuleBasedStateMachine):
@@ -69,9 +76,13 @@ class MoneyMachine(RuleBasedStateMachine):
         self.model = Model()
         with self.ctx.transaction() as session:
             make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
-            for _ in range(2):
-                self.model.users.append(make_user(session).id)
-        self.model.balances = {u: Decimal(0) for u in self.model.users}
+            top = make_user(session).id
+            first = make_user(session, referred_by=top).id
+            self.model.users = [first, make_user(session, referred_by=first).id]
+        self.model.referrer = {first: top, self.model.users[1]: first}
+        self.model.balances = {u: Decimal(0) for u in (top, *self.model.users)}
+        self.model.destinations = {u: set() for u in (top, *self.model.users)}
+        self.share = self.ctx.settings.referral_share
         self.jobs: list[PayoutJob] = []
         self.results: list[tuple[PayoutJob, PayoutResult]] = []
 
@@ -108,13 +119,22 @@ class MoneyMachine(RuleBasedStateMachine):
         elif status == "approved":
             self.model.sales[txn] = (owner, "reversed", amount)
             self.model.balances[owner] -= amount
-            self._observe_payments()  # a debt fails the owner's pending withdrawals
+            if txn in self.model.referrals:
+                referrer, paid = self.model.referrals[txn]
+                self.model.balances[referrer] -= paid
+            self._observe_payments()  # a debt fails the pending withdrawals of whom it hits
 
     def _approve_model(self, txn: str) -> None:
         owner, status, amount = self.model.sales[txn]
         if status == "pending":
             self.model.sales[txn] = (owner, "approved", amount)
             self.model.balances[owner] += amount
+            referrer = self.model.referrer[owner]
+            shared = self.model.destinations[referrer] & self.model.destinations[owner]
+            paid = to_cents(amount * self.share)
+            if not shared and paid > 0:
+                self.model.referrals[txn] = (referrer, paid)
+                self.model.balances[referrer] += paid
 
     @rule(txn=TXNS)
     def admin_approves(self, txn: str) -> None:
@@ -162,6 +182,7 @@ class MoneyMachine(RuleBasedStateMachine):
             return
         assert 5 <= amount <= self.model.balances[user]
         self.model.balances[user] -= amount
+        self.model.destinations[user].add(destination)
         self.model.payments[payment["id"]] = (user, amount, "pending")
 
     @rule(data=st.data())
@@ -255,9 +276,12 @@ class MoneyMachine(RuleBasedStateMachine):
             sales = dict(session.execute(text("SELECT external_id, status FROM sales")).all())
         assert balances == self.model.balances
         assert sales == {txn: status for txn, (_, status, _) in self.model.sales.items()}
+        reversed_txns = {t for t, s in self.model.sales.items() if s[1] == "reversed"}
         for user, balance in balances.items():
-            if balance < 0:
-                assert any(s[0] == user and s[1] == "reversed" for s in self.model.sales.values())
+            if balance < 0:  # a debt: a reversal of their sale, or of a referral it paid them
+                assert any(self.model.sales[t][0] == user
+                           or self.model.referrals.get(t, (None,))[0] == user
+                           for t in reversed_txns)
 
     def teardown(self) -> None:
         """Every payment ends final, paid exactly when the provider paid it."""

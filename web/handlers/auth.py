@@ -68,6 +68,8 @@ class RegisterBody(Model):
     email: Email
     password: NewPassword
     name: Name
+    referralCode: Annotated[Text, Field(min_length=1, max_length=32)] | None = Field(  # noqa: N815
+        None, description="a member's code: they become this account's referrer (unknown: 422)")
 
 
 class LoginBody(Model):
@@ -89,6 +91,8 @@ class UserProfile(Shape):
     balance: Decimal
     pendingBalance: Decimal  # noqa: N815 (the API's names)
     createdAt: dt.datetime  # noqa: N815
+    referralCode: str = Field(description="the code others sign up with to become this "  # noqa: N815
+                              "member's referees")
 
 
 class SessionOut(Shape):
@@ -124,7 +128,9 @@ def _context(request: web.Request) -> dict[str, Any]:
 
 
 @describe("Create an account and sign in", tags=["auth"], body=RegisterBody, response=SessionOut,
-          status=201, statuses={409: "Email already registered", **_LIMITED})
+          status=201, statuses={409: "Email already registered",
+                                422: "Invalid values, or no member has the referral code",
+                                **_LIMITED})
 async def register(request: web.Request) -> web.Response:
     body = await parse_body(request, RegisterBody)
     app, settings = request.app, request.app[SETTINGS]
@@ -133,7 +139,8 @@ async def register(request: web.Request) -> web.Response:
     password_hash = await app[PASSWORDS].hash(body.password)
     signed = await app[DB].run(
         register_user, email=body.email, password_hash=password_hash, name=body.name,
-        refresh_ttl=settings.refresh_token_ttl, **_context(request),
+        referral_code=body.referralCode, refresh_ttl=settings.refresh_token_ttl,
+        **_context(request),
     )
     return ok(session_json(settings, signed), status=201, message="Account created")
 

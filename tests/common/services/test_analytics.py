@@ -163,7 +163,7 @@ async def test_endpoints_payloads(api: TestClient, session: Session, admin: User
     assert set(data["stats"]) == {"total_users", "active_users", "total_offers", "total_revenue",
                                   "pending_payments"}
     assert set(data["recent_activity"]) == {"new_users", "recent_sales", "recent_clicks",
-                                            "pending_approvals"}
+                                            "pending_approvals", "referral_earnings"}
     net = sum(f["revenue"] - f["reversed_amount"] for f in expected.values())
     assert Decimal(str(data["stats"]["total_revenue"])) == net
     assert data["stats"]["total_users"] == 31  # the history's users and the admin (today)

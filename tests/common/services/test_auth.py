@@ -120,6 +120,7 @@ async def test_register_ignores_fields_a_user_must_not_set(api, session: Session
         "email": new_email(), "password": PASSWORD, "name": "Mallory", "role": "admin",
         "balance": 1000000, "pendingBalance": 5, "status": "banned", "id": 999999,
         "passwordHash": "$2b$04$x", "createdAt": "2000-01-01T00:00:00Z",
+        "referredBy": 1, "signupIp": "10.0.0.1",
     })
     body = await resp.json()
     assert resp.status == 201
@@ -127,9 +128,10 @@ async def test_register_ignores_fields_a_user_must_not_set(api, session: Session
     assert user["role"] == "user" and user["status"] == "active"
     assert user["balance"] == 0 and user["pendingBalance"] == 0 and user["id"] != 999999
     assert set(user) == {"id", "email", "name", "avatar", "role", "status", "balance",
-                         "pendingBalance", "createdAt"}
+                         "pendingBalance", "createdAt", "referralCode"}
     row = session.get(User, user["id"])
     assert row is not None and row.role == "user" and row.password_hash != "$2b$04$x"
+    assert row.referred_by is None and row.signup_ip == "127.0.0.1"
 
 
 async def test_responses_never_carry_hashes(api, session: Session) -> None:  # type: ignore[no-untyped-def]

@@ -36,11 +36,25 @@ class SalesTotal(Shape):
     commission: Decimal
 
 
+class ReferrerOut(Shape):
+    id: int
+    email: str
+    name: str
+
+
+class AdminReferralOut(Shape):
+    referrer: ReferrerOut | None = Field(description="the member whose code this user signed "
+                                         "up with")
+    referees: int = Field(description="members who signed up with this user's code")
+    earnings: Decimal = Field(description="referral earnings, net of reversals")
+
+
 class AdminUserDetail(AdminUserOut):
     ledger: LedgerSummary
     sales: dict[str, SalesTotal] = Field(description="by sale status")
     debt: Decimal = Field(description="what a reversal of spent money left owing (0 when the "
                           "balance is not negative); later credits pay it back first")
+    referral: AdminReferralOut
 
 
 class AdjustmentOut(BaseModel):
@@ -93,6 +107,8 @@ class RecentActivity(BaseModel):
     recent_sales: int
     recent_clicks: int = Field(description="offer clicks today and on the 6 days before")
     pending_approvals: int
+    referral_earnings: Decimal = Field(description="referral earnings posted in the last 7 days, "
+                                       "net of their reversals")
 
 
 class DashboardOut(BaseModel):

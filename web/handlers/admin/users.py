@@ -13,7 +13,8 @@ from common.models import User
 from common.services.accounts import set_user_status
 from common.services.admin_users import UserDetail, adjust_balance, list_users, user_detail
 from web.handlers.admin.schemas import (
-    AdjustmentOut, AdminUserDetail, AdminUserOut, KindTotal, LedgerSummary, SalesTotal,
+    AdjustmentOut, AdminReferralOut, AdminUserDetail, AdminUserOut, KindTotal, LedgerSummary,
+    ReferrerOut, SalesTotal,
 )
 from web.openapi import describe
 from web.auth import current_user, require_admin
@@ -60,7 +61,11 @@ async def user(request: web.Request) -> web.Response:
 def _detail(d: UserDetail) -> dict[str, Any]:
     ledger = LedgerSummary.of(total=d.ledger_total,
                               byKind={r["kind"]: KindTotal.of(r) for r in d.by_kind})
-    return AdminUserDetail.of(d.user, ledger=ledger, debt=d.debt,
+    referrer = d.referral.referrer
+    referral = AdminReferralOut.of(
+        referrer=None if referrer is None else ReferrerOut.of(referrer),
+        referees=d.referral.referees, earnings=d.referral.earnings)
+    return AdminUserDetail.of(d.user, ledger=ledger, debt=d.debt, referral=referral,
                               sales={r["status"]: SalesTotal.of(r) for r in d.sales})
 
 

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from common.db import Base, BigId, CreatedAt
+
+
+class RiskSignal(Base):
+    """A fact that says something about a user's risk (API.md section 13), recorded where it
+    happens: ``kind`` names it (``referral_abuse``, ...), ``detail`` what was seen. A signal with
+    an ``idempotency_key`` (its cause, e.g. ``referral_abuse:<referee>:<user>``) is recorded once
+    however often the cause is seen; one without is recorded each time. Rows are never updated."""
+
+    __tablename__ = "risk_signals"
+    __table_args__ = (Index("ix_risk_signals_user_id_created_at", "user_id", "created_at"),)
+
+    id: Mapped[BigId]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    created_at: Mapped[CreatedAt]
