@@ -56,6 +56,7 @@ from common.config import Settings, get_settings  # noqa: E402
 from common.db import Base, make_sync_engine  # noqa: E402
 from common.migrate import upgrade  # noqa: E402
 from common.redis import events_channel  # noqa: E402
+from tests.fixtures.servers import private_pair, running_pair  # noqa: E402, F401  (fixtures)
 
 # Rows a migration seeds (reference data) survive the truncation after committed tests.
 KEEP_TABLES = {"alembic_version"}

@@ -67,7 +67,8 @@ def _database(
             yield
             return
         client = make_redis(settings)  # the write threads' after-commit effects (sync)
-        db = PooledDatabase(settings, make_sync_engine(settings), client, events_channel(settings))
+        engine = make_sync_engine(settings, pool_timeout=settings.web_db_pool_timeout)
+        db = PooledDatabase(settings, engine, client, events_channel(settings))
         await db.open()
         app[DB] = db
         yield
