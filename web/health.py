@@ -113,3 +113,24 @@ async def health(request: web.Request) -> web.Response:
         body=dumps(body), status=200 if healthy else 503, content_type="application/json"
     )
 
+
+
+class LiveReport(BaseModel):
+    """The body of ``GET /health/live`` (no envelope)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok"]
+
+
+_LIVE = dumps({"status": "ok"})
+
+
+@describe(
+    "Liveness: this process answers",
+    description="No envelope, no dependency checked: 200 whenever the process serves requests. "
+    "For a supervisor that restarts dead processes; a load balancer routes on GET /health.",
+    tags=["operations"], response=LiveReport, envelope=False,
+)
+async def live(request: web.Request) -> web.Response:
+    return web.Response(body=_LIVE, content_type="application/json")
