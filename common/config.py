@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     flower_basic_auth: str | None = None
     # When set, GET /metrics requires ``Authorization: Bearer <token>`` (docs/operations.md).
     metrics_token: str | None = Field(None, repr=False)
+    # Each dependency check of GET /health is probed at most once per this many seconds; calls in
+    # between (every load balancer's, every probe's) get the last result.
+    health_cache_seconds: float = Field(1.0, ge=0, le=60)
     # The database and broker figures of /metrics are read at most once per this many seconds.
     metrics_cache_seconds: float = Field(5.0, ge=0, le=300)
     # ``savebucks create-admin``'s password when set (otherwise it prompts).

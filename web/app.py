@@ -83,6 +83,6 @@ async def _health(app: web.Application) -> AsyncIterator[None]:
     broker = None
     if settings.broker_url != settings.redis_url:
         broker = aredis.Redis.from_url(settings.broker_url, socket_connect_timeout=2)
-    app[HEALTH] = HealthChecks(broker)
+    app[HEALTH] = HealthChecks(broker, settings.health_cache_seconds)
     yield
     await app[HEALTH].close()

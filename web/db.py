@@ -24,6 +24,7 @@ savepoint, so a test sees, and rolls back, everything the app did.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
 import weakref
@@ -47,7 +48,6 @@ from common.uow import UnitOfWork
 
 T = TypeVar("T")
 Row = dict[str, Any]
-_PING = Query(sql="SELECT 1", defaults={}, read_only=True)
 # Seconds a request waits for a connection while the database is known to be unreachable.
 DOWN_WAIT = 0.1
 
@@ -73,6 +73,13 @@ class PooledDatabase:
         # a connection: during an outage every request would otherwise wait the full timeout.
         self._wait = settings.web_db_pool_timeout
         self._down = False
+        # GET /health's own connection: a pool busy with requests is not a database that is down.
+        self._probe: AsyncConnection[DictRow] | None = None
+        self._probe_kwargs: dict[str, Any] = {
+            "autocommit": True, "connect_timeout": settings.db_connect_timeout,
+            "application_name": "savebucks-web-health",
+        }
+        self._url = settings.libpq_url
         self.pool = AsyncConnectionPool(
             settings.libpq_url,
             connection_class=AsyncConnection[DictRow],  # typing only: the rows are dicts
@@ -103,6 +110,8 @@ class PooledDatabase:
         await self.pool.open(wait=False)
 
     async def close(self) -> None:
+        if self._probe is not None:
+            await self._probe.close()
         await self.pool.close()
         self.executor.shutdown(wait=True)
         self.engine.dispose()
@@ -143,7 +152,22 @@ class PooledDatabase:
             return [row for row in rows if row is not None]
 
     async def ping(self) -> None:
-        await self._execute(_PING, None, one=True)
+        """``SELECT 1`` on a connection of its own (GET /health coalesces the calls, so one at a
+        time); when that connection turns out dead, once more on a new one."""
+        for attempt in (1, 2):
+            if self._probe is None or self._probe.closed:
+                self._probe = await AsyncConnection.connect(self._url, **self._probe_kwargs)
+            probe = self._probe
+            try:
+                await probe.execute("SELECT 1")
+                return
+            except BaseException:
+                # Cancelled half-way (the check's time limit) or dead: never reused.
+                self._probe = None
+                with contextlib.suppress(Exception):
+                    await probe.close()
+                if attempt == 2 or not probe.broken:
+                    raise
 
     async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         # The thread runs in a copy of this request's context: its trace id reaches the log rows,

@@ -133,3 +133,19 @@ def test_only_plain_selects_are_read_only() -> None:
     ins = insert(t).values(id=1).returning(t.c.id).cte("ins")
     assert not compile_query(select(ins.c.id)).read_only
     assert not compile_query(text("SELECT 1")).read_only
+
+
+async def test_the_health_probe_survives_a_restart_and_ignores_a_busy_pool(
+    db: PooledDatabase, running_pair: tuple[PrivatePostgres, PrivateRedis],
+) -> None:
+    pg, _ = running_pair
+    await db.ping()
+    pg.stop()
+    pg.start()
+    await db.ping()  # its connection died with the server: a new one answers at once
+    held = [await db.pool.getconn() for _ in range(db.pool.max_size)]
+    try:
+        await db.ping()  # every request connection is taken: the database is still up
+    finally:
+        for conn in held:
+            await db.pool.putconn(conn)
