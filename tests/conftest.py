@@ -43,6 +43,9 @@ os.environ.update(
     FLOWER_BASIC_AUTH="ops:test-password",
     BCRYPT_ROUNDS="4",
     LOG_JSON="true",
+    # Tests change a dependency's state and look at /health at once; the shared probes have
+    # their own tests (tests/web/test_health.py).
+    HEALTH_CACHE_SECONDS="0",
 )
 os.environ.pop("CELERY_BROKER_URL", None)
 

@@ -59,7 +59,7 @@ async def _timed(check: Probe) -> dict[str, Any]:
         result = {"status": "error", "error": type(exc).__name__}
         detail = getattr(exc, "breakers", None)
     result["responseTime"] = round((time.perf_counter() - started) * 1000, 2)
-    if detail:
+    if isinstance(detail, dict) and detail:  # the breaker states (other probes answer True)
         result["breakers"] = detail
     return result
 

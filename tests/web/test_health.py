@@ -102,3 +102,11 @@ async def test_an_open_breaker_is_reported_with_every_state(client, aredis_clien
         "status": "error", "error": "BreakerOpen", "breakers": dict.fromkeys(REGISTERED, "open"),
         "responseTime": body["checks"]["external_apis"]["responseTime"]}
     assert body["status"] == "error"
+
+
+async def test_every_check_matches_its_schema(client) -> None:  # type: ignore[no-untyped-def]
+    from web.health import HealthReport
+
+    body = await (await client.get("/health")).json()
+    HealthReport.model_validate(body)
+    assert "breakers" not in body["checks"]["redis"]
