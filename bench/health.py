@@ -1,4 +1,6 @@
-"""GET /health of the real web process beside a bare aiohttp JSON handler, in one run.
+"""GET /health of the real web process beside a bare aiohttp JSON handler, in one run: the
+readiness check as load balancers call it (each dependency probed at most once per
+HEALTH_CACHE_SECONDS, 1 s), the same with every call probing (0), and the liveness check.
 
     .venv/bin/python bench/health.py [--seconds 10] [--connections 64]
 """
@@ -26,7 +28,12 @@ def main() -> None:
         results.append(load("bare aiohttp JSON", f"{bare}/bare", seconds=args.seconds,
                             connections=args.connections))
     with web_server(env) as web:
-        results.append(load("GET /health (db + redis + broker)", f"{web}/health",
+        results.append(load("GET /health/live (no dependency)", f"{web}/health/live",
+                            seconds=args.seconds, connections=args.connections))
+        results.append(load("GET /health (probes shared, 1 s)", f"{web}/health",
+                            seconds=args.seconds, connections=args.connections))
+    with web_server({**env, "HEALTH_CACHE_SECONDS": "0"}) as web:
+        results.append(load("GET /health (every call probes)", f"{web}/health",
                             seconds=args.seconds, connections=args.connections))
     table(f"/health, {args.connections} connections, {args.seconds}s each", results,
           baseline="bare aiohttp JSON")

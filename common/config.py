@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, le=200)
     db_pool_max_overflow: int = Field(5, ge=0, le=200)
     db_pool_timeout: float = Field(10.0, gt=0)
+    # What a web request waits for a database connection (its async pool and its write engine)
+    # before it answers 503; workers and the CLI wait DB_POOL_TIMEOUT. A short wait is what lets
+    # an outage answer fast instead of piling requests up (docs/operations.md "Scaling out").
+    web_db_pool_timeout: float = Field(1.0, gt=0, le=60)
+    # libpq's connect_timeout in seconds (libpq treats anything under 2 as 2): bounds a connect to
+    # a host that does not answer at all. A refused connect fails at once either way.
+    db_connect_timeout: int = Field(2, ge=2, le=60)
     db_statement_timeout_ms: int = Field(15_000, ge=0)
 
     jwt_secret: str = ""
@@ -146,6 +153,9 @@ class Settings(BaseSettings):
     flower_basic_auth: str | None = None
     # When set, GET /metrics requires ``Authorization: Bearer <token>`` (docs/operations.md).
     metrics_token: str | None = Field(None, repr=False)
+    # Each dependency check of GET /health is probed at most once per this many seconds; calls in
+    # between (every load balancer's, every probe's) get the last result.
+    health_cache_seconds: float = Field(1.0, ge=0, le=60)
     # The database and broker figures of /metrics are read at most once per this many seconds.
     metrics_cache_seconds: float = Field(5.0, ge=0, le=300)
     # ``savebucks create-admin``'s password when set (otherwise it prompts).

@@ -62,13 +62,17 @@ class Base(DeclarativeBase):
     }
 
 
-def make_sync_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
-    """The engine of workers, the CLI and the web's write threads."""
+def make_sync_engine(
+    settings: Settings, *, pool_size: int | None = None, pool_timeout: float | None = None
+) -> Engine:
+    """The engine of workers, the CLI and the web's write threads (which pass the web's shorter
+    ``pool_timeout``). Every checkout pings its connection first (``pool_pre_ping``), so a
+    connection left over from before a database restart is replaced, not handed out."""
     return create_engine(
         settings.sqlalchemy_url,
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=settings.db_pool_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
+        pool_timeout=pool_timeout or settings.db_pool_timeout,
         pool_pre_ping=True,
         connect_args=_connect_args(settings),
     )
@@ -76,4 +80,5 @@ def make_sync_engine(settings: Settings, *, pool_size: int | None = None) -> Eng
 
 def _connect_args(settings: Settings) -> dict[str, object]:
     options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c timezone=UTC"
-    return {"options": options, "application_name": "savebucks"}
+    return {"options": options, "application_name": "savebucks",
+            "connect_timeout": settings.db_connect_timeout}

@@ -8,14 +8,16 @@ compilation. See ``docs/database.md`` for the measurements behind this.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result
+from sqlalchemy import CompoundSelect, CursorResult, Result, Select
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.sql import ClauseElement
 
 _DIALECT = psycopg_dialect.dialect()
+_WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,9 @@ class Query:
 
     sql: str
     defaults: dict[str, Any]
+    # A plain SELECT: running it twice changes nothing, so it may be retried on a fresh
+    # connection when its pooled one turns out dead (web/db.py).
+    read_only: bool = False
 
     def params(self, values: dict[str, Any] | None = None) -> dict[str, Any]:
         return {**self.defaults, **values} if values else dict(self.defaults)
@@ -32,7 +37,10 @@ class Query:
 def compile_query(statement: ClauseElement) -> Query:
     """Render a Core statement once. Use ``bindparam("name")`` for per-call values."""
     compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
-    return Query(sql=str(compiled), defaults=dict(compiled.params))
+    sql = str(compiled)
+    # A SELECT may still write (a data-modifying CTE) or lock (FOR UPDATE): not read-only then.
+    read_only = isinstance(statement, Select | CompoundSelect) and not _WRITES.search(sql)
+    return Query(sql=sql, defaults=dict(compiled.params), read_only=read_only)
 
 
 def affected(result: Result[Any]) -> int:

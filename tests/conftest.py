@@ -43,6 +43,9 @@ os.environ.update(
     FLOWER_BASIC_AUTH="ops:test-password",
     BCRYPT_ROUNDS="4",
     LOG_JSON="true",
+    # Tests change a dependency's state and look at /health at once; the shared probes have
+    # their own tests (tests/web/test_health.py).
+    HEALTH_CACHE_SECONDS="0",
 )
 os.environ.pop("CELERY_BROKER_URL", None)
 
@@ -57,6 +60,7 @@ from common.db import Base, make_sync_engine  # noqa: E402
 from common.migrate import upgrade  # noqa: E402
 from common.redis import events_channel  # noqa: E402
 from common.services.ledger import check_ledger  # noqa: E402
+from tests.fixtures.servers import private_pair, running_pair  # noqa: E402, F401  (fixtures)
 
 # Rows a migration seeds (reference data) survive the truncation after committed tests.
 KEEP_TABLES = {"alembic_version"}

@@ -67,7 +67,8 @@ def _database(
             yield
             return
         client = make_redis(settings)  # the write threads' after-commit effects (sync)
-        db = PooledDatabase(settings, make_sync_engine(settings), client, events_channel(settings))
+        engine = make_sync_engine(settings, pool_timeout=settings.web_db_pool_timeout)
+        db = PooledDatabase(settings, engine, client, events_channel(settings))
         await db.open()
         app[DB] = db
         yield
@@ -82,6 +83,6 @@ async def _health(app: web.Application) -> AsyncIterator[None]:
     broker = None
     if settings.broker_url != settings.redis_url:
         broker = aredis.Redis.from_url(settings.broker_url, socket_connect_timeout=2)
-    app[HEALTH] = HealthChecks(broker)
+    app[HEALTH] = HealthChecks(broker, settings.health_cache_seconds)
     yield
     await app[HEALTH].close()

@@ -8,6 +8,15 @@
   one unit of work (``common/uow.py``: the transaction, then its after-commit effects: events,
   leaderboard deltas, tasks) on a bounded thread pool, exactly as a worker or the CLI would.
 
+When PostgreSQL goes away, both paths fail fast (a short wait for a connection, libpq's connect
+timeout) with psycopg's or SQLAlchemy's ``OperationalError``, which the error middleware answers
+with 503. When it comes back, pooled connections made before the failure are dead: the first one
+found dead marks every connection made before it as suspect, and each suspect is checked (one
+empty query) the next time it is handed out, and replaced if dead; a read-only query that met a
+dead connection runs once more on another. A steady pool pays one dictionary lookup per query for
+this: no check runs until a connection has been seen to die. The write engine pings on checkout
+(``pool_pre_ping``).
+
 ``BoundDatabase`` runs both on one connection inside a test's outer transaction, each ``run`` in a
 savepoint, so a test sees, and rolls back, everything the app did.
 """
@@ -15,16 +24,20 @@ savepoint, so a test sees, and rolls back, everything the app did.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
+import psycopg
 import redis
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +48,8 @@ from common.uow import UnitOfWork
 
 T = TypeVar("T")
 Row = dict[str, Any]
+# Seconds a request waits for a connection while the database is known to be unreachable.
+DOWN_WAIT = 0.1
 
 
 class Database(Protocol):
@@ -48,16 +63,35 @@ class PooledDatabase:
     def __init__(
         self, settings: Settings, engine: Engine, client: redis.Redis, channel: str
     ) -> None:
+        # When each pooled connection was made or last checked, and the time before which they
+        # are suspect (set when one is found dead).
+        self._checked: weakref.WeakKeyDictionary[AsyncConnection[DictRow], float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._suspect_before = 0.0
+        # While the last attempt found the database unreachable, a request waits only briefly for
+        # a connection: during an outage every request would otherwise wait the full timeout.
+        self._wait = settings.web_db_pool_timeout
+        self._down = False
+        # GET /health's own connection: a pool busy with requests is not a database that is down.
+        self._probe: AsyncConnection[DictRow] | None = None
+        self._probe_kwargs: dict[str, Any] = {
+            "autocommit": True, "connect_timeout": settings.db_connect_timeout,
+            "application_name": "savebucks-web-health",
+        }
+        self._url = settings.libpq_url
         self.pool = AsyncConnectionPool(
             settings.libpq_url,
             connection_class=AsyncConnection[DictRow],  # typing only: the rows are dicts
             min_size=2,
             max_size=settings.db_pool_size,
-            timeout=settings.db_pool_timeout,
+            timeout=settings.web_db_pool_timeout,
+            configure=self._made,
             kwargs={
                 "autocommit": True,
                 "row_factory": dict_row,
                 "prepare_threshold": 1,
+                "connect_timeout": settings.db_connect_timeout,
                 "options": f"-c statement_timeout={settings.db_statement_timeout_ms} -c timezone=UTC",
                 "application_name": "savebucks-web",
             },
@@ -76,23 +110,64 @@ class PooledDatabase:
         await self.pool.open(wait=False)
 
     async def close(self) -> None:
+        if self._probe is not None:
+            await self._probe.close()
         await self.pool.close()
         self.executor.shutdown(wait=True)
         self.engine.dispose()
 
     async def fetch_one(self, query: Query, params: dict[str, Any] | None = None) -> Row | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(query.sql, query.params(params))
-            return await cur.fetchone()
+        rows = await self._execute(query, params, one=True)
+        return rows[0] if rows else None
 
     async def fetch_all(self, query: Query, params: dict[str, Any] | None = None) -> list[Row]:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(query.sql, query.params(params))
-            return await cur.fetchall()
+        return await self._execute(query, params, one=False)
+
+    async def _execute(self, query: Query, params: dict[str, Any] | None, *, one: bool) -> list[Row]:
+        """The rows (the first only when ``one``). A suspect connection is checked before use and
+        skipped if dead; a read-only query that meets a dead connection runs once more."""
+        retry = query.read_only
+        deadline = time.monotonic() + (DOWN_WAIT if self._down else self._wait)
+        while True:
+            try:
+                async with self.pool.connection(max(deadline - time.monotonic(), 0.05)) as conn:
+                    suspect = self._checked.get(conn, 0.0) <= self._suspect_before
+                    if suspect and not await self._alive(conn):
+                        continue  # the pool discards it on return; take another
+                    try:
+                        cur = await conn.execute(query.sql, query.params(params))
+                        rows = await cur.fetchall() if not one else [await cur.fetchone()]
+                    except psycopg.OperationalError:
+                        if not conn.broken:
+                            raise
+                        self._suspect_before = time.monotonic()
+                        if not retry:
+                            raise
+                        retry = False
+                        continue
+            except PoolTimeout:
+                self._down = True
+                raise
+            self._down = False
+            return [row for row in rows if row is not None]
 
     async def ping(self) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute("SELECT 1")
+        """``SELECT 1`` on a connection of its own (GET /health coalesces the calls, so one at a
+        time); when that connection turns out dead, once more on a new one."""
+        for attempt in (1, 2):
+            if self._probe is None or self._probe.closed:
+                self._probe = await AsyncConnection.connect(self._url, **self._probe_kwargs)
+            probe = self._probe
+            try:
+                await probe.execute("SELECT 1")
+                return
+            except BaseException:
+                # Cancelled half-way (the check's time limit) or dead: never reused.
+                self._probe = None
+                with contextlib.suppress(Exception):
+                    await probe.close()
+                if attempt == 2 or not probe.broken:
+                    raise
 
     async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         # The thread runs in a copy of this request's context: its trace id reaches the log rows,
@@ -100,6 +175,19 @@ class PooledDatabase:
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(
             self.executor, lambda: context.run(self.unit.run, fn, **kwargs))
+
+    async def _made(self, conn: AsyncConnection[DictRow]) -> None:
+        self._checked[conn] = time.monotonic()
+
+    async def _alive(self, conn: AsyncConnection[DictRow]) -> bool:
+        """One empty query on a suspect connection (this, and not the pool's own ``check``,
+        whose failures back off for a second each)."""
+        try:
+            await conn.execute("")
+        except psycopg.OperationalError:
+            return False
+        self._checked[conn] = time.monotonic()
+        return True
 
 
 class BoundDatabase:

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from web.envelope import dumps
-from web.health import health
+from web.health import health, live
 from web.metrics import setup_metrics
 from web.openapi import Description, Operation, build_document, describe, operations
 from web.routes import API_PREFIXES, api_routes
@@ -115,6 +115,7 @@ def documented_routes() -> list[tuple[str, str, Callable[..., Any]]]:
     """Every route the document describes, with its full path (the ``/api`` spelling)."""
     return [
         ("GET", "/health", health),
+        ("GET", "/health/live", live),
         ("GET", "/api/openapi.json", openapi_json),
         ("GET", "/api/docs", docs_page),
         *((method, API_PREFIXES[0] + path, handler) for method, path, handler in api_routes()),

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from web.passwords import PasswordHasher
     from web.pubsub import Subscriber
     from web.realtime.hub import Hub
+    from web.realtime.seats import Seats
 
 SETTINGS = web.AppKey("settings", Settings)
 DB: web.AppKey[Database] = web.AppKey("db")
@@ -36,6 +37,8 @@ SUBSCRIBER: web.AppKey[Subscriber] = web.AppKey("subscriber")
 # ``await gate(app, claims)`` is true when the account is blocked (web.auth.authenticate).
 ACCOUNT_GATE: web.AppKey[AccountGate] = web.AppKey("account_gate")
 HUB: web.AppKey[Hub] = web.AppKey("ws_hub")
+# The per-user socket cap across instances (web.realtime.seats).
+SEATS: web.AppKey[Seats] = web.AppKey("ws_seats")
 # The metrics figures that cost a broker or database round per read, by source.
 CACHED: web.AppKey[dict[str, CachedRead]] = web.AppKey("metrics_cached")
 

@@ -173,7 +173,12 @@ class CachedRead:
         self.value: Any = FAILED
         self.read_at = -math.inf
 
+    def fresh(self) -> bool:
+        return time.monotonic() - self.read_at < self.ttl
+
     async def get(self, read: Callable[[], Awaitable[Any]]) -> Any:
+        if self.fresh():  # the common case once read: no lock, no suspension
+            return self.value
         async with self.lock:
             if time.monotonic() - self.read_at >= self.ttl:
                 self.value = await read()

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import psycopg
+import redis
 import sqlalchemy.exc
 from aiohttp import web
 
@@ -20,6 +21,13 @@ from web.metrics import observe_request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _DATA_ERRORS = (psycopg.DataError, sqlalchemy.exc.DataError)
+# A dependency that is down, unreachable or out of connections: PostgreSQL through psycopg (its
+# pool's PoolTimeout is an OperationalError) or SQLAlchemy (its pool's TimeoutError), Redis.
+# Answered 503 here, in one place, whichever handler met it (API.md section 1).
+_DATABASE_DOWN = (psycopg.OperationalError, sqlalchemy.exc.OperationalError,
+                  sqlalchemy.exc.TimeoutError)
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+UNAVAILABLE_RETRY_AFTER = "2"
 access_log = logging.getLogger("savebucks.access")
 log = logging.getLogger(__name__)
 
@@ -117,6 +125,8 @@ async def _answer(request: web.Request, handler: Handler, trace_id: str) -> web.
         log.warning("value refused by the database", extra={"path": request.path,
                                                              "error": type(exc).__name__})
         return envelope.error(422, "Invalid value", code="invalid")
+    except _DATABASE_DOWN + _REDIS_DOWN as exc:
+        return unavailable(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -126,6 +136,16 @@ async def _answer(request: web.Request, handler: Handler, trace_id: str) -> web.
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return envelope.error(500, "Internal server error", trace_id=trace_id)
+
+
+def unavailable(request: web.Request, exc: BaseException) -> web.Response:
+    """503 in the envelope for a dependency that is down. The answer names no server, address
+    or query; the log says which kind of dependency and the error's class."""
+    dependency = "redis" if isinstance(exc, _REDIS_DOWN) else "database"
+    log.warning("dependency unavailable", extra={"path": request.path, "dependency": dependency,
+                                                 "error": type(exc).__name__})
+    return envelope.error(503, "Service temporarily unavailable, try again shortly",
+                          code="unavailable", headers={"Retry-After": UNAVAILABLE_RETRY_AFTER})
 
 
 def rate_limit_headers(exc: RateLimited) -> dict[str, str]:

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from web.health import health
+from web.health import health, live
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Route = tuple[str, str, Handler]
@@ -40,6 +40,7 @@ def api_routes() -> list[Route]:
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/health", health, allow_head=True)
+    app.router.add_get("/health/live", live, allow_head=True)
     for method, path, handler in api_routes():
         for prefix in API_PREFIXES:
             app.router.add_route(method, prefix + path, handler)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import io
 import re
 
+import psycopg
+import psycopg_pool
+import pytest
+import redis
+import sqlalchemy.exc
 from aiohttp import web
 
 from common.errors import Conflict
@@ -124,3 +129,38 @@ async def test_security_headers_cors_and_gzip(aiohttp_client, settings, bound_db
     resp = await client.get("/api/_test/big", headers={"Accept-Encoding": "gzip"})
     assert resp.headers.get("Content-Encoding") == "gzip"
     assert len((await resp.json())["data"]["items"]) == 200
+
+
+_DOWN = {
+    "pg": lambda: psycopg.OperationalError(
+        "connection to server at 10.1.2.3, port 5432 failed: password=hunter2"),
+    "pool": lambda: psycopg_pool.PoolTimeout("couldn't get a connection after 1.00 sec"),
+    "sa": lambda: sqlalchemy.exc.OperationalError(
+        "SELECT secret FROM vault", {}, psycopg.OperationalError("server closed the connection")),
+    "sa-pool": lambda: sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 5 reached"),
+    "redis": lambda: redis.ConnectionError("Error 111 connecting to 10.1.2.3:6379."),
+    "redis-timeout": lambda: redis.TimeoutError("Timeout reading from 10.1.2.3:6379"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_DOWN))
+async def test_a_dependency_that_is_down_answers_503_naming_nothing(
+    aiohttp_client, settings, bound_db, caplog, kind: str,  # type: ignore[no-untyped-def]
+) -> None:
+    from web.app import create_app
+
+    async def down(request: web.Request) -> web.Response:
+        raise _DOWN[kind]()
+
+    app = create_app(settings, db=bound_db)
+    app.router.add_get("/api/_test/down", down)
+    client = await aiohttp_client(app)
+    resp = await client.get("/api/_test/down")
+    body = await _envelope(resp, 503)
+    assert body["success"] is False and body["code"] == "unavailable"
+    assert resp.headers["Retry-After"] == "2"
+    text = await resp.text()
+    for secret in ("10.1.2.3", "hunter2", "SELECT", "QueuePool", "5432", "6379"):
+        assert secret not in text
+    warning = next(r for r in caplog.records if r.getMessage() == "dependency unavailable")
+    assert warning.dependency == ("redis" if kind.startswith("redis") else "database")

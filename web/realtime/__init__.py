@@ -4,6 +4,7 @@
 - ``connection``: one socket's bounded send queue and writer;
 - ``hub``: this process's sockets, and the routing of the events channel to them (it follows the
   channel through the process's Redis subscriber, ``web.pubsub``);
+- ``seats``: the per-user socket cap, counted across instances in Redis;
 - ``resume``: missed user events, read back from the outbox;
 - ``chat``: the chat events of a socket;
 - ``handler``: the upgrade, authentication and read loop.
@@ -20,6 +21,7 @@ from web.keys import HUB, SETTINGS, SUBSCRIBER
 from web.realtime import protocol
 from web.realtime.handler import websocket
 from web.realtime.hub import Hub
+from web.realtime.seats import seats_context
 
 __all__ = ["HUB", "setup_realtime"]
 
@@ -27,6 +29,7 @@ __all__ = ["HUB", "setup_realtime"]
 def setup_realtime(app: web.Application) -> None:
     app.router.add_get("/ws", websocket)
     app.cleanup_ctx.append(_hub)
+    app.cleanup_ctx.append(seats_context)
     app.on_shutdown.append(_close_sockets)
 
 

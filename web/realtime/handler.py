@@ -26,7 +26,7 @@ from common.errors import DomainError, Forbidden, Unauthorized
 from common.models.users import User
 from common.security.tokens import AccessClaims, InvalidToken, decode_access_token
 from common.sql import compile_query
-from web.keys import ACCOUNT_GATE, DB, HUB, SETTINGS
+from web.keys import ACCOUNT_GATE, DB, HUB, SEATS, SETTINGS
 from web.realtime import chat, protocol
 from web.realtime.connection import WRITE_HIGH_WATER, Connection
 from web.realtime.protocol import FrameError
@@ -74,9 +74,12 @@ def _limit_buffers(request: web.Request, send_buffer: int) -> None:
 
 async def _serve(app: web.Application, request: web.Request, ws: web.WebSocketResponse,
                  stream: AbstractStreamWriter, claims: AccessClaims, since: int | None) -> None:
-    hub, settings = app[HUB], app[SETTINGS]
+    hub, seats, settings = app[HUB], app[SEATS], app[SETTINGS]
     conn = Connection(ws, request, stream, claims.user_id, limit=settings.ws_send_queue)
-    if not hub.register(conn):
+    # The cap counts the user's sockets on every instance (seats), and on this one (hub).
+    here = len(hub.users.get(conn.user_id, ()))
+    if not await seats.take(conn, local_count=here) or not hub.register(conn):
+        await seats.give_back(conn)
         await _close(ws, protocol.TOO_MANY, "too many sockets")
         return
     try:
@@ -87,6 +90,7 @@ async def _serve(app: web.Application, request: web.Request, ws: web.WebSocketRe
         pass
     finally:
         hub.unregister(conn)
+        await seats.give_back(conn)
         conn.stop()
         if conn.close_task is not None:
             await conn.close_task

@@ -15,7 +15,7 @@ MESSAGE_TOO_BIG = WSCloseCode.MESSAGE_TOO_BIG  # a frame over ``WS_MAX_FRAME_BYT
 UNAUTHORIZED = 4401  # no, bad or expired token; no auth frame in time
 FORBIDDEN = 4403  # the account is suspended or banned
 TOO_SLOW = 4408  # the client did not read its events fast enough; reconnect with ``since``
-TOO_MANY = 4429  # the user already has ``WS_MAX_SOCKETS_PER_USER`` sockets on this instance
+TOO_MANY = 4429  # the user already has ``WS_MAX_SOCKETS_PER_USER`` sockets (all instances)
 
 # Sent instead of a replay when the missed events are no longer all held.
 REFETCH = "sync:refetch"
