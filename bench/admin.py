@@ -23,8 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lib import (  # noqa: E402
-    Result, bench_env, load, percentiles, prepare_database, table, web_server,
+from bench.lib import (
+    Result,
+    bench_env,
+    load,
+    percentiles,
+    prepare_database,
+    table,
+    web_server,
 )
 
 DB_NAME = "savebucks_bench_admin"

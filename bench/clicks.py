@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.auth import _measured  # noqa: E402
-from bench.lib import PYTHON, bench_env, load, prepare_database, server, table, web_server  # noqa: E402
+from bench.auth import _measured
+from bench.lib import PYTHON, bench_env, load, prepare_database, server, table, web_server
 
 DB_NAME = "savebucks_bench_clicks"
 TRACKING_URL = "https://track.example.com/go?sub={clickId}&u={userId}"

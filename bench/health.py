@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lib import PYTHON, bench_env, load, prepare_database, server, table, web_server  # noqa: E402
+from bench.lib import PYTHON, bench_env, load, prepare_database, server, table, web_server
 
 
 def main() -> None:

@@ -25,8 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lib import (  # noqa: E402
-    PYTHON, ROOT, Result, bench_env, load, percentiles, prepare_database, server, table,
+from bench.lib import (
+    PYTHON,
+    ROOT,
+    Result,
+    bench_env,
+    load,
+    percentiles,
+    prepare_database,
+    server,
+    table,
     web_server,
 )
 
@@ -241,9 +249,10 @@ def bench_offers(env: dict[str, str], seconds: int, connections: int) -> list[Re
 
 def bench_event_latency(env: dict[str, str], samples: int) -> Result:
     """Time from sending a credit postback to its ``balance:updated`` on the events channel."""
+    import urllib.request
+
     import orjson
     import redis
-    import urllib.request
 
     env = {**env, "SALE_HOLD_SECONDS": "0"}
     client = redis.Redis.from_url(env["REDIS_URL"])

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lib import PYTHON, ROOT  # noqa: E402
+from bench.lib import PYTHON, ROOT
 
 BENCH = ROOT / "bench"
 DEFAULT_OUT = BENCH / "results" / "latest.md"

@@ -29,11 +29,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import orjson  # noqa: E402
-import redis.asyncio as aredis  # noqa: E402
+import orjson
+import redis.asyncio as aredis
 
-from bench.lib import (  # noqa: E402
-    PYTHON, bench_env, percentiles, prepare_database, rss_kib, server_process,
+from bench.lib import (
+    PYTHON,
+    bench_env,
+    percentiles,
+    prepare_database,
+    rss_kib,
+    server_process,
 )
 
 BARE_CHANNEL = "sbbench:bare"

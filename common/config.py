@@ -129,8 +129,8 @@ class Settings(BaseSettings):
     idempotency_wait_ms: int = Field(5_000, ge=1, le=60_000)
 
     sale_hold_seconds: int = Field(604_800, ge=0)
-    min_withdrawal: Money = Decimal("5")
-    auto_pay_limit: Money = Decimal("100")
+    min_withdrawal: Money = Decimal(5)
+    auto_pay_limit: Money = Decimal(100)
     # Referrals (docs/money.md "Referrals"): the referrer's share of each approved commission of
     # a referee, for this many days after the referee signed up.
     referral_share: Decimal = Field(Decimal("0.10"), ge=0, le=1, max_digits=6, decimal_places=4)

@@ -9,7 +9,7 @@ CENT = Decimal("0.01")
 # The largest amount received from outside (a network's payout for one completion): far above any
 # real offer, and small enough that every commission and sum of them fits NUMERIC(14,2) and
 # Decimal's 28 digits (``Decimal("1e30").quantize`` raises instead of rounding).
-MAX_AMOUNT = Decimal("1000000")
+MAX_AMOUNT = Decimal(1000000)
 # More decimals than this is not a price anyone pays, and an exponent like 1e-999999999 is more
 # than PostgreSQL's NUMERIC can hold.
 MAX_DECIMALS = 8

@@ -49,18 +49,18 @@ os.environ.update(
 )
 os.environ.pop("CELERY_BROKER_URL", None)
 
-import pytest  # noqa: E402
-import redis  # noqa: E402
-import redis.asyncio as aredis  # noqa: E402
-from sqlalchemy import Connection, Engine, create_engine, text  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
+import pytest
+import redis
+import redis.asyncio as aredis
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.orm import Session
 
-from common.config import Settings, get_settings  # noqa: E402
-from common.db import Base, make_sync_engine  # noqa: E402
-from common.migrate import upgrade  # noqa: E402
-from common.redis import events_channel  # noqa: E402
-from common.services.ledger import check_ledger  # noqa: E402
-from tests.fixtures.servers import private_pair, running_pair  # noqa: E402, F401  (fixtures)
+from common.config import Settings, get_settings
+from common.db import Base, make_sync_engine
+from common.migrate import upgrade
+from common.redis import events_channel
+from common.services.ledger import check_ledger
+from tests.fixtures.servers import private_pair, running_pair  # noqa: F401  (fixtures)
 
 # Rows a migration seeds (reference data) survive the truncation after committed tests.
 KEEP_TABLES = {"alembic_version"}

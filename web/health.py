@@ -55,7 +55,7 @@ async def _timed(check: Probe) -> dict[str, Any]:
     result: dict[str, Any] = {"status": "ok"}
     try:
         detail = await asyncio.wait_for(check(), CHECK_TIMEOUT)
-    except Exception as exc:  # a failing dependency is reported, never raised
+    except Exception as exc:  # noqa: BLE001  (a failing dependency is reported, never raised)
         result = {"status": "error", "error": type(exc).__name__}
         detail = getattr(exc, "breakers", None)
     result["responseTime"] = round((time.perf_counter() - started) * 1000, 2)
@@ -74,7 +74,7 @@ class CheckResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["ok", "error"]
-    responseTime: float  # noqa: N815  (milliseconds; the API's names)
+    responseTime: float
     error: str | None = None  # the exception's class name when ``status`` is error
     breakers: dict[str, Literal["closed", "open", "half_open"]] | None = None
 

@@ -23,8 +23,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
 from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from common.breakers import breaker_states

@@ -16,10 +16,12 @@ API_PREFIXES = ("/api", "/api/v1")
 def api_routes() -> list[Route]:
     """(method, path below the prefix, handler) for every resource module."""
     from web.handlers import (
+        admin,
         auth,
         chat,
         claims,
         clicks,
+        leaderboard,
         me,
         notifications,
         offers,
@@ -28,7 +30,6 @@ def api_routes() -> list[Route]:
         referrals,
         sales,
     )
-    from web.handlers import admin, leaderboard
 
     return [
         *auth.ROUTES, *chat.ROUTES, *claims.ROUTES, *clicks.ROUTES, *me.ROUTES,

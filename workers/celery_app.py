@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib
 
+import workers.metrics  # noqa: F401  (connects the task signals that record outcomes)
 from common.taskqueue import celery_app
 from workers.schedule import SCHEDULE
 from workers.tasks import TASK_MODULES
-import workers.metrics  # noqa: F401, I001  (connects the task signals that record outcomes)
 
 for module in TASK_MODULES:
     importlib.import_module(module)

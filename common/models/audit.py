@@ -6,7 +6,7 @@ from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import BigId, Base, CreatedAt
+from common.db import Base, BigId, CreatedAt
 
 
 class AuditLog(Base):

@@ -6,7 +6,7 @@ import uuid
 from sqlalchemy import DateTime, ForeignKey, Index, LargeBinary, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import BigId, Base, CreatedAt
+from common.db import Base, BigId, CreatedAt
 
 
 class RefreshToken(Base):

@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import BigId, Base, CreatedAt
+from common.db import Base, BigId, CreatedAt
 
 MESSAGE_TYPES = ("text", "image", "file")
 MAX_CONTENT_CHARS = 2000

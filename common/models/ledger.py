@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import BigId, Base, CreatedAt, Money
+from common.db import Base, BigId, CreatedAt, Money
 
 LEDGER_KINDS = ("sale_credit", "sale_reversal", "payout_hold", "payout_release", "adjustment", "prize",
                 "referral", "referral_reversal")

@@ -7,7 +7,7 @@ from sqlalchemy import DateTime, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import BigId, Base, CreatedAt
+from common.db import Base, BigId, CreatedAt
 
 
 class Notification(Base):

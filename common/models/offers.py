@@ -5,7 +5,7 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, Index, Numeric, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import BigId, Base, CreatedAt, Money, UpdatedAt
+from common.db import Base, BigId, CreatedAt, Money, UpdatedAt
 
 OFFER_STATUSES = ("pending", "active", "rejected", "paused")
 PAYOUT_TYPES = ("share", "fixed")

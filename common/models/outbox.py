@@ -7,7 +7,7 @@ from sqlalchemy import CheckConstraint, DateTime, Index, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import BigId, Base, CreatedAt
+from common.db import Base, BigId, CreatedAt
 
 EVENT_TARGETS = ("user", "room", "all")
 

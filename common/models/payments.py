@@ -4,13 +4,22 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger, CheckConstraint, DateTime, ForeignKey, Index, LargeBinary, SmallInteger, String, Text,
-    UniqueConstraint, text,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import BigId, Base, CreatedAt, Money, UpdatedAt
+from common.db import Base, BigId, CreatedAt, Money, UpdatedAt
 
 PAYMENT_METHODS = ("paypal", "crypto", "giftcard")
 PAYMENT_STATUSES = ("pending", "processing", "paid", "failed", "cancelled")

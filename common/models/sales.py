@@ -7,7 +7,7 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Uni
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import BigId, Base, CreatedAt, Money
+from common.db import Base, BigId, CreatedAt, Money
 
 SALE_STATUSES = ("pending", "approved", "rejected", "reversed")
 

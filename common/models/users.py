@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import BigId, Base, CreatedAt, Money, UpdatedAt
+from common.db import Base, BigId, CreatedAt, Money, UpdatedAt
 
 ROLES = ("user", "admin")
 USER_STATUSES = ("active", "suspended", "banned")

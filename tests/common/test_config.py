@@ -13,7 +13,7 @@ def test_development_defaults_make_a_random_secret() -> None:
     one, two = load_settings({}), load_settings({})
     assert one.app_env == "development" and one.port == 3003
     assert len(one.jwt_secret) >= 32 and one.jwt_secret != two.jwt_secret
-    assert one.min_withdrawal == Decimal("5") and one.auto_pay_limit == Decimal("100")
+    assert one.min_withdrawal == Decimal(5) and one.auto_pay_limit == Decimal(100)
 
 
 @pytest.mark.parametrize(

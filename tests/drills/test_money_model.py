@@ -22,7 +22,9 @@ from decimal import Decimal
 
 import pytest
 import redis
-from hypothesis import HealthCheck, settings as hsettings, strategies as st
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import Engine, text
 
@@ -34,7 +36,11 @@ from common.services.admin_queue import request_sale_decision
 from common.services.ledger import check_ledger
 from common.services.payments import PayoutJob, cancel_payment, request_withdrawal, stuck_payments
 from common.services.sales import (
-    UserMismatch, approve_due_sales, approve_sale, credit_sale, reverse_callback,
+    UserMismatch,
+    approve_due_sales,
+    approve_sale,
+    credit_sale,
+    reverse_callback,
 )
 from common.uow import SyncContext
 from tests.conftest import truncate_all
@@ -75,7 +81,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.ctx.redis.flushdb()
         self.model = Model()
         with self.ctx.transaction() as session:
-            make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+            make_offer(session, network="testnet", external_id="o1", user_share=Decimal(1))
             top = make_user(session).id
             first = make_user(session, referred_by=top).id
             self.model.users = [first, make_user(session, referred_by=first).id]

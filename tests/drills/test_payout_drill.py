@@ -60,7 +60,7 @@ def test_payouts_survive_kills_with_the_sweep_running(committed: Engine, redis_s
     with Session(committed, expire_on_commit=False) as session, session.begin():
         user = make_funded_user(session, "5000")
         ids = [request_withdrawal(
-            session, user_id=user.id, amount=Decimal("10"), method="paypal",
+            session, user_id=user.id, amount=Decimal(10), method="paypal",
             destination=DESTINATIONS[i % len(DESTINATIONS)], minimum=Decimal(5),
             auto_pay_limit=Decimal(100))["id"] for i in range(PAYMENTS)]
     workers = [start_worker(f"drill{n}", **WORKER_ENV) for n in range(2)]
@@ -91,6 +91,6 @@ def test_payouts_survive_kills_with_the_sweep_running(committed: Engine, redis_s
                                {"id": user.id}).scalar_one()
     assert all((r.provider == "paid") == (r.status == "paid") for r in rows), rows
     paid = sum(1 for r in rows if r.status == "paid")
-    assert balance == Decimal("5000") - 10 * paid
+    assert balance == Decimal(5000) - 10 * paid
     with Session(committed) as session:
         assert check_ledger(session) == []

@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
-from aiohttp.http_exceptions import HttpProcessingError
 import pytest
 import requests
-from hypothesis import HealthCheck, example, given, settings as hypothesis_settings, strategies as st
+from aiohttp.http_exceptions import HttpProcessingError
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 

@@ -94,7 +94,7 @@ async def test_every_malformed_body_is_a_4xx_envelope_and_stores_nothing(
         user = make_user(session, balance="50")
         admin = make_user(session, role="admin")
         offer = Offer(title="o", description="d", category="games", network="demo",
-                      external_id="malformed-1", payout=Decimal("1"), status="active")
+                      external_id="malformed-1", payout=Decimal(1), status="active")
         session.add(offer)
         session.commit()
     ids = {"id": str(offer.id)}
@@ -103,7 +103,7 @@ async def test_every_malformed_body_is_a_4xx_envelope_and_stores_nothing(
     for method, path, fields, required in write_operations():
         who = admin if path.startswith("/api/admin/") else user
         headers = {**auth_headers(settings, who), "Idempotency-Key": f"malformed-{cases}"}
-        url = path.format(**{"id": str(user.id) if "/users/" in path else ids["id"]})
+        url = path.format(id=str(user.id) if "/users/" in path else ids["id"])
         for name, (raw, content_type) in malformed(fields, required, settings.max_body_bytes).items():
             cases += 1
             resp = await live_client.request(

@@ -15,8 +15,8 @@ from aiohttp import web
 from common.errors import Conflict
 from web.envelope import ok
 from web.routes import API_PREFIXES
-from web.validation import parse_body
 from web.schemas import Model
+from web.validation import parse_body
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

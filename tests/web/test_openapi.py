@@ -19,7 +19,7 @@ from web.schemas import Model, PageQuery
 class ThingBody(Model):
     name: str
     size: int = 1
-    amount: Decimal = Field(Decimal("1"), gt=0, decimal_places=2)
+    amount: Decimal = Field(Decimal(1), gt=0, decimal_places=2)
 
 
 class Thing(Model):

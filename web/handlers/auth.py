@@ -68,7 +68,7 @@ class RegisterBody(Model):
     email: Email
     password: NewPassword
     name: Name
-    referralCode: Annotated[Text, Field(min_length=1, max_length=32)] | None = Field(  # noqa: N815
+    referralCode: Annotated[Text, Field(min_length=1, max_length=32)] | None = Field(
         None, description="a member's code: they become this account's referrer (unknown: 422)")
 
 
@@ -78,7 +78,7 @@ class LoginBody(Model):
 
 
 class RefreshBody(Model):
-    refreshToken: str = Field(min_length=1, max_length=512)  # noqa: N815 (the API's name)
+    refreshToken: str = Field(min_length=1, max_length=512)
 
 
 class UserProfile(Shape):
@@ -89,23 +89,23 @@ class UserProfile(Shape):
     role: Literal["user", "admin"]
     status: Literal["active", "suspended", "banned"]
     balance: Decimal
-    pendingBalance: Decimal  # noqa: N815 (the API's names)
-    createdAt: dt.datetime  # noqa: N815
-    referralCode: str = Field(description="the code others sign up with to become this "  # noqa: N815
+    pendingBalance: Decimal
+    createdAt: dt.datetime
+    referralCode: str = Field(description="the code others sign up with to become this "
                               "member's referees")
 
 
 class SessionOut(Shape):
     user: UserProfile
-    accessToken: str  # noqa: N815
-    refreshToken: str  # noqa: N815
-    expiresIn: int = Field(description="seconds until the access token expires")  # noqa: N815
+    accessToken: str
+    refreshToken: str
+    expiresIn: int = Field(description="seconds until the access token expires")
 
 
 class RefreshOut(BaseModel):
-    accessToken: str  # noqa: N815
-    expiresIn: int  # noqa: N815
-    refreshToken: str | None = Field(None, description="the next refresh token (rotation on)")  # noqa: N815
+    accessToken: str
+    expiresIn: int
+    refreshToken: str | None = Field(None, description="the next refresh token (rotation on)")
 
 
 _LIMITED = {429: "Too many attempts from this address or for this email"}

@@ -58,7 +58,7 @@ class RoomOut(BaseModel):
     id: int
     name: str
     members: int
-    lastMessageAt: dt.datetime | None  # noqa: N815 (the API's names)
+    lastMessageAt: dt.datetime | None
 
 
 class MessageAuthor(BaseModel):
@@ -70,8 +70,8 @@ class MessageOut(BaseModel):
     """``common.services.chat.message_data``: history rows and ``chat:message`` events alike."""
 
     id: int
-    roomId: int  # noqa: N815
-    userId: int  # noqa: N815
+    roomId: int
+    userId: int
     content: str
     type: Literal["text", "image", "file"]
     timestamp: dt.datetime
@@ -79,7 +79,7 @@ class MessageOut(BaseModel):
 
 
 class RoomPath(BaseModel):
-    roomId: int = Field(ge=1, le=MAX_ID)  # noqa: N815
+    roomId: int = Field(ge=1, le=MAX_ID)
 
 
 class HistoryQuery(Model):

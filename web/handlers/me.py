@@ -58,8 +58,8 @@ class ProfileBody(Model):
 
 
 class PasswordBody(Model):
-    currentPassword: GivenPassword  # noqa: N815 (the API's names)
-    newPassword: NewPassword  # noqa: N815
+    currentPassword: GivenPassword
+    newPassword: NewPassword
 
 
 @describe("The signed-in user's profile", tags=["auth"], response=UserProfile)

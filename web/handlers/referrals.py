@@ -28,14 +28,14 @@ _REFEREES_COUNT = compile_query(REFEREES_COUNT_SQL)
 
 
 class ReferralsOut(Shape):
-    referralCode: str = Field(description="the code a new member signs up with")  # noqa: N815
+    referralCode: str = Field(description="the code a new member signs up with")
     referees: int = Field(description="members who signed up with it")
     earnings: Decimal = Field(description="referral earnings so far, net of reversals")
 
 
 class RefereeOut(Shape):
     name: str = Field(description="masked: the first two characters, then ***")
-    joinedAt: dt.datetime  # noqa: N815 (the API's names)
+    joinedAt: dt.datetime
     earned: Decimal = Field(description="what this referee's sales earned you, net of reversals")
 
 

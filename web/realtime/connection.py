@@ -29,8 +29,21 @@ WRITE_HIGH_WATER = 65_536
 
 class Connection:
     __slots__ = (
-        "ws", "request", "stream", "user_id", "rooms", "limit", "held", "skip", "floor",
-        "closing", "close_task", "expiry", "_frames", "_writer", "__weakref__",
+        "__weakref__",
+        "_frames",
+        "_writer",
+        "close_task",
+        "closing",
+        "expiry",
+        "floor",
+        "held",
+        "limit",
+        "request",
+        "rooms",
+        "skip",
+        "stream",
+        "user_id",
+        "ws",
     )
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request,

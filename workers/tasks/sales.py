@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from common.services.sales import approve_due_sales, approve_sale as approve_one
+from common.services.sales import approve_due_sales
+from common.services.sales import approve_sale as approve_one
 from common.services.sales import reject_sale as reject_one
 from common.services.sales import reverse_sale as reverse_one
 from common.taskqueue import celery_app

@@ -33,7 +33,7 @@ def _open_claim(engine: Engine) -> tuple[int, str, int]:
 
 def _credit(session: Session, user_id: int, click_id: str | None = None) -> SaleOutcome:
     return credit_sale(session, network="testnet", external_id="net-1", user_id=user_id,
-                       offer_external_id="o1", amount=Decimal("10"), hold_seconds=3600,
+                       offer_external_id="o1", amount=Decimal(10), hold_seconds=3600,
                        click_id=click_id, click_days=90)
 
 

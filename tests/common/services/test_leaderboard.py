@@ -131,7 +131,7 @@ def _credit_and_approve(commit: Commit, session: Session, user: User, amount: st
 
 async def test_a_reversal_moves_a_user_down(commit: Commit, client: TestClient, session: Session,
                                             settings: Settings, redis_sync: redis.Redis) -> None:
-    make_offer(session, external_id="lb-offer", user_share=Decimal("1"))
+    make_offer(session, external_id="lb-offer", user_share=Decimal(1))
     alice, bob = make_user(session), make_user(session)
     big = _credit_and_approve(commit, session, alice, "10")
     _credit_and_approve(commit, session, alice, "1")
@@ -149,7 +149,7 @@ async def test_a_reversal_moves_a_user_down(commit: Commit, client: TestClient, 
 def test_rebuild_equals_incremental(commit: Commit, session: Session, settings: Settings, redis_sync: redis.Redis,
                                     seed: int) -> None:
     rng = random.Random(seed)
-    make_offer(session, external_id="lb-offer", user_share=Decimal("1"))
+    make_offer(session, external_id="lb-offer", user_share=Decimal(1))
     users = [make_user(session) for _ in range(6)]
     approved: list[int] = []
     for _ in range(40):
@@ -191,7 +191,7 @@ def test_prizes_are_paid_once(commit: Commit, session: Session, redis_sync: redi
 
 def test_updates_are_announced_at_most_once_per_interval(commit: Commit, session: Session,
                                                          redis_sync: redis.Redis) -> None:
-    make_offer(session, external_id="lb-offer", user_share=Decimal("1"))
+    make_offer(session, external_id="lb-offer", user_share=Decimal(1))
     user = make_user(session)
     for _ in range(3):
         _credit_and_approve(commit, session, user, "1")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -31,8 +31,8 @@ def test_post_entry_moves_balance_and_emits(session: Session) -> None:
 
 def test_same_key_posts_once(session: Session) -> None:
     user = make_user(session)
-    first = post_entry(session, user_id=user.id, amount=Decimal("5"), kind="prize", key="prize:x")
-    again = post_entry(session, user_id=user.id, amount=Decimal("5"), kind="prize", key="prize:x")
+    first = post_entry(session, user_id=user.id, amount=Decimal(5), kind="prize", key="prize:x")
+    again = post_entry(session, user_id=user.id, amount=Decimal(5), kind="prize", key="prize:x")
     assert first is not None and again is None
     session.refresh(user)
     assert user.balance == Decimal("5.00")
@@ -60,23 +60,23 @@ def test_post_entries_posts_in_order_for_several_users(session: Session) -> None
     fund(session, one.id, "10.00")
     session.query(OutboxEvent).delete()
     posted = post_entries(session, [
-        Entry(user_id=one.id, amount=Decimal("5"), kind="prize", key="k:1"),
-        Entry(user_id=two.id, amount=Decimal("3"), kind="prize", key="k:2", reason="won"),
-        Entry(user_id=one.id, amount=Decimal("-12"), kind="adjustment", key="k:3"),
-        Entry(user_id=one.id, amount=Decimal("5"), kind="prize", key="k:1"),  # repeated in the batch
-        Entry(user_id=two.id, amount=Decimal("-1"), kind="adjustment", key="k:4"),
+        Entry(user_id=one.id, amount=Decimal(5), kind="prize", key="k:1"),
+        Entry(user_id=two.id, amount=Decimal(3), kind="prize", key="k:2", reason="won"),
+        Entry(user_id=one.id, amount=Decimal(-12), kind="adjustment", key="k:3"),
+        Entry(user_id=one.id, amount=Decimal(5), kind="prize", key="k:1"),  # repeated in the batch
+        Entry(user_id=two.id, amount=Decimal(-1), kind="adjustment", key="k:4"),
     ])
     assert [p and (p.balance, p.change) for p in posted] == [
-        (Decimal("15.00"), Decimal("5")), (Decimal("3.00"), Decimal("3")),
-        (Decimal("3.00"), Decimal("-12")), None, (Decimal("2.00"), Decimal("-1"))]
+        (Decimal("15.00"), Decimal(5)), (Decimal("3.00"), Decimal(3)),
+        (Decimal("3.00"), Decimal(-12)), None, (Decimal("2.00"), Decimal(-1))]
     assert _balances(session) == [(one.id, 15.0), (two.id, 3.0), (one.id, 3.0), (two.id, 2.0)]
     reasons = [e.data["reason"] for e in session.query(OutboxEvent).order_by(OutboxEvent.id)]
     assert reasons == ["prize", "won", "adjustment", "adjustment"]
     session.expire_all()
     assert (session.get(User, one.id).balance, session.get(User, two.id).balance) == (  # type: ignore[union-attr]
         Decimal("3.00"), Decimal("2.00"))
-    again = post_entries(session, [Entry(user_id=one.id, amount=Decimal("5"), kind="prize", key="k:1"),
-                                   Entry(user_id=two.id, amount=Decimal("1"), kind="prize", key="k:5")])
+    again = post_entries(session, [Entry(user_id=one.id, amount=Decimal(5), kind="prize", key="k:1"),
+                                   Entry(user_id=two.id, amount=Decimal(1), kind="prize", key="k:5")])
     assert again[0] is None and again[1] is not None and again[1].balance == Decimal("3.00")
 
 
@@ -85,22 +85,22 @@ def test_post_entries_refuses_the_whole_batch_for_one_uncovered_debit(session: S
     fund(session, one.id, "3.00")
     before = session.execute(text("SELECT count(*) FROM outbox")).scalar_one()
     with pytest.raises(InsufficientFunds):  # a credit later in the batch does not cover an earlier debit
-        post_entries(session, [Entry(user_id=one.id, amount=Decimal("-4"), kind="adjustment", key="d:1"),
-                               Entry(user_id=one.id, amount=Decimal("4"), kind="prize", key="d:2")])
+        post_entries(session, [Entry(user_id=one.id, amount=Decimal(-4), kind="adjustment", key="d:1"),
+                               Entry(user_id=one.id, amount=Decimal(4), kind="prize", key="d:2")])
     with pytest.raises(InsufficientFunds):  # one user's refusal writes nothing for the other
-        post_entries(session, [Entry(user_id=two.id, amount=Decimal("1"), kind="prize", key="d:3"),
-                               Entry(user_id=one.id, amount=Decimal("1"), kind="prize", key="d:4"),
+        post_entries(session, [Entry(user_id=two.id, amount=Decimal(1), kind="prize", key="d:3"),
+                               Entry(user_id=one.id, amount=Decimal(1), kind="prize", key="d:4"),
                                Entry(user_id=one.id, amount=Decimal("-4.01"), kind="adjustment", key="d:5")])
     assert session.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one() == 1
     assert session.execute(text("SELECT count(*) FROM outbox")).scalar_one() == before
-    posted = post_entries(session, [Entry(user_id=one.id, amount=Decimal("1"), kind="prize", key="d:4"),
-                                    Entry(user_id=one.id, amount=Decimal("-4"), kind="adjustment", key="d:5"),
-                                    Entry(user_id=one.id, amount=Decimal("-2"), kind="sale_reversal",
+    posted = post_entries(session, [Entry(user_id=one.id, amount=Decimal(1), kind="prize", key="d:4"),
+                                    Entry(user_id=one.id, amount=Decimal(-4), kind="adjustment", key="d:5"),
+                                    Entry(user_id=one.id, amount=Decimal(-2), kind="sale_reversal",
                                           key="d:6", allow_debt=True)])
     assert [p and p.balance for p in posted] == [Decimal("4.00"), Decimal("0.00"), Decimal("-2.00")]
     with pytest.raises(InsufficientFunds):
-        post_entry(session, user_id=10**9, amount=Decimal("1"), kind="prize", key="d:7")
-    post_entry(session, user_id=one.id, amount=Decimal("2"), kind="prize", key="d:8")
+        post_entry(session, user_id=10**9, amount=Decimal(1), kind="prize", key="d:7")
+    post_entry(session, user_id=one.id, amount=Decimal(2), kind="prize", key="d:8")
 
 
 def test_post_entries_of_nothing_does_nothing(session: Session) -> None:

@@ -11,8 +11,14 @@ from sqlalchemy.orm import Session
 
 from common.errors import Conflict, NotFound
 from common.services.payments import (
-    approve_payment, cancel_payment, finish_payout, get_payment, reject_payment,
-    request_withdrawal, start_payout, stuck_payments,
+    approve_payment,
+    cancel_payment,
+    finish_payout,
+    get_payment,
+    reject_payment,
+    request_withdrawal,
+    start_payout,
+    stuck_payments,
 )
 from tests.fixtures.money_factories import make_funded_user
 
@@ -275,14 +281,14 @@ def test_reversals_say_what_they_did_and_post_against_the_sale(session: Session)
     from tests.fixtures.money_factories import make_offer
 
     user = make_user(session)
-    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal(1))
     pending = credit_sale(session, network="testnet", external_id="p", user_id=user.id,
-                          offer_external_id="o1", amount=Decimal("3"), hold_seconds=0).sale_id
+                          offer_external_id="o1", amount=Decimal(3), hold_seconds=0).sale_id
     assert reverse_sale(session, sale_id=pending or 0) == "rejected"
     approved = credit_sale(session, network="testnet", external_id="a", user_id=user.id,
-                           offer_external_id="o1", amount=Decimal("10"), hold_seconds=0).sale_id
+                           offer_external_id="o1", amount=Decimal(10), hold_seconds=0).sale_id
     assert approved is not None and approve_sale(session, sale_id=approved)
-    payment = request_withdrawal(session, user_id=user.id, amount=Decimal("10"), method="paypal",
+    payment = request_withdrawal(session, user_id=user.id, amount=Decimal(10), method="paypal",
                                  destination="me@example.com", minimum=Decimal(5),
                                  auto_pay_limit=Decimal(100))
     assert start_payout(session, payment_id=payment["id"], lease_seconds=60) is not None
@@ -295,15 +301,15 @@ def test_reversals_say_what_they_did_and_post_against_the_sale(session: Session)
     assert (debt.target_type, debt.target_id) == ("user", str(user.id))
     # Early, unknown and repeated reversals: each says which it was, with the sale it concerns.
     early = reverse_callback(session, network="testnet", external_id="e", user_id=user.id,
-                             offer_external_id="o1", amount=Decimal("2"))
+                             offer_external_id="o1", amount=Decimal(2))
     assert early.outcome == "reversal_before_credit" and early.status == "rejected"
     assert early.sale_id == session.execute(text(
         "SELECT id FROM sales WHERE external_id = 'e'")).scalar_one()
     nowhere = reverse_callback(session, network="testnet", external_id="x", user_id=user.id,
-                               offer_external_id="no-such-offer", amount=Decimal("2"))
+                               offer_external_id="no-such-offer", amount=Decimal(2))
     assert (nowhere.sale_id, nowhere.outcome) == (None, "unknown_sale")
     again = reverse_callback(session, network="testnet", external_id="a", user_id=user.id,
-                             offer_external_id="o1", amount=Decimal("10"))
+                             offer_external_id="o1", amount=Decimal(10))
     assert (again.sale_id, again.status, again.outcome) == (approved, "reversed", "already_final")
 
 
@@ -313,9 +319,9 @@ def test_a_sale_with_no_commission_is_reversed_without_a_posting(session: Sessio
     from tests.fixtures.money_factories import make_offer
 
     user = make_user(session)
-    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("0"))
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal(0))
     sale_id = credit_sale(session, network="testnet", external_id="z", user_id=user.id,
-                          offer_external_id="o1", amount=Decimal("5"), hold_seconds=0).sale_id
+                          offer_external_id="o1", amount=Decimal(5), hold_seconds=0).sale_id
     assert sale_id is not None and approve_sale(session, sale_id=sale_id)
     assert reverse_sale(session, sale_id=sale_id) == "reversed"
     assert session.execute(text("SELECT count(*) FROM ledger_entries WHERE user_id = :u"),
@@ -335,7 +341,7 @@ def test_a_credit_racing_another_for_its_transaction_answers_with_that_sale(comm
     with Session(committed) as setup, setup.begin():
         user_id = make_user(setup).id
         rival_id = make_user(setup).id if rival_is_another_user else user_id
-        make_offer(setup, network="testnet", external_id="o1", user_share=Decimal("1"))
+        make_offer(setup, network="testnet", external_id="o1", user_share=Decimal(1))
     plan = sales.plan_credit
     other: list[int] = []
 
@@ -346,7 +352,7 @@ def test_a_credit_racing_another_for_its_transaction_answers_with_that_sale(comm
             with Session(committed) as rival, rival.begin():
                 other[0] = sales.credit_sale(
                     rival, network="testnet", external_id="t1", user_id=rival_id,
-                    offer_external_id="o1", amount=Decimal("4"), hold_seconds=0).sale_id or 0
+                    offer_external_id="o1", amount=Decimal(4), hold_seconds=0).sale_id or 0
         return planned
 
     monkeypatch.setattr(sales, "plan_credit", plan_then_lose_the_race)
@@ -355,7 +361,7 @@ def test_a_credit_racing_another_for_its_transaction_answers_with_that_sale(comm
         with Session(committed) as session, session.begin():
             return sales.credit_sale(session, network="testnet", external_id="t1",
                                      user_id=user_id, offer_external_id="o1",
-                                     amount=Decimal("4"), hold_seconds=0)
+                                     amount=Decimal(4), hold_seconds=0)
 
     if rival_is_another_user:  # the race's loser names another user: refused, not a repeat
         with pytest.raises(sales.UserMismatch):

@@ -8,7 +8,8 @@ from decimal import Decimal
 import orjson
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -19,7 +20,10 @@ from common.models import User
 from common.redis import events_channel
 from common.services.ledger import post_entry
 from common.services.notifications import (
-    NewNotification, notification_json, notification_json_sql, notify,
+    NewNotification,
+    notification_json,
+    notification_json_sql,
+    notify,
 )
 from common.services.payments import cancel_payment, request_withdrawal
 from common.services.sales import approve_sale, credit_sale
@@ -90,7 +94,7 @@ def test_event_published_after_redis_returns(committed: Engine, settings: Settin
 
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    amounts=st.lists(st.decimals(min_value=Decimal("0.01"), max_value=Decimal("5000"), places=2), min_size=1, max_size=6),
+    amounts=st.lists(st.decimals(min_value=Decimal("0.01"), max_value=Decimal(5000), places=2), min_size=1, max_size=6),
     share=st.decimals(min_value=0, max_value=1, places=4),
     withdraw_share=st.fractions(min_value=0, max_value=1),
 )

@@ -16,12 +16,19 @@ from common.services.admin_queue import request_sale_decision
 from common.services.ledger import check_ledger, post_entry
 from common.services.payments import DEBT_REASON, request_withdrawal, start_payout
 from common.services.sales import (
-    UserMismatch, approve_due_sales, approve_sale, credit_sale, reverse_callback, reverse_sale,
+    UserMismatch,
+    approve_due_sales,
+    approve_sale,
+    credit_sale,
+    reverse_callback,
+    reverse_sale,
 )
 from tests.fixtures.factories import make_user
+from tests.fixtures.money import (
+    money_client,  # noqa: F401
+    money_settings,  # noqa: F401
+)
 from tests.fixtures.money_factories import generic_params, make_offer
-from tests.fixtures.money import money_client  # noqa: F401
-from tests.fixtures.money import money_settings  # noqa: F401
 
 
 def _money(session: Session, user_id: int) -> tuple[Decimal, Decimal]:
@@ -42,7 +49,7 @@ def _pending_sale(session: Session, hold: int) -> tuple[int, int]:
     user = make_user(session)
     make_offer(session, network="testnet", external_id="o1")
     sale_id = credit_sale(session, network="testnet", external_id="t1", user_id=user.id,
-                          offer_external_id="o1", amount=Decimal("10"), hold_seconds=hold).sale_id
+                          offer_external_id="o1", amount=Decimal(10), hold_seconds=hold).sale_id
     assert sale_id is not None
     return user.id, sale_id
 
@@ -56,7 +63,7 @@ def _withdraw(session: Session, user_id: int, amount: str) -> int:
 
 async def test_a_reversal_before_its_credit_is_remembered(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
     user = make_user(session)
-    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal(1))
     session.commit()
     reversal = generic_params(user_id=user.id, offer_id="o1", txn_id="early", status="2")
     resp = await money_client.get("/api/postbacks/testnet", params=reversal)
@@ -67,7 +74,7 @@ async def test_a_reversal_before_its_credit_is_remembered(money_client, session:
     assert resp.status == 200
     assert (await resp.json())["data"]["status"] == "rejected"
     assert approve_due_sales(session) == 0
-    assert _money(session, user.id) == (Decimal("0"), Decimal("0"))
+    assert _money(session, user.id) == (Decimal(0), Decimal(0))
     assert session.execute(select(Sale.status)).scalars().all() == ["rejected"]
     outcomes = session.execute(select(PostbackLog.outcome).order_by(PostbackLog.id)).scalars().all()
     assert outcomes == ["reversal_before_credit", "duplicate"]
@@ -75,11 +82,11 @@ async def test_a_reversal_before_its_credit_is_remembered(money_client, session:
 
 def test_a_reversal_of_spent_money_fails_the_pending_withdrawal_that_holds_it(session: Session) -> None:
     user = make_user(session)
-    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal(1))
     sale_id = _approved_sale(session, user.id, "t1", "150.00")
     payment_id = _withdraw(session, user.id, "150.00")   # over the auto-pay limit: waits
     assert reverse_sale(session, sale_id=sale_id) == "reversed"
-    assert _money(session, user.id) == (Decimal("0.00"), Decimal("0"))
+    assert _money(session, user.id) == (Decimal("0.00"), Decimal(0))
     payment = session.execute(text("SELECT status, failure_reason FROM payments WHERE id = :id"),
                               {"id": payment_id}).one()
     assert tuple(payment) == ("failed", DEBT_REASON)
@@ -90,12 +97,12 @@ def test_a_reversal_of_spent_money_fails_the_pending_withdrawal_that_holds_it(se
 
 def test_a_debt_left_by_a_paid_withdrawal_blocks_withdrawals_and_later_money_pays_it(session: Session) -> None:
     user = make_user(session)
-    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal(1))
     sale_id = _approved_sale(session, user.id, "t1", "10.00")
     payment_id = _withdraw(session, user.id, "10.00")
     assert start_payout(session, payment_id=payment_id, lease_seconds=60) is not None  # on its way
     assert reverse_sale(session, sale_id=sale_id) == "reversed"
-    assert _money(session, user.id) == (Decimal("-10.00"), Decimal("0"))
+    assert _money(session, user.id) == (Decimal("-10.00"), Decimal(0))
     with pytest.raises(InvalidInput):                     # no withdrawal while in debt
         _withdraw(session, user.id, "5.00")
     _approved_sale(session, user.id, "t2", "4.00")        # later money pays the debt first
@@ -107,22 +114,22 @@ def test_a_debt_left_by_a_paid_withdrawal_blocks_withdrawals_and_later_money_pay
 
 def test_the_ledger_check_allows_a_debt_no_deeper_than_the_reversals(session: Session) -> None:
     user = make_user(session)
-    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal(1))
     reverse_sale(session, sale_id=_approved_sale(session, user.id, "t1", "1.00"))
     assert check_ledger(session) == []
-    post_entry(session, user_id=user.id, amount=Decimal("-1000"), kind="adjustment",
+    post_entry(session, user_id=user.id, amount=Decimal(-1000), kind="adjustment",
                key="bogus", allow_debt=True)
     assert len(check_ledger(session)) == 1
-    post_entry(session, user_id=user.id, amount=Decimal("1000"), kind="adjustment", key="undo")
+    post_entry(session, user_id=user.id, amount=Decimal(1000), kind="adjustment", key="undo")
 
 
 def test_a_reversal_naming_another_user_is_refused(session: Session) -> None:
     owner, other = make_user(session), make_user(session)
-    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal(1))
     _approved_sale(session, owner.id, "t1", "10.00")
     with pytest.raises(UserMismatch):
         reverse_callback(session, network="testnet", external_id="t1", user_id=other.id,
-                         offer_external_id="o1", amount=Decimal("10"))
+                         offer_external_id="o1", amount=Decimal(10))
     assert session.execute(select(Sale.status)).scalar_one() == "approved"
     assert _money(session, owner.id)[0] == Decimal("10.00")
 
@@ -134,7 +141,7 @@ def test_an_admin_rejection_wins_over_the_end_of_the_hold(session: Session) -> N
     # The enqueue after the admin's answer is lost; the beat's batch runs, the hold being over.
     assert approve_due_sales(session) == 0
     assert session.execute(select(Sale.status).where(Sale.id == sale_id)).scalar_one() == "rejected"
-    assert _money(session, user_id) == (Decimal("0"), Decimal("0"))
+    assert _money(session, user_id) == (Decimal(0), Decimal(0))
 
 
 def test_an_admin_approval_is_applied_by_the_batch_if_its_task_is_lost(session: Session) -> None:
@@ -148,7 +155,7 @@ def test_an_admin_approval_is_applied_by_the_batch_if_its_task_is_lost(session: 
 
 async def test_a_credit_naming_another_user_than_its_sale_is_refused(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
     owner, other = make_user(session), make_user(session)
-    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal(1))
     session.commit()
     first = generic_params(user_id=owner.id, offer_id="o1", txn_id="t1", amount="5.00")
     assert (await money_client.get("/api/postbacks/testnet", params=first)).status == 200
@@ -157,7 +164,7 @@ async def test_a_credit_naming_another_user_than_its_sale_is_refused(money_clien
     assert resp.status == 422
     outcomes = session.execute(select(PostbackLog.outcome).order_by(PostbackLog.id)).scalars().all()
     assert outcomes == ["credited", "user_mismatch"]
-    assert _money(session, other.id) == (Decimal("0"), Decimal("0"))
+    assert _money(session, other.id) == (Decimal(0), Decimal(0))
 
 
 async def test_a_reversal_logs_the_requests_trace_id(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
@@ -195,7 +202,7 @@ def test_the_chargeback_of_a_claimed_conversion_reverses_the_claims_sale(session
     offer_id = make_offer(session, network="testnet", external_id="o1")
     click_id, sale_id = _claimed_sale(session, user.id, offer_id)
     report = {"network": "testnet", "external_id": "net-1", "user_id": user.id,
-              "offer_external_id": "o1", "amount": Decimal("10")}
+              "offer_external_id": "o1", "amount": Decimal(10)}
     first = credit_sale(session, **report, hold_seconds=0, click_id=click_id)
     assert (first.sale_id, first.status, first.outcome) == (sale_id, "approved", "claimed")
     again = credit_sale(session, **report, hold_seconds=0, click_id=click_id)

@@ -133,7 +133,7 @@ def test_an_adjustment_that_posts_nothing_is_an_error(session: Session) -> None:
     from common.services.admin_users import adjust_balance
 
     admin, member = make_user(session, role="admin"), make_user(session)
-    args = dict(actor_id=admin.id, user_id=member.id, amount=Decimal("3"), reason="r", key="k",  # noqa: C408
+    args = dict(actor_id=admin.id, user_id=member.id, amount=Decimal(3), reason="r", key="k",  # noqa: C408
                 request_id=1, ip=None, trace_id=None)
     assert adjust_balance(session, **args)["entryId"] is not None  # type: ignore[arg-type]
     with pytest.raises(Conflict):
@@ -185,7 +185,7 @@ async def test_offer_lifecycle(api: TestClient, session: Session, admin_headers:
 def _pending_sale(session: Session, user: User) -> int:
     make_offer(session, external_id="off-sale")
     return credit_sale(session, network="testnet", external_id=f"t-{user.id}", user_id=user.id,
-                       offer_external_id="off-sale", amount=Decimal("10"), hold_seconds=3600).sale_id
+                       offer_external_id="off-sale", amount=Decimal(10), hold_seconds=3600).sale_id
 
 
 async def test_sale_decisions_are_queued(api: TestClient, session: Session, member: User,
@@ -208,9 +208,9 @@ async def test_sale_decisions_are_queued(api: TestClient, session: Session, memb
 async def test_payment_decisions(api: TestClient, session: Session, member: User,
                                  admin_headers: dict[str, str]) -> None:
     fund(session, member.id, "500")
-    big = [request_withdrawal(session, user_id=member.id, amount=Decimal("200"), method="paypal",
-                              destination="a@b.example", minimum=Decimal("1"),
-                              auto_pay_limit=Decimal("100"))["id"] for _ in range(2)]
+    big = [request_withdrawal(session, user_id=member.id, amount=Decimal(200), method="paypal",
+                              destination="a@b.example", minimum=Decimal(1),
+                              auto_pay_limit=Decimal(100))["id"] for _ in range(2)]
     listed = await _ok(await api.get("/api/admin/payments?status=pending", headers=admin_headers))
     assert {p["id"] for p in listed["data"]} == set(big)
     assert all(p["needsApproval"] for p in listed["data"])
@@ -224,7 +224,7 @@ async def test_payment_decisions(api: TestClient, session: Session, member: User
     assert rej["data"]["status"] == "failed" and rej["data"]["failureReason"] == "kyc"
     assert _audit(session, "payment.reject").after["reason"] == "kyc"
     session.refresh(member)
-    assert member.balance == Decimal("300")
+    assert member.balance == Decimal(300)
 
 
 async def test_audit_log_is_paginated_and_filtered(api: TestClient, session: Session, admin: User,

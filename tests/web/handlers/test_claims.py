@@ -14,11 +14,20 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from common.config import Settings
-from common.models import AuditLog, Claim, LedgerEntry, Notification, OutboxEvent, PostbackLog, Sale, User
+from common.models import (
+    AuditLog,
+    Claim,
+    LedgerEntry,
+    Notification,
+    OutboxEvent,
+    PostbackLog,
+    Sale,
+    User,
+)
 from common.services.sales import approve_sale
 from tests.fixtures.factories import auth_headers, make_user
-from tests.fixtures.money_factories import generic_params, make_click, make_offer
 from tests.fixtures.money import live_client, money_client, money_settings  # noqa: F401
+from tests.fixtures.money_factories import generic_params, make_click, make_offer
 from tests.fixtures.processes import wait_for
 
 DAY = dt.timedelta(days=1)

@@ -14,9 +14,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from common.config import Settings
-from common.services.ledger import check_ledger
 from common.models import Claim, LedgerEntry, PostbackLog, Sale, User
 from common.services.claims import approve_claim
+from common.services.ledger import check_ledger
 from common.services.sales import approve_sale, credit_sale
 from tests.fixtures.factories import auth_headers, make_user
 from tests.fixtures.money import live_money_client, money_client, money_settings  # noqa: F401
@@ -398,7 +398,7 @@ async def test_two_transactions_racing_for_one_click_log_the_refusal(live_money_
     first = Session(committed, expire_on_commit=False)
     first.begin()
     assert credit_sale(first, network="testnet", external_id="net-1", user_id=user_id,
-                       offer_external_id="o1", amount=Decimal("10"), hold_seconds=3600,
+                       offer_external_id="o1", amount=Decimal(10), hold_seconds=3600,
                        click_id=click_id, click_days=90).outcome == "credited"
     report = generic_params(user_id=user_id, offer_id="o1", txn_id="net-2", click_id=click_id)
     answer = asyncio.ensure_future(live_money_client.get("/api/postbacks/testnet", params=report))

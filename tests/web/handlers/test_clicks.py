@@ -197,7 +197,7 @@ def test_the_sync_credit_applies_the_same_click_rule(session: Session) -> None:
     theirs, _ = make_click(session, other.id, offer_id)
     mine, _ = make_click(session, user.id, offer_id)
     request = {"network": "testnet", "user_id": user.id, "offer_external_id": "o1",
-               "amount": Decimal("10"), "hold_seconds": 60, "click_days": 90}
+               "amount": Decimal(10), "hold_seconds": 60, "click_days": 90}
     with pytest.raises(ClickMismatch):
         credit_sale(session, external_id="t1", click_id=theirs, **request)
     result = credit_sale(session, external_id="t2", click_id=mine, **request)

@@ -18,7 +18,7 @@ def test_rounding_rule_truncates_to_cents() -> None:
     assert commission(payout_type="share", user_share=Decimal("0.7"), fixed_payout=None,
                       network_amount=Decimal("0.99")) == Decimal("0.69")
     assert commission(payout_type="fixed", user_share=Decimal("0.7"), fixed_payout=Decimal("2.5"),
-                      network_amount=Decimal("100")) == Decimal("2.50")
+                      network_amount=Decimal(100)) == Decimal("2.50")
 
 
 @given(

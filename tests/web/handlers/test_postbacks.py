@@ -45,11 +45,11 @@ async def test_credit_makes_one_pending_sale(money_client, session: Session) -> 
     sale = session.get(Sale, body["data"]["saleId"])
     assert sale is not None and sale.commission_amount == Decimal("1.66")
     assert sale.sale_amount == Decimal("3.33")
-    assert _state(session, user) == (Decimal("0"), Decimal("1.66"))
+    assert _state(session, user) == (Decimal(0), Decimal("1.66"))
 
     again = await money_client.post("/api/postbacks/testnet", data=params)
     assert again.status == 200 and (await again.json())["data"]["saleId"] == sale.id
-    assert _state(session, user) == (Decimal("0"), Decimal("1.66"))
+    assert _state(session, user) == (Decimal(0), Decimal("1.66"))
     outcomes = [(r.verdict, r.outcome) for r in session.query(PostbackLog).order_by(PostbackLog.id)]
     assert outcomes == [("accepted", "credited"), ("accepted", "duplicate")]
 
@@ -91,7 +91,7 @@ async def test_unknown_user_or_offer_is_refused_and_logged(money_client, session
 
 async def test_reversal_rejects_pending_and_debits_approved(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
     user = make_user(session)
-    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal(1))
     session.commit()
     for txn in ("t1", "t2"):
         p = generic_params(user_id=user.id, offer_id="o1", txn_id=txn, amount="4.00")
@@ -110,7 +110,7 @@ async def test_reversal_rejects_pending_and_debits_approved(money_client, sessio
 
 async def test_reversal_of_spent_balance_leaves_a_debt(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
     user = make_user(session)
-    make_offer(session, network="testnet", external_id="o1", user_share=Decimal("1"))
+    make_offer(session, network="testnet", external_id="o1", user_share=Decimal(1))
     session.commit()
     p = generic_params(user_id=user.id, offer_id="o1", txn_id="t1", amount="4.00")
     sale_id = (await (await money_client.get("/api/postbacks/testnet", params=p)).json())["data"]["saleId"]

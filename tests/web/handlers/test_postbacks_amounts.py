@@ -36,7 +36,7 @@ async def test_unusable_amounts_are_422_with_an_invalid_log_row(money_client, se
 
 async def test_the_largest_allowed_amount_credits(money_client, session: Session) -> None:  # type: ignore[no-untyped-def]
     user = make_user(session)
-    make_offer(session, network="testnet", external_id="*", user_share=Decimal("1"))
+    make_offer(session, network="testnet", external_id="*", user_share=Decimal(1))
     session.commit()
     resp = await money_client.get("/api/postbacks/testnet", params=signed("testnet", user=user.id, txn="t1", amount="1000000.00"))
     assert resp.status == 200, await resp.text()

@@ -14,7 +14,10 @@ from sqlalchemy.orm import Session
 from common.config import Settings
 from common.services.ledger import check_ledger
 from common.services.payments import (
-    approve_payment, finish_payout, start_payout, stuck_payments,
+    approve_payment,
+    finish_payout,
+    start_payout,
+    stuck_payments,
 )
 from common.uow import SyncContext
 from tests.fixtures.money_factories import committed_withdrawal
@@ -230,7 +233,7 @@ def test_a_retry_message_carries_the_payment_once_and_the_token() -> None:
     from workers.tasks.payouts import pay, retry_arguments
 
     first = Context(args=(7,), kwargs={}, id="t", retries=0, delivery_info={})
-    job = PayoutJob(7, 1, Decimal("10"), "paypal", "me@example.com", token=3)
+    job = PayoutJob(7, 1, Decimal(10), "paypal", "me@example.com", token=3)
     retried = pay.signature_from_request(first, **retry_arguments(7, job))
     bound = inspect.signature(pay.run).bind(*retried.args, **retried.kwargs)
     assert bound.arguments == {"payment_id": 7, "token": 3}

@@ -7,22 +7,31 @@ from aiohttp import web
 from pydantic import Field
 
 from common.services.analytics import (
-    DASHBOARD_SQL, REVENUE_LIVE_SQL, REVENUE_ROWS_SQL, STATE_SQL, dashboard_params,
-    dashboard_payload, revenue_bounds, revenue_days, users_series,
+    DASHBOARD_SQL,
+    REVENUE_LIVE_SQL,
+    REVENUE_ROWS_SQL,
+    STATE_SQL,
+    dashboard_params,
+    dashboard_payload,
+    revenue_bounds,
+    revenue_days,
+    users_series,
 )
 from common.services.offer_analytics import OFFERS_SQL, conversion_rate, epc, offers_params
 from common.services.offer_analytics import STATE_SQL as OFFERS_STATE_SQL
 from common.sql import compile_query
-from web.handlers.admin.schemas import (
-    DashboardOut, OfferAnalyticsOut, RevenueDay, UsersAnalyticsOut,
-)
-from web.openapi import describe
 from web.auth import require_admin
 from web.envelope import ok
+from web.handlers.admin.schemas import (
+    DashboardOut,
+    OfferAnalyticsOut,
+    RevenueDay,
+    UsersAnalyticsOut,
+)
 from web.keys import DB
+from web.openapi import describe
 from web.schemas import Model
 from web.validation import parse_query
-
 
 # Hot reads: one statement each, compiled once, on the async pool.
 _DASHBOARD = compile_query(DASHBOARD_SQL)

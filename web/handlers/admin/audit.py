@@ -8,10 +8,10 @@ from aiohttp import web
 from pydantic import Field
 
 from common.services.admin_queue import list_audit
-from web.handlers.admin.schemas import AuditOut
-from web.openapi import describe
 from web.auth import require_admin
 from web.handlers.admin.base import paged
+from web.handlers.admin.schemas import AuditOut
+from web.openapi import describe
 from web.schemas import PageQuery
 from web.validation import parse_query
 

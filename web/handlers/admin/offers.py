@@ -9,15 +9,19 @@ from aiohttp import web
 from pydantic import Field
 
 from common.services.admin_offers import (
-    admin_create_offer, get_offer, list_offers, set_offer_status, update_offer,
+    admin_create_offer,
+    get_offer,
+    list_offers,
+    set_offer_status,
+    update_offer,
 )
-from web.handlers.admin.schemas import AdminOfferOut
-from web.openapi import describe
 from web.auth import require_admin
 from web.envelope import ok
 from web.handlers.admin.base import audit_context, paged
+from web.handlers.admin.schemas import AdminOfferOut
 from web.ids import IdPath, path_id
 from web.keys import DB
+from web.openapi import describe
 from web.schemas import Model, PageQuery
 from web.validation import parse_body, parse_query
 

@@ -8,13 +8,13 @@ from aiohttp import web
 from pydantic import Field
 
 from common.services.admin_queue import decide_payment, list_payments
-from web.handlers.admin.schemas import AdminPaymentOut
-from web.openapi import describe
 from web.auth import require_admin
 from web.envelope import ok
 from web.handlers.admin.base import audit_context, paged
+from web.handlers.admin.schemas import AdminPaymentOut
 from web.ids import IdPath, path_id
 from web.keys import DB
+from web.openapi import describe
 from web.schemas import Model, PageQuery
 from web.validation import parse_query, read_json, validate
 

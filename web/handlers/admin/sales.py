@@ -7,13 +7,13 @@ from typing import Literal
 from aiohttp import web
 
 from common.services.admin_queue import list_sales, request_sale_decision
-from web.handlers.admin.schemas import AdminSaleOut, SaleDecisionOut
-from web.openapi import describe
 from web.auth import require_admin
 from web.envelope import ok
 from web.handlers.admin.base import audit_context, paged
+from web.handlers.admin.schemas import AdminSaleOut, SaleDecisionOut
 from web.ids import IdPath, path_id
 from web.keys import DB
+from web.openapi import describe
 from web.schemas import PageQuery
 from web.validation import parse_query
 

@@ -18,7 +18,7 @@ from web.money_schemas import ClaimOut, SaleOut
 class AdminUserOut(UserProfile):
     """The public profile plus when the row last changed."""
 
-    updatedAt: dt.datetime  # noqa: N815 (the API's names)
+    updatedAt: dt.datetime
 
 
 class KindTotal(Shape):

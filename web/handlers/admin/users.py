@@ -12,17 +12,23 @@ from sqlalchemy.orm import Session
 from common.models import User
 from common.services.accounts import set_user_status
 from common.services.admin_users import UserDetail, adjust_balance, list_users, user_detail
-from web.handlers.admin.schemas import (
-    AdjustmentOut, AdminReferralOut, AdminUserDetail, AdminUserOut, KindTotal, LedgerSummary,
-    ReferrerOut, SalesTotal,
-)
-from web.openapi import describe
 from web.auth import current_user, require_admin
 from web.envelope import ok
 from web.handlers.admin.base import audit_context, paged
-from web.ids import IdPath, path_id
+from web.handlers.admin.schemas import (
+    AdjustmentOut,
+    AdminReferralOut,
+    AdminUserDetail,
+    AdminUserOut,
+    KindTotal,
+    LedgerSummary,
+    ReferrerOut,
+    SalesTotal,
+)
 from web.idempotency import HEADER_DOC, idempotency_key, request_hash, run_once
+from web.ids import IdPath, path_id
 from web.keys import DB
+from web.openapi import describe
 from web.schemas import Model, PageQuery
 from web.validation import parse_body, parse_query, read_json, validate
 
