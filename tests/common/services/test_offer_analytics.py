@@ -315,4 +315,4 @@ async def test_dashboard_counts_recent_clicks(api: TestClient, session: Session,
     assert live == filled
     assert filled["recent_activity"]["recent_clicks"] == clicks7 > 0
     assert list(filled["recent_activity"]) == ["new_users", "recent_sales", "recent_clicks",
-                                               "pending_approvals"]
+                                               "pending_approvals", "referral_earnings"]
