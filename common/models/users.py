@@ -34,7 +34,7 @@ class User(Base):
     balance: Mapped[Money] = mapped_column(server_default="0")
     pending_balance: Mapped[Money] = mapped_column(server_default="0")
     # Referrals (docs/money.md "Referrals"): the code others sign up with, made by the database's
-    # one rule (migration 0009's ``new_referral_code()``: 10 random characters, never derived
+    # one rule (migration 0012's ``new_referral_code()``: 10 random characters, never derived
     # from the id); the member whose code this user signed up with, set once at sign-up (a
     # trigger refuses any later change); the address the sign-up came from.
     referral_code: Mapped[str] = mapped_column(

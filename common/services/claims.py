@@ -45,13 +45,14 @@ class ClaimConflict(Conflict):
 
 
 def converted(user_id: str, offer_id: str, clicked_at: str) -> str:
-    """SQL: whether the user has a sale of the offer, not rejected, made at or after the click
+    """SQL: whether the user has a sale of the offer, in any status, made at or after the click
     (the columns or parameters named). Such a sale may be the conversion the click led to (a
     network reports a conversion naming another click of the member's, or none), so the click is
-    not claimable and its claim not approvable: one conversion is paid once (docs/money.md)."""
+    not claimable and its claim not approvable: one conversion is paid once (docs/money.md). A
+    rejected one counts too: the network (or an admin) decided that conversion, and a claim must
+    not pay what was taken back."""
     return (f"EXISTS (SELECT 1 FROM sales converted WHERE converted.user_id = {user_id} "
-            f"AND converted.offer_id = {offer_id} AND converted.status <> 'rejected' "
-            f"AND converted.created_at >= {clicked_at})")
+            f"AND converted.offer_id = {offer_id} AND converted.created_at >= {clicked_at})")
 
 
 def claim_refusal(*, clicked_at: dt.datetime, has_sale: bool, offer_converted: bool,
@@ -186,6 +187,9 @@ def _decided(session: Session, statement: Any, params: dict[str, Any]) -> Any:
     return row
 
 
+_MEMBER_LOCK = text("SELECT 1 FROM users WHERE id = :user_id FOR NO KEY UPDATE")
+
+
 def approve_claim(session: Session, *, claim_id: int, amount: Decimal | None,
                   audit: dict[str, Any]) -> Mapping[str, Any]:
     """open -> approved, and the claim's sale (credited by ``sales.approve_sale`` after commit,
@@ -194,6 +198,10 @@ def approve_claim(session: Session, *, claim_id: int, amount: Decimal | None,
     stays open); 422 when no amount is given and the offer's payout is zero."""
     claim = _decided(session, _DECIDE_APPROVE, {"id": claim_id, "amount": amount,
                                                  "actor_id": audit.get("actor_id")})
+    # Approvals of one member's claims run their conversion check one at a time: two claims on two
+    # clicks of one offer approved at once would each miss the other's sale (the member's row is
+    # what every approval and credit of theirs locks anyway).
+    session.execute(_MEMBER_LOCK, {"user_id": claim.user_id})
     click = session.execute(_APPROVAL_CONVERTED, {"id": claim.id}).one()
     if click.has_sale:
         raise ClaimConflict("click_has_sale", "The click already has a sale")

@@ -1,7 +1,7 @@
 """Referrals (docs/money.md "Referrals", API.md section 12): members bring members and earn a share
 of what those earn, through the ledger.
 
-- Each user has a ``referral_code`` (the database's ``new_referral_code()``, migration 0009). A
+- Each user has a ``referral_code`` (the database's ``new_referral_code()``, migration 0012). A
   sign-up may name one; the relation (``users.referred_by``) is set then and never changes.
 - When a referee's sale is approved, the approval statement itself (common/services/sales.py)
   composes ``REFERRAL_CTES``: the referrer's ``referral`` entry, ``REFERRAL_SHARE`` of the
@@ -41,11 +41,16 @@ def referral_amount(commission: Decimal, share: Decimal) -> Decimal:
 
 
 def signup_address(ip: str | None) -> str | None:
-    """The client address as stored at sign-up: an IP in its canonical form, or None."""
+    """The client address as stored at sign-up: an IP in its canonical form, or None. An
+    IPv4-mapped IPv6 address (``::ffff:192.0.2.7``, a dual-stack socket's view of an IPv4 client)
+    is stored as the IPv4 address it is, so the same client compares equal either way."""
     try:
-        return ipaddress.ip_address((ip or "").strip()).compressed[:64]
+        parsed = ipaddress.ip_address((ip or "").strip())
     except ValueError:
         return None
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    return parsed.compressed[:64]
 
 
 _BY_CODE = text("SELECT id, signup_ip FROM users WHERE referral_code = :code")
@@ -139,7 +144,7 @@ REFERRAL_CTES = f"""
     JOIN users AS referrer ON referrer.id = referee.referred_by
     WHERE sale.commission_amount > 0
       AND CAST(:now AS timestamptz)
-          < referee.created_at + make_interval(days => CAST(:referral_window_days AS int))
+          < referee.created_at + make_interval(secs => 86400 * CAST(:referral_window_days AS int))
 ), referral_flagged AS ({abuse_signals(
     "(SELECT DISTINCT ON (referee_id) referrer_id, referee_id, "
     "CASE WHEN shared_ip THEN 'shared_signup_ip' ELSE 'shared_payout_destination' END AS reason "

@@ -96,7 +96,7 @@ def downgrade() -> None:
     op.execute(
         "DO $$ BEGIN IF EXISTS (SELECT 1 FROM ledger_entries WHERE kind IN "
         "('referral', 'referral_reversal')) THEN RAISE EXCEPTION "
-        "'referral ledger entries exist: cannot downgrade below 0009'; END IF; END $$"
+        "'referral ledger entries exist: cannot downgrade below 0012'; END IF; END $$"
     )
     op.drop_index('ix_risk_signals_user_id_created_at', table_name='risk_signals')
     op.drop_table('risk_signals')

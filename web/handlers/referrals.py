@@ -40,8 +40,10 @@ class RefereeOut(Shape):
 
 
 def masked(name: str) -> str:
-    """A referee's name as their referrer sees it: ``Joanna`` -> ``Jo***``."""
-    return name.strip()[:2] + "***"
+    """A referee's name as their referrer sees it: ``Joanna`` -> ``Jo***``; a name of two
+    characters or fewer shows only its first, or the mask would be the whole name."""
+    name = name.strip()
+    return (name[:2] if len(name) > 2 else name[:1]) + "***"
 
 
 @describe("Your referral code, how many members signed up with it, and what it earned you",

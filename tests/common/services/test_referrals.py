@@ -351,3 +351,19 @@ def test_the_approval_task_delivered_three_times_pays_the_referrer_once(celery_w
         notes = conn.execute(text("SELECT count(*) FROM notifications WHERE user_id = :id"),
                              {"id": referrer.id}).scalar_one()
         assert notes == 1
+
+
+def test_an_ipv4_mapped_address_is_the_ipv4_address() -> None:
+    """A dual-stack socket shows an IPv4 client as ::ffff:a.b.c.d: the same sign-up address, or
+    the shared-address rule would pay a pair it must not."""
+    from common.services.referrals import signup_address
+
+    assert signup_address("::ffff:192.0.2.77") == signup_address("192.0.2.77") == "192.0.2.77"
+    assert signup_address(" 2001:DB8::1 ") == "2001:db8::1"
+    assert signup_address("not an ip") is None
+
+
+def test_short_names_are_masked_too() -> None:
+    from web.handlers.referrals import masked
+
+    assert (masked("Joanna"), masked("Jo"), masked("J"), masked("")) == ("Jo***", "J***", "J***", "***")

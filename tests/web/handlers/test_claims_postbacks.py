@@ -193,21 +193,23 @@ async def test_two_clicks_one_conversion_the_other_click_cannot_be_claimed(money
     assert (status, body["code"]) == (422, "offer_converted"), body
 
 
-async def test_an_earlier_or_rejected_conversion_does_not_stop_a_claim(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    """Only a conversion reported at or after the click could be the click's: an earlier one, or
-    one the network took back before it was approved, leaves the click claimable."""
+async def test_an_earlier_conversion_does_not_stop_a_claim_but_a_rejected_later_one_does(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """Only a conversion reported at or after the click could be the click's: an earlier one
+    leaves the click claimable; a later one the network took back before it was approved stops
+    it too (the network decided that conversion: a claim must not pay it after all)."""
     user = make_user(session)
     offer_id = make_offer(session, external_id="o1")
     assert (await _postback(money_client, user_id=user.id, offer_id="o1", txn_id="old"))[0] == 200
     session.execute(text("UPDATE sales SET created_at = now() - interval '3 days'"))
     click_id, _ = make_click(session, user.id, offer_id, age=2 * DAY)
     session.commit()
+    assert await _claimable(money_client, money_settings, user) == {click_id: True}
     credit = {"user_id": user.id, "offer_id": "o1", "txn_id": "net-1"}
     assert (await _postback(money_client, **credit))[0] == 200
     assert (await _postback(money_client, **credit, status="2"))[0] == 200  # rejected while pending
-    assert await _claimable(money_client, money_settings, user) == {click_id: True}
+    assert await _claimable(money_client, money_settings, user) == {click_id: False}
     status, body = await _claim(money_client, money_settings, user, click_id)
-    assert status == 201, body
+    assert (status, body["code"]) == (422, "offer_converted"), body
 
 
 async def test_the_approval_of_a_claim_whose_conversion_was_reported_meanwhile_is_409(money_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
