@@ -77,6 +77,11 @@ class Adapter:
     scheme: ClassVar[str]
     # The parameter that carries our click id back (the network's sub-id, NETWORKS.md).
     click_param: ClassVar[str] = "click_id"
+    # Whether the scheme's signature covers ``click_param``. An unsigned click id would let anyone
+    # holding one signed URL choose which click (and so which claim rule) decides the credit, so
+    # it is believed only from the network's own addresses (POSTBACK_ALLOWED_IPS_<NETWORK>) and
+    # ignored otherwise (the credit is then judged as naming no click).
+    click_signed: ClassVar[bool] = True
     # A scheme whose signature leaves the user, amount or status unsigned is believed only from
     # its network's addresses: configuration refuses it without POSTBACK_ALLOWED_IPS_<NETWORK>.
     requires_allowed_ips: ClassVar[bool] = False
@@ -141,11 +146,12 @@ class Adapter:
         """An optional offer id: absent means the network's wall offer."""
         return cls._required(params, name) if (params.get(name) or "").strip() else WALL_OFFER
 
-    @classmethod
-    def _click(cls, params: Mapping[str, str]) -> str | None:
+    def _click(self, params: Mapping[str, str]) -> str | None:
         """The click id the callback names, or None; its shape and owner are checked by the
         credit rule (a malformed one is a ``click_mismatch``, not a malformed callback)."""
-        return (params.get(cls.click_param) or "").strip() or None
+        if not self.click_signed and not self.config.allowed_ips:
+            return None
+        return (params.get(self.click_param) or "").strip() or None
 
     @classmethod
     def _user(cls, params: Mapping[str, str], name: str) -> int:

@@ -91,6 +91,7 @@ class SuperRewards(Adapter):
     negative ``new`` reverses; the reply body is ``1`` (success) or ``0`` (failure)."""
 
     scheme = "superrewards"
+    click_signed = False  # its sig covers id, new and uid only
     txn_param, user_param, signature_params = "id", "uid", ("sig",)
     shown_fields = ("id", "new", "total", "uid", "oid", "click_id")
 
@@ -117,6 +118,7 @@ class Tapjoy(Adapter):
     ``verifier`` = MD5 of ``id:snuid:currency:secret``; 403 means "do not retry"."""
 
     scheme = "tapjoy"
+    click_signed = False  # its verifier covers id, snuid and currency only
     txn_param, user_param, signature_params = "id", "snuid", ("verifier",)
     shown_fields = ("id", "snuid", "currency", "offer_id", "click_id")
     # Tapjoy retries every reply but 200 and 403 for 4 days: 403 ("do not retry") where a retry

@@ -101,3 +101,22 @@ async def test_rate_limited_reply(make_client, session: Session, network: str) -
     resp = await client.get(f"/api/postbacks/{network}", params=signed(network, user=user.id, txn="r2"))
     await _check(resp, network, "rate_limited")
     assert int(resp.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(("network", "restricted"), [
+    ("sr", False), ("sr", True), ("tapjoy", False), ("tapjoy", True), ("testnet", False),
+])
+def test_an_unsigned_click_id_is_believed_only_from_the_networks_addresses(network: str, restricted: bool) -> None:
+    """SuperRewards' and Tapjoy's signatures leave the sub-id out: anyone holding one signed URL
+    could otherwise choose which click decides the credit. The generic scheme signs it."""
+    import ipaddress
+
+    from common.postbacks import adapter_for
+    from tests.fixtures.money import NETWORKS
+
+    config = NETWORKS[network]
+    if restricted:
+        config = config.model_copy(update={"allowed_ips": (ipaddress.ip_network("192.0.2.0/24"),)})
+    params = signed(network, user=7, txn="t1", click_id="C" * 22)
+    click = adapter_for(config).verify(params, headers={}, raw_query="").click_id  # type: ignore[union-attr]
+    assert click == ("C" * 22 if restricted or network == "testnet" else None)
