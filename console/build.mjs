@@ -1,8 +1,8 @@
-// Builds console/dist/ from console/src/: one bundle per page (esbuild, ES2020, minified),
-// the HTML shells copied as they are. Run by bin/run and bin/test after `npm ci`
+// Builds console/dist/ from console/src/: one bundle per page (esbuild, ES2020, minified) and
+// its HTML shell (no inline script or style: the pages' CSP allows none). Run by bin/run and bin/test after `npm ci`
 // (docs/console.md "Build"). Prints each file's gzipped size and the console's first load.
 import { build } from "esbuild";
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 
 const dist = new URL("./dist/", import.meta.url).pathname;
@@ -19,7 +19,20 @@ await build({
   legalComments: "none",
   logLevel: "warning",
 });
-for (const page of ["console.html", "member.html"]) copyFileSync(`src/${page}`, `${dist}${page}`);
+const shell = (title, name) => `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title}</title>
+<link rel="stylesheet" href="/console/assets/${name}.css">
+<script type="module" src="/console/assets/${name}.js"></script>
+</head>
+<body><div id="app"><p class="loading">Loading…</p></div></body>
+</html>
+`;
+writeFileSync(`${dist}console.html`, shell("SaveBucks console", "console"));
+writeFileSync(`${dist}member.html`, shell("SaveBucks demo", "member"));
 
 const gz = (file) => gzipSync(readFileSync(`${dist}${file}`)).length;
 const firstLoad = ["console.html", "assets/console.js", "assets/console.css"];
