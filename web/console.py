@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from web.keys import SETTINGS
+from web.openapi import describe
 
 DIST = Path(__file__).resolve().parents[1] / "console" / "dist"
 PAGES = {"console": "console.html", "member": "member.html"}
@@ -45,10 +46,16 @@ def _page(name: str, request: web.Request) -> web.StreamResponse:
     })
 
 
+@describe("The admin console (a browser application over this API, docs/console.md)",
+          tags=["console"], envelope=False, media="text/html",
+          statuses={503: "The console's front end is not built"})
 async def console_page(request: web.Request) -> web.StreamResponse:
     return _page("console", request)
 
 
+@describe("The member demo page (on when DEMO_PAGE is, by default in development only)",
+          tags=["console"], envelope=False, media="text/html",
+          statuses={404: "The demo page is off", 503: "The console's front end is not built"})
 async def member_page(request: web.Request) -> web.StreamResponse:
     if not request.app[SETTINGS].demo_page_on:
         raise web.HTTPNotFound()
