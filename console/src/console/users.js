@@ -23,10 +23,28 @@ export function Users() {
   </section>`;
 }
 
+const KINDS = ["", "sale_credit", "sale_reversal", "payout_hold", "payout_release", "adjustment",
+  "prize", "referral", "referral_reversal"];
+
+function LedgerEntries({ id, version }) {
+  const [filters, setFilters] = useState({ kind: "" });
+  const list = useList(`/api/admin/users/${id}/ledger`, filters, { refresh: version });
+  return html`<section aria-label="Ledger entries">
+    <${Filters} filters=${filters} set=${setFilters} fields=${[["kind", "Entry kind", KINDS]]} />
+    <${Notice} error=${list.error} />
+    <${Table} caption="Ledger entries" rows=${list.rows} columns=${[
+      { label: "Id", key: "id" }, { label: "When", cell: (e) => when(e.createdAt) }, { label: "Kind", key: "kind" },
+      { label: "Amount", cell: (e) => money(e.amount) },
+      { label: "Cause", cell: (e) => (e.referenceType ? `${e.referenceType} ${e.referenceId ?? ""}` : "—") }]} />
+    <${Pager} pagination=${list.pagination} onPage=${list.setPage} />
+  </section>`;
+}
+
 export function UserDetail({ id }) {
   const [user, setUser] = useState(null);
   const [error, setError] = useState(null);
-  const load = () => api.get(`/api/admin/users/${id}`).then((j) => { setUser(j.data); setError(null); }, setError);
+  const [version, setVersion] = useState(0); // bumped after a change: the entries load again
+  const load = () => api.get(`/api/admin/users/${id}`).then((j) => { setUser(j.data); setError(null); setVersion((v) => v + 1); }, setError);
   useEffect(() => { load(); }, [id]);
   const [notice, run] = useAction(load);
   const [status, setStatus] = useState({ status: "active", reason: "" });
@@ -61,18 +79,19 @@ export function UserDetail({ id }) {
     <${Notice} ...${notice} />
     <${Table} caption=${`Ledger by kind (total ${money(user.ledger.total)})`} rows=${kinds} columns=${[
       { label: "Kind", key: "kind" }, { label: "Entries", key: "entries" }, { label: "Total", cell: (k) => money(k.total) }]} />
+    <${LedgerEntries} id=${id} version=${version} />
     <${Table} caption="Sales by status" rows=${sales} columns=${[
       { label: "Status", key: "status" }, { label: "Count", key: "count" }, { label: "Commission", cell: (s) => money(s.commission) }]} />
     <form class="panel" onSubmit=${changeStatus} aria-labelledby="status-h">
       <h2 id="status-h">Status</h2>
       <${Field} label="New status"><${Select} value=${status.status} options=${["active", "suspended", "banned"]} onChange=${(v) => setStatus({ ...status, status: v })} /><//>
-      <${Field} label="Reason"><${Input} value=${status.reason} onInput=${(v) => setStatus({ ...status, reason: v })} /><//>
+      <${Field} label="Reason for the status change"><${Input} value=${status.reason} onInput=${(v) => setStatus({ ...status, reason: v })} /><//>
       <button type="submit">Change status</button>
     </form>
     <form class="panel" onSubmit=${adjustBalance} aria-labelledby="adjust-h">
       <h2 id="adjust-h">Adjust balance</h2>
       <${Field} label="Amount in USD (negative to debit)"><${Input} value=${adjust.amount} required inputmode="decimal" pattern="-?[0-9]+(\\.[0-9]{1,2})?" onInput=${(v) => setAdjust({ ...adjust, amount: v })} /><//>
-      <${Field} label="Reason"><${Input} value=${adjust.reason} required onInput=${(v) => setAdjust({ ...adjust, reason: v })} /><//>
+      <${Field} label="Reason for the adjustment"><${Input} value=${adjust.reason} required onInput=${(v) => setAdjust({ ...adjust, reason: v })} /><//>
       <button type="submit">Adjust balance</button>
     </form>
   </section>`;

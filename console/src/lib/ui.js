@@ -34,8 +34,9 @@ export function Pager({ pagination, onPage }) {
   </nav>`;
 }
 
-// A paginated, filterable list of an admin route. `filters` are the query parameters.
-export function useList(path, filters, limit = 20) {
+// A paginated, filterable list of an admin route. `filters` are the query parameters; a new
+// `refresh` value loads the page again (after a change elsewhere on the page).
+export function useList(path, filters, { limit = 20, refresh = 0 } = {}) {
   const [state, setState] = useState({ rows: [], pagination: null, error: null, loading: true });
   const [page, setPage] = useState(1);
   const key = JSON.stringify(filters);
@@ -47,7 +48,7 @@ export function useList(path, filters, limit = 20) {
     } catch (error) {
       setState({ rows: [], pagination: null, error, loading: false });
     }
-  }, [path, key, page]);
+  }, [path, key, page, refresh]);
   useEffect(() => { setPage(1); }, [key]);
   useEffect(() => { load(); }, [load]);
   return { ...state, page, setPage, reload: load };

@@ -18,6 +18,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.committed]
 SCRIPT = "<script>window.__pwned = 1</script><b>bold</b>"
 
 
+# Form controls with no label (a <label for>, or the accessible name a screen reader reads).
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
+    .filter(c => c.labels.length === 0 && !c.getAttribute('aria-label')).map(c => c.outerHTML)"""
+
+
 def _admin_tab(tabs: Any, people: dict[str, Any]) -> Any:
     tab = tabs()
     tab.open("/console/")
@@ -46,6 +51,7 @@ def test_sign_in_dashboard_reload_and_sign_out(tabs, people) -> None:  # type: i
     for section in ("Users", "Offers", "Sales and payments", "Claims", "Postback log", "Audit log"):
         tab.page.get_by_role("link", name=section, exact=True).click()
         expect(tab.page.get_by_role("heading", level=1, name=section, exact=True)).to_be_visible()
+        assert tab.page.evaluate(UNLABELLED) == []
         tab.shot(section.lower().replace(" ", "-"))
     # Risk is not deployed on this branch: its page is hidden, not broken.
     expect(tab.page.get_by_role("link", name="Risk")).to_have_count(0)
@@ -53,6 +59,11 @@ def test_sign_in_dashboard_reload_and_sign_out(tabs, people) -> None:  # type: i
     assert tab.page.evaluate("() => [localStorage.length, sessionStorage.length]") == [0, 0]
     tab.page.reload()
     expect(tab.page.get_by_text("Signed in as Root Admin")).to_be_visible()
+    # Keyboard: the first Tab reaches the skip link, and the focus is visibly outlined.
+    tab.page.keyboard.press("Tab")
+    focused = tab.page.evaluate("""() => { const e = document.activeElement;
+        return [e.textContent, getComputedStyle(e).outlineStyle]; }""")
+    assert focused == ["Skip to content", "solid"]
 
     tab.page.get_by_role("button", name="Sign out").click()
     expect(tab.page.get_by_role("heading", name="SaveBucks console")).to_be_visible()
@@ -114,9 +125,12 @@ def test_adjusted_balance_reaches_the_member_page_live_and_chat_is_text(tabs, pe
     admin = _admin_tab(tabs, people)
     admin.open(f"/console/#/users/{people['member'].id}")
     admin.page.get_by_label("Amount in USD (negative to debit)").fill("12.50")
-    admin.page.get_by_label("Reason").last.fill("Goodwill credit")
+    admin.page.get_by_label("Reason for the adjustment").fill("Goodwill credit")
     admin.page.get_by_role("button", name="Adjust balance").click()
     expect(admin.page.get_by_test_id("user-balance")).to_have_text("$212.50")
+    entries = admin.page.get_by_role("table", name="Ledger entries")
+    expect(entries.get_by_role("row").filter(has_text="adjustment").filter(has_text="$12.50")).to_have_count(1)
+    assert admin.page.evaluate(UNLABELLED) == [] and member.page.evaluate(UNLABELLED) == []
     expect(member.page.get_by_test_id("balance")).to_have_text("$212.50")
     member.shot("member")
     admin.shot("user-detail")
