@@ -21,8 +21,9 @@ sb_build_console() {
     sb_log "console built ($(grep -o 'first load.*' "$log"))"
 }
 
-# /usr/bin/chromium for the browser tests; when it cannot be installed they skip, loudly.
+# /usr/bin/chromium for the browser tests (with a font for the screenshots); when it cannot be
+# installed they skip, loudly.
 sb_ensure_chromium() {
     [[ -x /usr/bin/chromium ]] && return 0
-    sb_apt_install chromium || sb_log "console: WARNING: no /usr/bin/chromium and apt-get could not install it; the browser tests will be skipped"
+    sb_apt_install chromium fonts-liberation || sb_log "console: WARNING: no /usr/bin/chromium and apt-get could not install it; the browser tests will be skipped"
 }
