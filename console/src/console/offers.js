@@ -44,7 +44,7 @@ export function Offers() {
   const list = useList("/api/admin/offers", filters);
   const [notice, run] = useAction(list.reload);
   const [editing, setEditing] = useState(null);
-  const save = (form) => run(null, async () => {
+  const save = (form) => run(editing.id ? `Save offer ${editing.id}?` : `Create offer "${form.title}"?`, async () => {
     const json = editing.id
       ? await api.put(`/api/admin/offers/${editing.id}`, body(form, EDITABLE))
       : await api.post("/api/admin/offers", body(form, Object.keys(EMPTY)));

@@ -1,6 +1,6 @@
 // Sign-in form and the session on start, shared by the console and the demo page.
 import { useEffect, useState } from "preact/hooks";
-import { me, renew, signIn } from "./api.js";
+import { me, renew, session, signIn } from "./api.js";
 import { Field, Input, Notice, html } from "./ui.js";
 
 export function SignIn({ title, onSignedIn, hint, preset }) {
@@ -29,6 +29,9 @@ export function useSession() {
   const [user, setUser] = useState(undefined);
   useEffect(() => {
     renew().then((ok) => (ok ? me() : null)).then(setUser, () => setUser(null));
+    // A session that ends on its own (refresh refused: revoked, expired, account blocked)
+    // brings the sign-in form back instead of pages that can no longer load.
+    return session.onChange((token) => { if (!token) setUser(null); });
   }, []);
   return [user, setUser];
 }

@@ -11,8 +11,8 @@ from playwright.sync_api import expect
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from tests.fixtures.browser import chromium, console_server, people, tabs  # noqa: F401
-from tests.fixtures.money_factories import committed_withdrawal, make_offer
+from tests.fixtures.browser import app_routes, chromium, console_server, people, tabs  # noqa: F401
+from tests.fixtures.money_factories import TRACKING_URL, committed_withdrawal, make_offer
 
 pytestmark = [pytest.mark.browser, pytest.mark.committed]
 SCRIPT = "<script>window.__pwned = 1</script><b>bold</b>"
@@ -111,11 +111,18 @@ def test_reject_an_offer(tabs, people, committed: Engine) -> None:  # type: igno
     assert (status, reason) == ("rejected", "Not a fit for our members")
 
 
-def test_adjusted_balance_reaches_the_member_page_live_and_chat_is_text(tabs, people) -> None:  # type: ignore[no-untyped-def]
+def test_adjusted_balance_reaches_the_member_page_live_and_chat_is_text(tabs, people, committed: Engine) -> None:  # type: ignore[no-untyped-def]
+    with Session(committed) as session:
+        make_offer(session, title="Try the demo game", tracking_url=TRACKING_URL)
+        session.commit()
     member = tabs()
     member.open("/")
     member.sign_in(people["member"].email)
     expect(member.page.get_by_test_id("balance")).to_have_text("$200.00")
+    offer = member.page.get_by_role("listitem").filter(has_text="Try the demo game")
+    offer.get_by_role("button", name="Start").click()
+    link = offer.get_by_role("link", name="Open the offer")
+    assert link.get_attribute("href").startswith("https://track.example.com/go?sub=")
     member.page.get_by_label("Message").fill(SCRIPT)
     member.page.get_by_role("button", name="Send").click()
     expect(member.page.locator(".chat .content").last).to_have_text(SCRIPT)
@@ -132,6 +139,10 @@ def test_adjusted_balance_reaches_the_member_page_live_and_chat_is_text(tabs, pe
     expect(entries.get_by_role("row").filter(has_text="adjustment").filter(has_text="$12.50")).to_have_count(1)
     assert admin.page.evaluate(UNLABELLED) == [] and member.page.evaluate(UNLABELLED) == []
     expect(member.page.get_by_test_id("balance")).to_have_text("$212.50")
+    member.page.get_by_label("Amount (USD)").fill("10")
+    member.page.get_by_label("Destination").fill("mia@example.com")
+    member.page.get_by_role("button", name="Withdraw").click()
+    expect(member.page.get_by_test_id("balance")).to_have_text("$202.50")
     member.shot("member")
     admin.shot("user-detail")
     assert member.csp_violations() == [] and admin.csp_violations() == []
