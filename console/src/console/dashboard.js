@@ -2,7 +2,7 @@
 // a decision, and the live event feed from /ws.
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../lib/api.js";
-import { Field, Notice, Select, html, money, when } from "../lib/ui.js";
+import { Field, Notice, Select, Table, html, money, when } from "../lib/ui.js";
 import { DayChart } from "./charts.js";
 
 const CARDS = [
@@ -22,8 +22,9 @@ export function Dashboard({ feed }) {
       api.get("/api/admin/analytics/revenue", { period }),
       api.get("/api/admin/analytics/users", { period }),
       api.get("/api/admin/payments", { status: "pending", limit: 5 }),
-    ]).then(([dash, revenue, users, pending]) => {
-      if (live) { setData({ period, dash: dash.data, revenue: revenue.data, users: users.data, pending }); setError(null); }
+      api.get("/api/admin/analytics/offers", { period }),
+    ]).then(([dash, revenue, users, pending, offers]) => {
+      if (live) { setData({ period, dash: dash.data, revenue: revenue.data, users: users.data, pending, offers: offers.data }); setError(null); }
     }).catch((e) => live && setError(e));
     return () => { live = false; };
   }, [period]);
@@ -48,6 +49,11 @@ export function Dashboard({ feed }) {
         series=${[{ label: "Signups", values: userDays.map((d) => d.signups) }, { label: "Active", values: userDays.map((d) => d.active) }]}
         summary=${`${userDays.reduce((n, d) => n + d.signups, 0)} signups`} />
     </div>
+    <${Table} caption=${`Offers by revenue, last ${data.period} days`} rows=${data.offers.slice(0, 10).map((o) => ({ ...o, id: o.offerId }))} columns=${[
+      { label: "Offer", key: "title" }, { label: "Clicks", key: "clicks" }, { label: "Conversions", key: "conversions" },
+      { label: "Conversion rate", cell: (o) => (o.conversionRate === null ? "—" : `${(Number(o.conversionRate) * 100).toFixed(1)} %`) },
+      { label: "Revenue", cell: (o) => money(o.revenue) }, { label: "Per click", cell: (o) => money(o.epc) }]}
+      empty="No clicks or sales in the period." />
     <h2>Payments waiting</h2>
     <p>${data.pending.pagination?.total ?? 0} pending payments. <a href="#/decisions">Decide sales and payments</a></p>
     <h2>Live events</h2>

@@ -59,12 +59,13 @@ export function Claims() {
 }
 
 export function Postbacks() {
-  const [filters, setFilters] = useState({ network: "", outcome: "", txnId: "", userId: "" });
+  const [filters, setFilters] = useState({ network: "", outcome: "", txnId: "", userId: "", from: "", to: "" });
   const list = useList("/api/admin/postbacks", filters);
   const [notice, run] = useAction(list.reload);
   return html`<section aria-labelledby="pb-h">
     <h1 id="pb-h">Postback log</h1>
-    <${Filters} filters=${filters} set=${setFilters} fields=${[["network", "Network"], ["outcome", "Outcome"], ["txnId", "Transaction id"], ["userId", "User id"]]} />
+    <${Filters} filters=${filters} set=${setFilters} fields=${[["network", "Network"], ["outcome", "Outcome"], ["txnId", "Transaction id"], ["userId", "User id"],
+      ["from", "From (UTC)", "datetime-local"], ["to", "Until (UTC)", "datetime-local"]]} />
     <${Notice} ...${notice} />
     <${Notice} error=${list.error} />
     <${Table} caption="Postbacks" rows=${list.rows} columns=${[
@@ -78,11 +79,12 @@ export function Postbacks() {
 }
 
 export function Audit() {
-  const [filters, setFilters] = useState({ action: "", actorId: "", targetType: "", targetId: "" });
+  const [filters, setFilters] = useState({ action: "", actorId: "", targetType: "", targetId: "", since: "", until: "" });
   const list = useList("/api/admin/audit-log", filters);
   return html`<section aria-labelledby="audit-h">
     <h1 id="audit-h">Audit log</h1>
-    <${Filters} filters=${filters} set=${setFilters} fields=${[["action", "Action"], ["actorId", "Actor id"], ["targetType", "Target type"], ["targetId", "Target id"]]} />
+    <${Filters} filters=${filters} set=${setFilters} fields=${[["action", "Action"], ["actorId", "Actor id"], ["targetType", "Target type"], ["targetId", "Target id"],
+      ["since", "Since (UTC)", "datetime-local"], ["until", "Until (UTC)", "datetime-local"]]} />
     <${Notice} error=${list.error} />
     <${Table} caption="Audit log" rows=${list.rows} columns=${[
       { label: "When", cell: (a) => when(a.createdAt) }, { label: "Actor", key: "actorId" }, { label: "Action", key: "action" },

@@ -91,13 +91,15 @@ export function Input({ value, onInput, ...rest }) {
   return html`<input value=${value} onInput=${(e) => onInput(e.target.value)} ...${rest} />`;
 }
 
-// The filter bar of a list: a <form role="search"> whose fields update `filters`.
+// The filter bar of a list: a <form role="search"> whose fields update `filters`. A field is
+// [name, label], [name, label, [options]] (a select) or [name, label, "input type"].
 export function Filters({ filters, set, fields }) {
+  const control = (name, kind) => {
+    const change = (v) => set({ ...filters, [name]: v });
+    if (Array.isArray(kind)) return html`<${Select} value=${filters[name]} options=${kind} onChange=${change} />`;
+    return html`<${Input} type=${kind || "text"} value=${filters[name]} onInput=${change} />`;
+  };
   return html`<form class="filters" role="search" onSubmit=${(e) => e.preventDefault()}>
-    ${fields.map(([name, label, options]) => html`<${Field} label=${label}>
-      ${options
-        ? html`<${Select} value=${filters[name]} options=${options} onChange=${(v) => set({ ...filters, [name]: v })} />`
-        : html`<${Input} value=${filters[name]} onInput=${(v) => set({ ...filters, [name]: v })} />`}
-    <//>`)}
+    ${fields.map(([name, label, kind]) => html`<${Field} label=${label}>${control(name, kind)}<//>`)}
   </form>`;
 }
