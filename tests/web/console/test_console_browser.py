@@ -47,11 +47,12 @@ def test_sign_in_dashboard_reload_and_sign_out(tabs, people) -> None:  # type: i
     tab.page.get_by_label("Period").select_option("7")
     expect(tab.page.get_by_text("Revenue per day, last 7 days")).to_be_visible()
     expect(tab.page.get_by_text("Live events: live")).to_be_visible()
+    assert tab.low_contrast() == []
     tab.shot("dashboard")
     for section in ("Users", "Offers", "Sales and payments", "Claims", "Postback log", "Audit log"):
         tab.page.get_by_role("link", name=section, exact=True).click()
         expect(tab.page.get_by_role("heading", level=1, name=section, exact=True)).to_be_visible()
-        assert tab.page.evaluate(UNLABELLED) == []
+        assert tab.page.evaluate(UNLABELLED) == [] and tab.low_contrast() == []
         tab.shot(section.lower().replace(" ", "-"))
     # The time filters reach the API in a form it accepts (the audit log is the page shown now).
     with tab.page.expect_response(lambda r: "/api/admin/audit-log?" in r.url and "since=" in r.url) as answer:
@@ -142,6 +143,7 @@ def test_adjusted_balance_reaches_the_member_page_live_and_chat_is_text(tabs, pe
     entries = admin.page.get_by_role("table", name="Ledger entries")
     expect(entries.get_by_role("row").filter(has_text="adjustment").filter(has_text="$12.50")).to_have_count(1)
     assert admin.page.evaluate(UNLABELLED) == [] and member.page.evaluate(UNLABELLED) == []
+    assert admin.low_contrast() == [] and member.low_contrast() == []
     expect(member.page.get_by_test_id("balance")).to_have_text("$212.50")
     member.page.get_by_label("Amount (USD)").fill("10")
     member.page.get_by_label("Destination").fill("mia@example.com")
