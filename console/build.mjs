@@ -25,6 +25,7 @@ const shell = (title, name) => `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title}</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/console/assets/${name}.css">
 <script type="module" src="/console/assets/${name}.js"></script>
 </head>
