@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     refresh_token_ttl: int = Field(2_592_000, ge=300, le=31_536_000)
     refresh_rotation: bool = False
     refresh_reuse_grace_seconds: int = Field(10, ge=0, le=300)
+    # The refresh-token cookie's Secure attribute (docs/console.md): unset means on everywhere
+    # but development, where the console is served over plain http://localhost.
+    refresh_cookie_secure: bool | None = None
+    # The member demo page at GET / (docs/console.md): unset means on in development only.
+    demo_page: bool | None = None
     bcrypt_rounds: int = Field(12, ge=4, le=16)
     password_hash_workers: int = Field(2, ge=1, le=64)
 
@@ -242,6 +247,16 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.refresh_cookie_secure is not None:
+            return self.refresh_cookie_secure
+        return self.app_env != "development"
+
+    @property
+    def demo_page_on(self) -> bool:
+        return self.demo_page if self.demo_page is not None else self.app_env == "development"
 
 
 def _read_networks(environ: dict[str, str]) -> dict[str, NetworkConfig]:

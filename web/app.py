@@ -13,6 +13,7 @@ from common.db import make_sync_engine
 from common.ratelimit import Limiter
 from common.redis import events_channel, make_async_redis, make_redis
 from web.account_gate import account_gate_context
+from web.console import setup_console
 from web.db import Database, PooledDatabase
 from web.docs import setup_docs
 from web.health import HealthChecks
@@ -41,6 +42,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> web.Applica
     setup_routes(app)
     setup_realtime(app)
     setup_docs(app)
+    setup_console(app)
     app.cleanup_ctx.append(running_subscriber)
     return app
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from web.console import console_page, member_page
 from web.envelope import dumps
 from web.health import health, live
 from web.metrics import setup_metrics
@@ -118,6 +119,8 @@ def documented_routes() -> list[tuple[str, str, Callable[..., Any]]]:
         ("GET", "/health/live", live),
         ("GET", "/api/openapi.json", openapi_json),
         ("GET", "/api/docs", docs_page),
+        ("GET", "/console/", console_page),
+        ("GET", "/", member_page),
         *((method, API_PREFIXES[0] + path, handler) for method, path, handler in api_routes()),
     ]
 

@@ -15,6 +15,8 @@
 . "$SB_ROOT/bin/lib/venv.sh"
 # shellcheck source=bin/lib/servers.sh
 . "$SB_ROOT/bin/lib/servers.sh"
+# shellcheck source=bin/lib/console.sh
+. "$SB_ROOT/bin/lib/console.sh"
 
 sb_lock_setup        # one setup at a time in this checkout
 sb_hold_user_lock    # we use the private servers until this process (and its children) exits
@@ -30,4 +32,5 @@ else
     sb_redis_up
 fi
 export DATABASE_URL REDIS_URL
+sb_build_console
 sb_unlock_setup

@@ -87,6 +87,24 @@ def user_detail(session: Session, *, user_id: int) -> UserDetail:
                       referral=admin_referrals(session, user_id=user_id))
 
 
+def list_ledger_entries(session: Session, *, user_id: int, kind: str | None, limit: int,
+                        offset: int) -> tuple[Sequence[RowMapping], int]:
+    """One user's ledger entries, newest first (the index on user_id, id serves it); returns
+    (page, total). ``NotFound`` for no user, so an empty page means an empty ledger."""
+    if session.get(User, user_id) is None:
+        raise NotFound("User not found")
+    where = [LedgerEntry.user_id == user_id]
+    if kind is not None:
+        where.append(LedgerEntry.kind == kind)
+    total = session.execute(select(func.count()).select_from(LedgerEntry).where(*where)).scalar_one()
+    rows = session.execute(
+        select(LedgerEntry.id, LedgerEntry.amount, LedgerEntry.kind, LedgerEntry.reference_type,
+               LedgerEntry.reference_id, LedgerEntry.created_at)
+        .where(*where).order_by(LedgerEntry.id.desc()).limit(limit).offset(offset)
+    ).mappings().all()
+    return rows, total
+
+
 def adjust_balance(session: Session, *, actor_id: int, user_id: int, amount: Decimal, reason: str,
                    key: str, request_id: int, ip: str | None, trace_id: str | None) -> dict[str, Any]:
     """Post a signed ``adjustment`` through the ledger for one executed request.

@@ -7,15 +7,12 @@ Examples are bounded per operation so the run stays within a few minutes.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 import schemathesis
-from aiohttp import web
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
@@ -32,6 +29,7 @@ from sqlalchemy.orm import Session
 from common.config import Settings
 from common.models.offers import Offer
 from tests.fixtures.factories import auth_headers, make_user
+from tests.fixtures.live_server import ThreadedServer
 from web.docs import document
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
@@ -44,27 +42,6 @@ _ROOMY = {name: "100000/minute" for name in (
     "rate_limit_login", "rate_limit_login_email", "rate_limit_register", "rate_limit_postback",
     "rate_limit_chat", "rate_limit_withdrawal", "rate_limit_postback_ip",
 )}
-
-
-class ThreadedServer:
-    """The app on its own event loop in a thread, on a free local port."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        port = self.runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.run_until_complete(self.runner.cleanup())
-        self.loop.close()
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from common.wire import Shape
 from web.envelope import ok
 from web.keys import CLIENT_IP, DB, LIMITER, PASSWORDS, SETTINGS, TRACE_ID
 from web.openapi import describe
+from web.refresh_cookie import clear_refresh_cookie, cookie_token, set_refresh_cookie
 from web.schemas import Model
 from web.validation import parse_body
 
@@ -78,7 +79,10 @@ class LoginBody(Model):
 
 
 class RefreshBody(Model):
-    refreshToken: str = Field(min_length=1, max_length=512)
+    refreshToken: str | None = Field(
+        None, min_length=1, max_length=512,
+        description="the refresh token; absent: the sb_refresh cookie that sign-in set "
+                    "(browser clients, docs/console.md)")
 
 
 class UserProfile(Shape):
@@ -123,6 +127,26 @@ def session_json(settings: Settings, signed: SignedIn) -> dict[str, Any]:
     )
 
 
+def session_response(settings: Settings, signed: SignedIn, *, message: str,
+                     status: int = 200) -> web.Response:
+    """Login, register and password change: the session in the body, the refresh token also in
+    the HttpOnly cookie (web.refresh_cookie)."""
+    response = ok(session_json(settings, signed), status=status, message=message)
+    if signed.refresh_token is not None:
+        set_refresh_cookie(response, settings, signed.refresh_token)
+    return response
+
+
+async def given_refresh_token(request: web.Request) -> str:
+    """The body's ``refreshToken``, else the cookie's. The body must be JSON either way: that is
+    what keeps a cross-site form from using the cookie (docs/console.md)."""
+    body = await parse_body(request, RefreshBody)
+    token = body.refreshToken or cookie_token(request)
+    if token is None:
+        raise Unauthorized("No refresh token: send refreshToken or the sb_refresh cookie")
+    return token
+
+
 def _context(request: web.Request) -> dict[str, Any]:
     return {"ip": request[CLIENT_IP], "trace_id": request[TRACE_ID]}
 
@@ -142,7 +166,7 @@ async def register(request: web.Request) -> web.Response:
         referral_code=body.referralCode, refresh_ttl=settings.refresh_token_ttl,
         **_context(request),
     )
-    return ok(session_json(settings, signed), status=201, message="Account created")
+    return session_response(settings, signed, status=201, message="Account created")
 
 
 @describe("Sign in", tags=["auth"], body=LoginBody, response=SessionOut,
@@ -170,7 +194,7 @@ async def login(request: web.Request) -> web.Response:
     signed = await app[DB].run(
         sign_in, user_id=row["id"], refresh_ttl=settings.refresh_token_ttl, **_context(request)
     )
-    return ok(session_json(settings, signed), message="Signed in")
+    return session_response(settings, signed, message="Signed in")
 
 
 @describe("A new access token for a refresh token (and the next refresh token when rotating)",
@@ -179,14 +203,14 @@ async def login(request: web.Request) -> web.Response:
                     403: "Account suspended or banned",
                     429: "Too many refreshes from this address or with this token"})
 async def refresh(request: web.Request) -> web.Response:
-    body = await parse_body(request, RefreshBody)
+    token = await given_refresh_token(request)
     app, settings = request.app, request.app[SETTINGS]
     await app[LIMITER].hit("refresh:ip", settings.rate_limit_refresh, request[CLIENT_IP])
     # Keyed by the token's hash, as the database keeps it: the token itself never reaches Redis.
     await app[LIMITER].hit("refresh:token", settings.rate_limit_refresh_token,
-                           hash_refresh_token(body.refreshToken).hex())
+                           hash_refresh_token(token).hex())
     outcome = await app[DB].run(
-        refresh_session, token=body.refreshToken, rotation=settings.refresh_rotation,
+        refresh_session, token=token, rotation=settings.refresh_rotation,
         grace_seconds=settings.refresh_reuse_grace_seconds,
         refresh_ttl=settings.refresh_token_ttl, **_context(request),
     )
@@ -196,16 +220,24 @@ async def refresh(request: web.Request) -> web.Response:
         "accessToken": access_token(settings, outcome.user),
         "expiresIn": settings.access_token_ttl,
     }
-    if outcome.refresh_token is not None:
-        data["refreshToken"] = outcome.refresh_token
-    return ok(data)
+    if outcome.refresh_token is None:
+        return ok(data)
+    data["refreshToken"] = outcome.refresh_token
+    response = ok(data)
+    if cookie_token(request) is not None:  # a browser session: its cookie follows the rotation
+        set_refresh_cookie(response, settings, outcome.refresh_token)
+    return response
 
 
-@describe("Sign out: the refresh token's family stops working", tags=["auth"], body=RefreshBody)
+@describe("Sign out: the refresh token's family stops working, and the cookie is cleared",
+          tags=["auth"], body=RefreshBody,
+          statuses={401: "Neither refreshToken nor the sb_refresh cookie"})
 async def sign_out(request: web.Request) -> web.Response:
-    body = await parse_body(request, RefreshBody)
-    await request.app[DB].run(logout, token=body.refreshToken, **_context(request))
-    return ok(message="Signed out")
+    token = await given_refresh_token(request)
+    await request.app[DB].run(logout, token=token, **_context(request))
+    response = ok(message="Signed out")
+    clear_refresh_cookie(response, request.app[SETTINGS])
+    return response
 
 
 ROUTES = [

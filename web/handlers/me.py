@@ -26,7 +26,7 @@ from web.handlers.auth import (
     SessionOut,
     Text,
     UserProfile,
-    session_json,
+    session_response,
 )
 from web.keys import CLIENT_IP, DB, LIMITER, PASSWORDS, SETTINGS, TRACE_ID
 from web.openapi import describe
@@ -106,7 +106,7 @@ async def password(request: web.Request) -> web.Response:
         change_password, user_id=user_id, password_hash=new_hash,
         refresh_ttl=settings.refresh_token_ttl, ip=request[CLIENT_IP], trace_id=request[TRACE_ID],
     )
-    return ok(session_json(settings, signed), message="Password changed")
+    return session_response(settings, signed, message="Password changed")
 
 
 ROUTES = [

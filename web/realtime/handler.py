@@ -1,7 +1,8 @@
 """``GET /ws``: the upgrade, authentication, the replay of missed events, and the read loop.
 
-1. The ``Origin`` (when a browser sends one) must be an allowed origin, checked before the
-   upgrade: a refused origin gets the 403 envelope and no socket.
+1. The ``Origin`` (when a browser sends one) must be an allowed origin or the app's own (the
+   console and the demo page that this app serves), checked before the upgrade: a refused
+   origin gets the 403 envelope and no socket.
 2. The token comes from ``?token=`` or from a first ``auth`` frame within ``WS_AUTH_TIMEOUT``;
    a bad one closes with 4401, a blocked account with 4403.
 3. ``ready {userId}``, then the user's events after ``since`` (or ``sync:refetch``), then live
@@ -37,10 +38,16 @@ EventHandler = Callable[[web.Application, Connection, dict[str, Any]], Awaitable
 _STATUS = compile_query(select(User.status).where(User.id == bindparam("user_id")))
 
 
+def _own(request: web.Request, origin: str) -> bool:
+    """A page this app served: the Origin names the host the request came to (the scheme may be
+    the proxy's, so only the host and port are compared)."""
+    return origin.partition("://")[2] == request.host
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     app, settings = request.app, request.app[SETTINGS]
     origin = request.headers.get("Origin")
-    if origin is not None and origin not in settings.allowed_origins:
+    if origin is not None and origin not in settings.allowed_origins and not _own(request, origin):
         raise Forbidden("Origin not allowed")
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_heartbeat,

@@ -22,7 +22,8 @@ CALLS = [(method, path.replace("{id:\\d+}", "1")) for method, path, _ in ROUTES]
 def test_every_contract_route_is_served() -> None:
     paths = {(m, p.replace("{id:\\d+}", "{id}")) for m, p, _ in ROUTES}
     assert paths == {
-        ("GET", "/admin/users"), ("GET", "/admin/users/{id}"), ("PUT", "/admin/users/{id}/status"),
+        ("GET", "/admin/users"), ("GET", "/admin/users/{id}"), ("GET", "/admin/users/{id}/ledger"),
+        ("PUT", "/admin/users/{id}/status"),
         ("POST", "/admin/users/{id}/adjust-balance"), ("GET", "/admin/offers"),
         ("POST", "/admin/offers"), ("GET", "/admin/offers/{id}"), ("PUT", "/admin/offers/{id}"),
         ("DELETE", "/admin/offers/{id}"), ("POST", "/admin/offers/{id}/approve"),

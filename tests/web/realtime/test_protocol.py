@@ -93,6 +93,23 @@ async def test_foreign_origin_is_refused_before_the_upgrade(app_client, someone,
     await ws.close()
 
 
+async def test_the_apps_own_origin_is_allowed(app_client, someone) -> None:
+    """The console and the demo page are served by the app: their socket's Origin is the host
+    the request came to, which ALLOWED_ORIGINS need not list."""
+    me = someone()
+    own = f"http://{app_client.server.host}:{app_client.server.port}"
+    ws = await app_client.ws_connect("/ws", params={"token": me.token}, origin=own)
+    assert (await next_frame(ws))["event"] == "ready"
+    await ws.close()
+    # Another port on the same host is another origin.
+    resp = await app_client.get("/ws", params={"token": me.token}, headers={
+        "Origin": f"http://{app_client.server.host}:1", "Upgrade": "websocket",
+        "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    })
+    assert resp.status == 403
+
+
 async def test_frame_over_the_limit_closes_1009(app_client, someone) -> None:
     ws = await connect(app_client, someone())
     await ws.send_str('{"event": "ping", "data": {"pad": "' + "x" * 20_000 + '"}}')

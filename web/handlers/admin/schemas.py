@@ -57,6 +57,15 @@ class AdminUserDetail(AdminUserOut):
     referral: AdminReferralOut
 
 
+class LedgerEntryOut(Shape):
+    id: int
+    amount: Decimal = Field(description="signed: a credit is positive, a debit negative")
+    kind: str
+    referenceType: str | None = Field(description="what caused it (sale, payment, ...)")
+    referenceId: int | None
+    createdAt: dt.datetime
+
+
 class AdjustmentOut(BaseModel):
     userId: int
     amount: Decimal

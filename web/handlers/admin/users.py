@@ -6,12 +6,19 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlalchemy.orm import Session
 
 from common.models import User
+from common.models.ledger import LEDGER_KINDS
 from common.services.accounts import set_user_status
-from common.services.admin_users import UserDetail, adjust_balance, list_users, user_detail
+from common.services.admin_users import (
+    UserDetail,
+    adjust_balance,
+    list_ledger_entries,
+    list_users,
+    user_detail,
+)
 from web.auth import current_user, require_admin
 from web.envelope import ok
 from web.handlers.admin.base import audit_context, paged
@@ -21,6 +28,7 @@ from web.handlers.admin.schemas import (
     AdminUserDetail,
     AdminUserOut,
     KindTotal,
+    LedgerEntryOut,
     LedgerSummary,
     ReferrerOut,
     SalesTotal,
@@ -37,6 +45,17 @@ class UsersQuery(PageQuery):
     search: str | None = Field(None, max_length=100)
     status: Literal["active", "suspended", "banned"] | None = None
     role: Literal["user", "admin"] | None = None
+
+
+class LedgerQuery(PageQuery):
+    kind: str | None = Field(None, json_schema_extra={"enum": list(LEDGER_KINDS)})
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value not in LEDGER_KINDS:
+            raise ValueError(f"one of {', '.join(LEDGER_KINDS)}")
+        return value
 
 
 class StatusBody(Model):
@@ -73,6 +92,15 @@ def _detail(d: UserDetail) -> dict[str, Any]:
         referees=d.referral.referees, earnings=d.referral.earnings)
     return AdminUserDetail.of(d.user, ledger=ledger, debt=d.debt, referral=referral,
                               sales={r["status"]: SalesTotal.of(r) for r in d.sales})
+
+
+@describe("A user's ledger entries, newest first (filter kind)", tags=["admin"], path=IdPath, query=LedgerQuery, statuses={404: "No such user"}, response=LedgerEntryOut, list=True)
+@require_admin
+async def ledger(request: web.Request) -> web.Response:
+    user_id = path_id(request, "User")
+    q = parse_query(request, LedgerQuery)
+    return await paged(request, q, list_ledger_entries, LedgerEntryOut, user_id=user_id,
+                       kind=q.kind)
 
 
 @describe("Set a user's status (suspended/banned revoke sessions and close sockets)", tags=["admin"], path=IdPath, body=StatusBody, statuses={403: "Your own status", 404: "No such user"}, response=AdminUserOut)
@@ -116,6 +144,7 @@ async def adjust(request: web.Request) -> web.Response:
 ROUTES = [
     ("GET", "/admin/users", users),
     ("GET", "/admin/users/{id:\\d+}", user),
+    ("GET", "/admin/users/{id:\\d+}/ledger", ledger),
     ("PUT", "/admin/users/{id:\\d+}/status", status),
     ("POST", "/admin/users/{id:\\d+}/adjust-balance", adjust),
 ]

@@ -1,0 +1,100 @@
+"""The refresh token as an HttpOnly cookie (web/refresh_cookie.py, docs/console.md): set by
+sign-in, taken by refresh and sign-out when the JSON body names no token, cleared by sign-out;
+the JSON contract of API.md section 2 is unchanged."""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+
+from tests.fixtures.auth import PASSWORD, api, make_client, new_email, register  # noqa: F401
+from web.refresh_cookie import COOKIE
+
+
+def _set_cookie(resp) -> SimpleCookie:  # type: ignore[no-untyped-def]
+    jar: SimpleCookie = SimpleCookie()
+    for header in resp.headers.getall("Set-Cookie", []):
+        jar.load(header)
+    return jar
+
+
+def _cookie(token: str) -> dict[str, str]:
+    # Sent by hand: the test client's jar keeps no cookie of a bare IP address, nor a Secure one
+    # over http.
+    return {"Cookie": f"{COOKIE}={token}"}
+
+
+async def _login(client, email: str):  # type: ignore[no-untyped-def]
+    resp = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert resp.status == 200
+    return resp
+
+
+async def test_login_sets_a_strict_httponly_cookie_on_the_auth_path(make_client) -> None:  # type: ignore[no-untyped-def]
+    api = await make_client(app_env="production", jwt_secret="x" * 40, flower_basic_auth="a:b")
+    data = await register(api)
+    resp = await _login(api, data["user"]["email"])
+    body = await resp.json()
+    cookie = _set_cookie(resp)[COOKIE]
+    assert cookie.value == body["data"]["refreshToken"]  # the body keeps the token for API clients
+    assert cookie["httponly"] and cookie["secure"]
+    assert cookie["samesite"] == "Strict" and cookie["path"] == "/api/auth"
+    assert int(cookie["max-age"]) > 0
+
+
+async def test_cookie_is_not_secure_in_development(make_client) -> None:  # type: ignore[no-untyped-def]
+    api = await make_client(app_env="development")
+    resp = await api.post("/api/auth/register", json={
+        "email": new_email(), "password": PASSWORD, "name": "Dev"})
+    cookie = _set_cookie(resp)[COOKIE]
+    assert not cookie["secure"] and cookie["httponly"]
+
+
+async def test_refresh_and_logout_take_the_cookie(api) -> None:  # type: ignore[no-untyped-def]
+    data = await register(api)
+    cookie = _cookie(data["refreshToken"])
+    resp = await api.post("/api/auth/refresh", json={}, headers=cookie)
+    assert resp.status == 200
+    assert set((await resp.json())["data"]) == {"accessToken", "expiresIn"}
+
+    out = await api.post("/api/auth/logout", json={}, headers=cookie)
+    assert out.status == 200
+    cleared = _set_cookie(out)[COOKIE]
+    assert cleared.value == "" and cleared["path"] == "/api/auth"
+    # The token is revoked, not only forgotten by the browser.
+    again = await api.post("/api/auth/refresh", json={"refreshToken": data["refreshToken"]})
+    assert again.status == 401
+
+
+async def test_without_a_body_token_or_a_cookie_refresh_is_401(make_client) -> None:  # type: ignore[no-untyped-def]
+    api = await make_client()
+    assert (await api.post("/api/auth/refresh", json={})).status == 401
+    assert (await api.post("/api/auth/logout", json={})).status == 401
+
+
+async def test_the_cookie_is_only_taken_with_a_json_body(api) -> None:  # type: ignore[no-untyped-def]
+    """What a cross-site form could send (no JSON) is refused before the cookie is read."""
+    cookie = _cookie((await register(api))["refreshToken"])
+    form = await api.post("/api/auth/refresh", data={"refreshToken": ""}, headers=cookie)
+    assert form.status == 415
+    assert (await api.post("/api/auth/logout", data="", headers=cookie)).status == 415
+    assert (await api.post("/api/auth/refresh", json={}, headers=cookie)).status == 200
+
+
+async def test_rotation_moves_the_cookie_on(make_client) -> None:  # type: ignore[no-untyped-def]
+    api = await make_client(refresh_rotation=True)
+    data = await register(api)
+    resp = await api.post("/api/auth/refresh", json={}, headers=_cookie(data["refreshToken"]))
+    body = await resp.json()
+    assert resp.status == 200
+    rotated = _set_cookie(resp)[COOKIE].value
+    assert rotated == body["data"]["refreshToken"] != data["refreshToken"]
+    assert (await api.post("/api/auth/refresh", json={}, headers=_cookie(rotated))).status == 200
+
+
+async def test_a_body_token_still_wins(api) -> None:  # type: ignore[no-untyped-def]
+    first = await register(api)
+    second = await register(api)
+    await api.post("/api/auth/logout", json={"refreshToken": second["refreshToken"]})
+    resp = await api.post("/api/auth/refresh", json={"refreshToken": first["refreshToken"]},
+                          headers=_cookie(second["refreshToken"]))
+    assert resp.status == 200
