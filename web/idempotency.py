@@ -24,12 +24,16 @@ from common.services.idempotency import Refused, Stored
 from common.services.idempotency import run_once as run_once_in
 from web.envelope import dumps, error, ok
 from web.keys import DB, SETTINGS
+from web.openapi import Header
 
 T = TypeVar("T")
 # Printable ASCII: what an HTTP header carries unambiguously, and what the column stores as is.
 _SHAPE = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}")
-HEADER_DOC = (f"required, 1..{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters; the same key "
-              "and body replay the first answer")
+HEADER = Header(
+    f"required, 1..{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters; the same key and body "
+    "replay the first answer",
+    {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
+     "pattern": r"^[\x21-\x7e]+$"})
 
 
 def idempotency_key(request: web.Request) -> str:
