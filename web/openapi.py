@@ -3,11 +3,14 @@
 Each handler carries a ``Description`` set by ``@describe(...)`` (above or below
 ``@require_user``/``@require_admin``: ``functools.wraps`` copies the attribute, and the lookup
 also follows ``__wrapped__``). ``build_document`` walks ``web.routes.api_routes()`` plus the
-routes outside ``/api`` and emits, per operation: path and query parameters, the request body,
-the success response inside the envelope of docs/api.md "Envelope" (with ``pagination`` for lists), the
-error responses with the error envelope, and the security requirement read from the auth
-wrapper. Schemas come from ``models_json_schema`` over every model at once, so a model used as
-both input and output gets distinct ``-Input``/``-Output`` components when they differ.
+routes outside ``/api`` and emits, per operation: its id (``operation_id``, one rule), path and
+query parameters, the request body, the success response inside the envelope of docs/api.md
+"Envelope" (with ``pagination`` for lists, and links to the operations taking its ids,
+``web.links``), the error responses with the error envelope (its ``code`` an enum), and the
+security requirement read from the auth wrapper. Schemas come from ``models_json_schema`` over
+every model at once, named after their class (``component_names``), in request form as the server
+reads them (``_Schemas``: money steps and bounds, strings without NUL); the components the paths
+do not reach (query and path models, inlined as parameters) are left out.
 """
 
 from __future__ import annotations
