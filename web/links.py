@@ -3,7 +3,8 @@
 One rule for every route, so that routes added later get their links without a list to keep:
 a resource's collection is its path without ``/admin`` (``/api/admin/payments`` and
 ``/api/payments`` hold the same payments); an operation *takes* an id when its path is a
-collection, one parameter, and at most more words after it (``/api/payments/{id}/cancel``); an
+collection, one id parameter (``id``, or a name ending in ``Id``: ``/postbacks/{network}`` names
+no row), and at most more words after it (``/api/payments/{id}/cancel``); an
 operation *yields* ids when it is a list of the collection (``data/0/id``: the first one) or a
 POST to the collection that creates one (``data/id``). A generated client and a stateful tester
 (schemathesis) follow these from one answer to the next request.

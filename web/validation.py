@@ -42,6 +42,7 @@ def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
 
 
 def _has_nul(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (keys included) holds U+0000."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -120,7 +121,7 @@ def _scalar(annotation: Any) -> Any:
 
 def query_errors(model: type[BaseModel], query: dict[str, str]) -> list[str]:
     """What the document says of a query's booleans and timestamps and pydantic's lax mode would
-    let through: a boolean is ``true`` or ``false``, a timestamp an RFC 3339 date-time."""
+    let through: a boolean is ``true`` or ``false``, a timestamp ``_DATE_TIME``."""
     errors = []
     for name, info in model.model_fields.items():
         value = query.get(info.alias or name)
