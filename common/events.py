@@ -52,6 +52,13 @@ class Event:
         )
 
 
+def _described(event: str) -> None:
+    # Imported here: the catalog imports the services' shapes, and they import this module.
+    from common.event_catalog import known
+
+    known(event)
+
+
 def emit(
     session: Session,
     *,
@@ -67,6 +74,7 @@ def emit(
     """
     if user_id is not None and room_id is not None:
         raise ValueError("an event goes to a user or a room, not both")
+    _described(event)
     target, target_id = ("user", user_id) if user_id is not None else (
         ("room", room_id) if room_id is not None else ("all", None)
     )
@@ -85,6 +93,8 @@ def emit_many(session: Session, events: Sequence[tuple[str, dict[str, Any], int]
     """``emit`` for many ``(event, data, user_id)`` at once: one round trip (batch paths)."""
     if not events:
         return
+    for name in {ev for ev, _, _ in events}:
+        _described(name)
     trace_id = current_trace_id()
     rows = [
         {"target": "user", "target_id": uid, "event": ev, "data": data, "trace_id": trace_id}

@@ -1,4 +1,4 @@
-"""The API's wire forms (API.md section 1), shared by the web's answers and the events.
+"""The API's wire forms (docs/api.md "Envelope"), shared by the web's answers and the events.
 
 A ``Shape`` is a pydantic model that names a resource's fields once: the OpenAPI document reads its
 schema, and ``Shape.of`` builds the resource's dict from a row whose columns are the fields' names

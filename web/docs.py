@@ -14,11 +14,19 @@ from typing import Any
 
 from aiohttp import web
 
+from web import asyncapi
 from web.console import console_page, member_page
 from web.envelope import dumps
 from web.health import health, live
 from web.metrics import setup_metrics
-from web.openapi import Description, Operation, build_document, describe, operations
+from web.openapi import (
+    Description,
+    Operation,
+    build_document,
+    describe,
+    operation_id,
+    operations,
+)
 from web.routes import API_PREFIXES, api_routes
 
 TITLE = "SaveBucks API"
@@ -28,7 +36,7 @@ INFO = (
     "(`/api` is the newest version). Responses use the envelope `{success, data, message, "
     "errors, pagination, timestamp}`; money is a JSON number with at most 2 decimals; "
     "timestamps are ISO 8601 UTC. Every response carries `X-Trace-ID`. Real-time events arrive "
-    "on the WebSocket at `/ws` (see its operation)."
+    "on the WebSocket at `/ws`, described by the AsyncAPI document `/api/asyncapi.json`."
 )
 _ASSETS = {
     "swagger-ui-bundle.js": "application/javascript",
@@ -58,7 +66,8 @@ _INIT = """window.ui = SwaggerUIBundle({
 _WS = Description(
     summary="WebSocket: real-time events and chat",
     description=(
-        "Upgrades to a native WebSocket (API.md section 8). The first frame is "
+        "Upgrades to a native WebSocket (docs/api.md \"WebSocket\"; every frame is in "
+        "/api/asyncapi.json). The first frame is "
         '`{"event": "auth", "data": {"token": "<access token>", "since": "<last event id>"}}` '
         "within 5 s (`?token=` is accepted too); the server answers `ready`, then replays the "
         "user's events after `since`. Frames are JSON `{event, data}`; user events carry `id`. "
@@ -82,6 +91,12 @@ _METRICS = Description(
 @describe("This OpenAPI document", tags=["operations"], envelope=False)
 async def openapi_json(request: web.Request) -> web.Response:
     return web.Response(body=document_bytes(), content_type="application/json")
+
+
+@describe("The AsyncAPI 3.0 document of the WebSocket /ws: every frame and its data",
+          tags=["operations"], envelope=False)
+async def asyncapi_json(request: web.Request) -> web.Response:
+    return web.Response(body=asyncapi.document_bytes(VERSION), content_type="application/json")
 
 
 @describe("Swagger UI rendering this document", tags=["operations"], envelope=False,
@@ -118,6 +133,7 @@ def documented_routes() -> list[tuple[str, str, Callable[..., Any]]]:
         ("GET", "/health", health),
         ("GET", "/health/live", live),
         ("GET", "/api/openapi.json", openapi_json),
+        ("GET", "/api/asyncapi.json", asyncapi_json),
         ("GET", "/api/docs", docs_page),
         ("GET", "/console/", console_page),
         ("GET", "/", member_page),
@@ -127,8 +143,9 @@ def documented_routes() -> list[tuple[str, str, Callable[..., Any]]]:
 
 def all_operations() -> list[Operation]:
     ops = operations(documented_routes())
-    ops.insert(1, Operation("GET", "/metrics", _METRICS, None, "metrics"))
-    ops.insert(2, Operation("GET", "/ws", _WS, None, "websocket"))
+    for at, (path, description) in enumerate((("/metrics", _METRICS), ("/ws", _WS)), start=1):
+        ops.insert(at, Operation("GET", path, description, None,
+                                 operation_id("GET", path, description)))
     return ops
 
 
@@ -146,6 +163,7 @@ def setup_docs(app: web.Application) -> None:
     setup_metrics(app)
     for prefix in API_PREFIXES:
         app.router.add_get(f"{prefix}/openapi.json", openapi_json)
+        app.router.add_get(f"{prefix}/asyncapi.json", asyncapi_json)
         app.router.add_get(f"{prefix}/docs", docs_page)
     app.router.add_get("/api/docs/init.js", docs_init)
     app.router.add_get("/api/docs/assets/{name}", docs_asset)

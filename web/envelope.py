@@ -1,4 +1,4 @@
-"""The response envelope of API.md section 1, and JSON that keeps money exact."""
+"""The response envelope of docs/api.md "Envelope", and JSON that keeps money exact."""
 
 from __future__ import annotations
 

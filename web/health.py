@@ -1,4 +1,4 @@
-"""``GET /health``: real, timed checks of what the web needs (API.md section 9)."""
+"""``GET /health``: real, timed checks of what the web needs (docs/api.md "Operations")."""
 
 from __future__ import annotations
 

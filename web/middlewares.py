@@ -16,6 +16,7 @@ from aiohttp import web
 from common.errors import DomainError, RateLimited
 from common.tracing import accept_trace_id, trace_id_var
 from web import envelope
+from web.deprecation import headers_for as retirement_headers
 from web.keys import CLIENT_IP, SETTINGS, TRACE_ID
 from web.metrics import observe_request
 
@@ -23,7 +24,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _DATA_ERRORS = (psycopg.DataError, sqlalchemy.exc.DataError)
 # A dependency that is down, unreachable or out of connections: PostgreSQL through psycopg (its
 # pool's PoolTimeout is an OperationalError) or SQLAlchemy (its pool's TimeoutError), Redis.
-# Answered 503 here, in one place, whichever handler met it (API.md section 1).
+# Answered 503 here, in one place, whichever handler met it (docs/api.md "Envelope").
 _DATABASE_DOWN = (psycopg.OperationalError, sqlalchemy.exc.OperationalError,
                   sqlalchemy.exc.TimeoutError)
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -177,6 +178,7 @@ def _preflight(request: web.Request) -> web.Response | None:
 def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Security headers, CORS for allowed origins, and gzip for large JSON."""
     response.headers.update(_SECURITY_HEADERS)
+    response.headers.update(retirement_headers(request))
     if request.path.startswith("/api") and "Content-Security-Policy" not in response.headers:
         response.headers["Content-Security-Policy"] = _API_CSP
     allowed = _allowed_origin(request)

@@ -1,4 +1,4 @@
-"""Response and path models of the money routes (API.md sections 3-6).
+"""Response and path models of the money routes (docs/api.md "Operations").
 
 The shapes an event also carries live beside the service that emits it and are imported from
 there: ``OfferOut`` (``offer:new``), ``PaymentOut``, ``NotificationOut`` (``notification:new``).
@@ -45,7 +45,7 @@ class SaleOut(Shape):
 
 
 class GenericPostbackQuery(BaseModel):
-    """The generic scheme (API.md section 4); other schemes use their network's names."""
+    """The generic scheme (docs/money.md "Postbacks"); other schemes use their network's names."""
 
     user_id: str
     offer_id: str

@@ -3,11 +3,14 @@
 Each handler carries a ``Description`` set by ``@describe(...)`` (above or below
 ``@require_user``/``@require_admin``: ``functools.wraps`` copies the attribute, and the lookup
 also follows ``__wrapped__``). ``build_document`` walks ``web.routes.api_routes()`` plus the
-routes outside ``/api`` and emits, per operation: path and query parameters, the request body,
-the success response inside the envelope of API.md section 1 (with ``pagination`` for lists), the
-error responses with the error envelope, and the security requirement read from the auth
-wrapper. Schemas come from ``models_json_schema`` over every model at once, so a model used as
-both input and output gets distinct ``-Input``/``-Output`` components when they differ.
+routes outside ``/api`` and emits, per operation: its id (``operation_id``, one rule), path and
+query parameters, the request body, the success response inside the envelope of docs/api.md
+"Envelope" (with ``pagination`` for lists, and links to the operations taking its ids,
+``web.links``), the error responses with the error envelope (its ``code`` an enum), and the
+security requirement read from the auth wrapper. Schemas come from ``models_json_schema`` over
+every model at once, named after their class (``component_names``), in request form as the server
+reads them (``_Schemas``: money steps and bounds, strings without NUL); the components the paths
+do not reach (query and path models, inlined as parameters) are left out.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -26,6 +30,8 @@ from pydantic.json_schema import (
 )
 from pydantic_core import core_schema
 
+from common.errors import CODES
+from web.links import add_links
 from web.schemas import PageQuery
 
 H = TypeVar("H", bound=Callable[..., Any])
@@ -34,7 +40,15 @@ REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 _DIGITS = {r"\d+", "[0-9]+"}
 ISO_Z = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
+_NO_NUL = r"^[^\x00]*$"
+_FILLED = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
+# What every answer of a deprecated operation carries (web.deprecation).
+RETIREMENT_HEADERS = {
+    "Deprecation": "When this operation was deprecated (RFC 9745): `@` and Unix seconds",
+    "Sunset": "When it stops answering (RFC 8594), an HTTP-date",
+    "Link": 'What replaces it, when something does: `<url>; rel="successor-version"`',
+}
 _ERROR_TEXT = {
     400: "Malformed body or query",
     401: "Missing, invalid or expired access token",
@@ -52,7 +66,7 @@ _ERROR_TEXT = {
 class _Schemas(GenerateJsonSchema):
     """pydantic's schemas, except that a ``Decimal`` is a JSON number both ways.
 
-    Money travels as a JSON number (API.md section 1): ``web.validation`` parses numbers into exact
+    Money travels as a JSON number (docs/api.md "Envelope"): ``web.validation`` parses numbers into exact
     ``Decimal``s and ``web.envelope`` writes them back as numbers, whereas pydantic would describe
     a serialised ``Decimal`` as a string.
     """
@@ -63,16 +77,48 @@ class _Schemas(GenerateJsonSchema):
                              ("lt", "exclusiveMaximum")):
             if schema.get(ours) is not None:
                 out[theirs] = float(schema[ours])  # type: ignore[literal-required]
-        if schema.get("decimal_places") is not None:
-            out["description"] = f"at most {schema['decimal_places']} decimals"
+        places = schema.get("decimal_places")
+        if places is not None:
+            out["description"] = f"at most {places} decimals"
+            if self.mode == "validation":
+                # What the server refuses beyond; answers are not held to it, since a binary
+                # float's remainder makes validators doubt e.g. 0.29 as a multiple of 0.01.
+                out["multipleOf"] = float(Decimal(1).scaleb(-places))
+            digits = schema.get("max_digits")
+            if digits is not None and places is not None and "maximum" not in out:
+                # max_digits bounds the magnitude: say so rather than let a client find out.
+                out["maximum"] = float(Decimal(10) ** (digits - places) - Decimal(1).scaleb(-places))
+                if "minimum" not in out and "exclusiveMinimum" not in out:
+                    out["minimum"] = -out["maximum"]
+        return out
+
+    def str_schema(self, schema: core_schema.StringSchema) -> JsonSchemaValue:
+        out = super().str_schema(schema)
+        if self.mode == "validation" and "pattern" not in out:
+            # No body string may hold a NUL (web.validation.read_json); input models strip
+            # whitespace (web.schemas.Model), so a required text must have something else.
+            stripped = schema.get("strip_whitespace") is not False
+            out["pattern"] = _FILLED if stripped and out.get("minLength", 0) > 0 else _NO_NUL
         return out
 
 
     def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
         out = super().datetime_schema(schema)
-        if self.mode == "serialization":  # what web.envelope.iso writes (API.md section 1)
+        if self.mode == "serialization":  # what web.envelope.iso writes (docs/api.md "Envelope")
             out["pattern"] = ISO_Z
-        return out
+            return out
+        # What web.validation.query_errors lets through (timestamps are query parameters).
+        return {"anyOf": [out, {"type": "string", "format": "date"}],
+                "description": "an RFC 3339 date-time with an offset, or a date (its midnight, "
+                               "UTC)"}
+
+
+@dataclass(frozen=True)
+class Header:
+    """A required request header: its text and the schema of what the server takes."""
+
+    description: str
+    schema: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -90,7 +136,7 @@ class Description:
     paginated: bool | None = None
     status: int = 200
     statuses: Mapping[int, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, Header] = field(default_factory=dict)
     envelope: bool = True
     media: str = JSON
     body_media: str = JSON
@@ -102,7 +148,7 @@ def describe(summary: str, **details: Any) -> Callable[[H], H]:
     ``response`` is the model of ``data`` (``list=True``: an array of it); ``paginated`` says
     whether ``pagination`` comes with it, by default when ``query`` is a ``PageQuery``;
     ``statuses`` the error statuses beyond those the generator derives (body, query, auth);
-    ``headers`` required request headers (``{"Idempotency-Key": "..."}``); ``envelope=False``
+    ``headers`` required request headers (``{"Idempotency-Key": Header(...)}``); ``envelope=False``
     for bodies that are not the API envelope (``/health``).
     """
     if "tags" in details:
@@ -116,7 +162,9 @@ def describe(summary: str, **details: Any) -> Callable[[H], H]:
     return mark
 
 
-def _along_wrappers(handler: Any, attribute: str) -> Any:
+def along_wrappers(handler: Any, attribute: str) -> Any:
+    """``attribute`` of the handler or of the first function it wraps that has it (the marks of
+    ``describe``, ``web.auth`` and ``web.deprecation`` survive each other's wrappers)."""
     seen = 0
     while handler is not None and seen < 8:
         value = getattr(handler, attribute, None)
@@ -127,12 +175,12 @@ def _along_wrappers(handler: Any, attribute: str) -> Any:
 
 
 def description_of(handler: Callable[..., Any]) -> Description | None:
-    return _along_wrappers(handler, "openapi")
+    return along_wrappers(handler, "openapi")
 
 
 def auth_of(handler: Callable[..., Any]) -> str | None:
     """``"user"``, ``"admin"`` or None, as ``web.auth``'s wrappers mark it."""
-    return _along_wrappers(handler, "auth")
+    return along_wrappers(handler, "auth")
 
 
 @dataclass(frozen=True)
@@ -142,6 +190,7 @@ class Operation:
     description: Description
     auth: str | None
     operation_id: str
+    retired: Any = None  # a ``web.deprecation.Retirement``: the operation is deprecated
 
 
 def openapi_path(template: str) -> str:
@@ -183,9 +232,9 @@ def _query_parameters(op: Operation, defs: dict[str, Any], refs: dict[Any, Any])
 
 def _header_parameters(op: Operation) -> list[dict]:
     return [
-        {"name": name, "in": "header", "required": True, "description": text,
-         "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
-        for name, text in op.description.headers.items()
+        {"name": name, "in": "header", "required": True, "description": header.description,
+         "schema": dict(header.schema)}
+        for name, header in op.description.headers.items()
     ]
 
 
@@ -264,6 +313,13 @@ def _operation(op: Operation, defs: dict[str, Any], refs: dict[Any, Any]) -> dic
             responses[str(status)] = {"description": text, "content": {JSON: {"schema": schema}}}
         else:
             responses[str(status)] = {**_success(op, refs), "description": text}
+    if op.retired is not None:
+        out["deprecated"] = True
+        out["description"] = (f"{out.get('description', '')}\n\nDeprecated; answers until "
+                              f"{op.retired.sunset.date().isoformat()}.").strip()
+        for response in responses.values():
+            response["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                                   for name, text in RETIREMENT_HEADERS.items()}
     out["responses"] = responses
     out["security"] = [{"bearerAuth": []}] if op.auth else []
     return out
@@ -298,7 +354,8 @@ def _envelope_components() -> dict[str, Any]:
                 "success": {"const": False},
                 "message": {"type": "string"},
                 "errors": {"type": "array", "items": {"type": "string"}},
-                "code": {"type": "string"},
+                "code": {"type": "string", "enum": sorted(CODES),
+                         "description": "what went wrong, for a program (docs/api.md lists them)"},
                 "traceId": {"type": "string"},
                 "timestamp": {"type": "string", "format": "date-time", "pattern": ISO_Z},
             },
@@ -315,40 +372,164 @@ def undescribed(routes: Iterable[tuple[str, str, Callable[..., Any]]]) -> list[s
     return [f"{m} {p}" for m, p, handler in routes if description_of(handler) is None]
 
 
+_VERBS = {"GET": "get", "PUT": "update", "PATCH": "update", "DELETE": "delete", "POST": "post"}
+
+
+def _words(segment: str) -> list[str]:
+    return [w for w in re.split(r"[^A-Za-z0-9]+", segment) if w]
+
+
+def _pascal(segments: Iterable[str]) -> str:
+    return "".join(w[:1].upper() + w[1:] for seg in segments for w in _words(seg))
+
+
+def _singular(word: str) -> str:
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
+
+
+def operation_id(method: str, path: str, d: Description) -> str:
+    """The operation's id, from its method and path by one rule, so that it reads well in a
+    generated client and changes only when the route does (tests/system pins every id):
+
+    * ``/api`` is dropped, and a leading ``admin`` becomes the word after the verb;
+    * a path ending in a parameter is an item: ``get``/``update``/``delete``/``post`` and the
+      collection in the singular (``getPayment``, ``updateAdminOffer``);
+    * a word after a parameter is an action on the item: a POST's verb is that word
+      (``rejectAdminPayment``, ``clickOffer``), another method's verb comes first and the word
+      after the item (``updateAdminUserStatus``, ``listChatRoomMessages`` for a list);
+    * a path without parameters is a collection: a POST answering 201/202 creates one of it
+      (``createPayment``) when its last word is a plural, any other POST is named by its words (``authLogin``), a GET is
+      ``list`` for a list and ``get`` otherwise (``listPayments``, ``getAuthMe``);
+    * the root path ``/`` is ``Home`` (``getHome``).
+    """
+    segments = [s for s in openapi_path(path).split("/") if s]
+    if segments[:1] == ["api"]:
+        segments = segments[1:]
+    admin = ["Admin"] if segments[:1] == ["admin"] else []
+    segments = segments[len(admin):]
+    params = [i for i, s in enumerate(segments) if s.startswith("{")]
+    words = [s for s in segments if not s.startswith("{")]
+    read = "list" if d.list else "get"
+    verb = read if method == "GET" else _VERBS.get(method, method.lower())
+    if not segments:  # the site's root page
+        return verb + "Home"
+    if params and params[-1] == len(segments) - 1:  # an item
+        return verb + _pascal([*admin, *words[:-1], _singular(words[-1])])
+    if params:  # an action on an item
+        owners = [w for w in segments[: params[-1]] if not w.startswith("{")]
+        item = [*owners[:-1], _singular(owners[-1])]
+        action = segments[params[-1] + 1:]
+        if method == "POST":
+            return _camel(action) + _pascal([*admin, *item])
+        return verb + _pascal([*admin, *item, *action])
+    if method == "POST":
+        if d.status in (201, 202) and words[-1].endswith("s"):
+            return "create" + _pascal([*admin, *words[:-1], _singular(words[-1])])
+        return _camel([*(["admin"] if admin else []), *words])
+    return verb + _pascal([*admin, *words])
+
+
+def _camel(segments: list[str]) -> str:
+    name = _pascal(segments)
+    return name[:1].lower() + name[1:]
+
+
 def operations(routes: Iterable[tuple[str, str, Callable[..., Any]]]) -> list[Operation]:
-    """Pair each (method, full path, handler) with its description.
+    """Pair each (method, full path, handler) with its description and ``operation_id``.
 
     A route without one still appears (as ``UNDESCRIBED``), so the document never hides a route;
-    ``undescribed`` is what the test suite fails on.
+    ``undescribed`` is what the test suite fails on. Two routes given one id is a bug in the rule
+    or the routes: it raises.
     """
     ops, seen = [], set()
     for method, path, handler in routes:
         description = description_of(handler) or UNDESCRIBED
-        name = getattr(handler, "__name__", "handler")
-        module = getattr(handler, "__module__", "").rsplit(".", 1)[-1]
-        operation_id = f"{module}_{name}"
-        if operation_id in seen:
-            operation_id = f"{operation_id}_{method.lower()}"
-        seen.add(operation_id)
-        ops.append(Operation(method.upper(), path, description, auth_of(handler), operation_id))
+        oid = operation_id(method.upper(), path, description)
+        if oid in seen:
+            raise ValueError(f"two operations would be named {oid}: {method} {path}")
+        seen.add(oid)
+        ops.append(Operation(method.upper(), path, description, auth_of(handler), oid,
+                             along_wrappers(handler, "retirement")))
     return ops
+
+
+def _rename_refs(value: Any, names: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        out = {k: _rename_refs(v, names) for k, v in value.items()}
+        ref = out.get("$ref")
+        if isinstance(ref, str) and ref.startswith(REF.format(model="")):
+            out["$ref"] = REF.format(model=names[ref.rsplit("/", 1)[-1]])
+        return out
+    if isinstance(value, list):
+        return [_rename_refs(v, names) for v in value]
+    return value
+
+
+def component_names(defs: Mapping[str, Any]) -> dict[str, str]:
+    """pydantic's key of each schema -> its component name: the model's class name (``-Input``
+    and ``-Output``, when one model reads and writes differently, become ``Input``/``Output``).
+
+    A generated client names a class after a component's title, so two models sharing a class
+    name would collide there (one of them dropped with its operations): pydantic then qualifies
+    the key with the module path, and this refuses it.
+    """
+    names = {}
+    for key, schema in defs.items():
+        if "__" in key:
+            raise ValueError(f"two models are named {schema.get('title', key)}: "
+                             "give each its own class name")
+        names[key] = re.sub(r"-(Input|Output)$", r"\1", key)
+    if len(set(names.values())) != len(names):
+        raise ValueError(f"component names collide: {sorted(names.values())}")
+    return names
+
+
+def _referenced(value: Any, found: set[str]) -> None:
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str):
+            found.add(ref.rsplit("/", 1)[-1])
+        for v in value.values():
+            _referenced(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            _referenced(v, found)
+
+
+def _used(paths: Mapping[str, Any], components: Mapping[str, Any]) -> dict[str, Any]:
+    """The components that the paths reach (query and path models are inlined as parameters)."""
+    found: set[str] = set()
+    _referenced(paths, found)
+    seen: set[str] = set()
+    while found - seen:
+        name = (found - seen).pop()
+        seen.add(name)
+        _referenced(components[name], found)
+    return {name: {**components[name], "title": name} for name in sorted(seen)}
 
 
 def build_document(ops: list[Operation], *, title: str, version: str, info: str) -> dict[str, Any]:
     refs, top = models_json_schema(_models(ops), ref_template=REF, schema_generator=_Schemas)
-    components = {**top.get("$defs", {}), **_envelope_components()}
+    defs = top.get("$defs", {})
+    names = component_names(defs)
+    defs = {names[k]: _rename_refs(v, names) for k, v in defs.items()}
+    refs = {k: _rename_refs(v, names) for k, v in refs.items()}
+    components = {**defs, **_envelope_components()}
     paths: dict[str, dict[str, Any]] = {}
     for op in ops:
         paths.setdefault(openapi_path(op.path), {})[op.method.lower()] = _operation(
             op, components, refs
         )
+    add_links(ops, paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": info},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
-            "schemas": dict(sorted(components.items())),
+            "schemas": _used(paths, components),
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },

@@ -10,7 +10,7 @@ from common.db import Base, BigId, CreatedAt
 
 
 class RiskSignal(Base):
-    """A fact that says something about a user's risk (API.md section 13), recorded where it
+    """A fact that says something about a user's risk (docs/api.md "Admin"), recorded where it
     happens: ``kind`` names it (``referral_abuse``, ...), ``detail`` what was seen. A signal with
     an ``idempotency_key`` (its cause, e.g. ``referral_abuse:<referee>:<user>``) is recorded once
     however often the cause is seen; one without is recorded each time. Rows are never updated."""

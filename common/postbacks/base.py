@@ -85,7 +85,7 @@ class Adapter:
     # A scheme whose signature leaves the user, amount or status unsigned is believed only from
     # its network's addresses: configuration refuses it without POSTBACK_ALLOWED_IPS_<NETWORK>.
     requires_allowed_ips: ClassVar[bool] = False
-    # Ours (API.md section 4): 4xx that a retry can cure (a user or offer created later, a limit)
+    # Ours (docs/money.md "Postbacks"): 4xx that a retry can cure (a user or offer created later, a limit)
     # are ones networks retry; the others say what is wrong.
     statuses: ClassVar[Mapping[Outcome, int]] = {
         "accepted": 200, "bad_signature": 403, "unknown_user": 422, "unknown_offer": 422,

@@ -20,7 +20,7 @@ _REVERSE = {"2", "reversed", "chargeback"}
 
 
 def generic_signature(secret: str, params: Mapping[str, str]) -> str:
-    """API.md section 4: HMAC-SHA256 of the other parameters sorted by name, ``k=v&k=v``."""
+    """docs/money.md "Postbacks": HMAC-SHA256 of the other parameters sorted by name, ``k=v&k=v``."""
     message = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "sig")
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
@@ -30,8 +30,8 @@ def _md5(text: str) -> str:
 
 
 class Generic(Adapter):
-    """Ours (API.md section 4): ``user_id, offer_id, txn_id, amount, status, sig``, optionally
-    ``click_id`` (API.md section 11; signed like every other parameter)."""
+    """Ours (docs/money.md "Postbacks"): ``user_id, offer_id, txn_id, amount, status, sig``, optionally
+    ``click_id`` (docs/money.md "Clicks"; signed like every other parameter)."""
 
     scheme = "generic"
     txn_param, user_param, signature_params = "txn_id", "user_id", ("sig",)

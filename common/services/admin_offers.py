@@ -1,4 +1,4 @@
-"""Admin offer management (API.md section 7, docs/api.md "Admin").
+"""Admin offer management (docs/api.md "Admin", docs/api.md "Admin").
 
 Created offers are ``pending``; approval makes them ``active`` and emits ``offer:new`` to
 everyone; rejection keeps its reason in ``rejection_reason``. DELETE is soft: the offer becomes
@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import RowMapping, func, select, update
 from sqlalchemy.orm import Session
 
-from common.errors import Conflict, InvalidInput, NotFound
+from common.errors import Conflict, InvalidInput, NotFound, declare_codes
 from common.events import emit
 from common.models import Offer
 from common.money import commission
@@ -25,6 +25,7 @@ from common.services.offers import OfferOut, create_offer
 from common.wire import jsonable
 
 _o = Offer.__table__
+declare_codes("fixed_payout_required")
 AUDITED = ("title", "description", "category", "network", "external_id", "status", "payout_type",
            "user_share", "fixed_payout", "network_payout", "payout", "rejection_reason",
            "tracking_url")
@@ -81,7 +82,10 @@ def admin_create_offer(session: Session, *, audit: dict[str, Any], **fields: Any
 
 def _check_rule(values: dict[str, Any]) -> None:
     if values.get("payout_type") == "fixed" and values.get("fixed_payout") is None:
-        raise InvalidInput("A fixed payout needs fixedPayout", errors=["fixedPayout: required"])
+        # The document states it for a new offer (OfferBody); a change is checked against the
+        # offer it changes, which no schema can see.
+        raise InvalidInput("A fixed payout needs fixedPayout", errors=["fixedPayout: required"],
+                           code="fixed_payout_required")
     if values.get("tracking_url") == "":
         values["tracking_url"] = None  # an empty string removes it
     if values.get("tracking_url") is not None:

@@ -284,7 +284,7 @@ def dashboard_params() -> dict[str, Any]:
 
 
 def dashboard_payload(row: Any) -> dict[str, Any]:
-    """API.md section 7's dashboard payload (snake_case keys) from a DASHBOARD_SQL row."""
+    """docs/api.md "Admin"'s dashboard payload (snake_case keys) from a DASHBOARD_SQL row."""
     return {
         "stats": {
             "total_users": row["total_users"],

@@ -101,7 +101,7 @@ def message_data(
     *, id: int, room_id: int, user_id: int, content: str, type: str, created_at: dt.datetime,
     name: str, avatar: str | None,
 ) -> dict[str, Any]:
-    """The message shape of API.md (event data and history rows alike)."""
+    """The message shape of docs/api.md "WebSocket" (event data and history rows alike)."""
     return {
         "id": id,
         "roomId": room_id,

@@ -1,4 +1,4 @@
-"""Missing-credit claims (API.md section 11, docs/money.md "Claims").
+"""Missing-credit claims (docs/money.md "Clicks", docs/money.md "Claims").
 
 A member claims a click that the network never reported, inside the claim window (at least
 ``CLAIM_MIN_AGE_SECONDS`` and at most ``CLAIM_MAX_AGE_DAYS`` after the click) and only while the
@@ -23,25 +23,28 @@ from sqlalchemy.orm import Session
 
 from common.config import CLAIM_NETWORK
 from common.effects import enqueue_after_commit
-from common.errors import Conflict, InvalidInput, NotFound
+from common.errors import Conflict, InvalidInput, NotFound, declare_codes
 from common.events import emit
 from common.services.audit import record_audit
 from common.services.clicks import is_click_id
 from common.services.notifications import NewNotification, notify
+
+# The reasons a claim is refused (ClaimRefused, ClaimConflict), for clients to act on.
+declare_codes("click_has_sale", "offer_converted", "claim_too_early",
+                            "claim_too_late", "unknown_click", "claim_exists", "claim_decided",
+              "payout_unknown")
 
 
 class ClaimRefused(InvalidInput):
     """A claim the rules do not allow (422); ``code`` names the reason for clients."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, errors=[f"clickId: {message}"])
-        self.code = code
+        super().__init__(message, errors=[f"clickId: {message}"], code=code)
 
 
 class ClaimConflict(Conflict):
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
 
 
 def converted(user_id: str, offer_id: str, clicked_at: str) -> str:
@@ -209,7 +212,7 @@ def approve_claim(session: Session, *, claim_id: int, amount: Decimal | None,
         raise ClaimConflict("offer_converted", "The offer has converted since this click: "
                             "the network reported the conversion")
     if claim.amount <= 0:
-        raise InvalidInput("The offer's payout is 0: give the amount to credit",
+        raise InvalidInput("The offer's payout is 0: give the amount to credit", code="payout_unknown",
                            errors=["amount: required when the offer's payout is 0"])
     sale_id = session.execute(_SALE, {"user_id": claim.user_id, "offer_id": claim.offer_id,
                                       "claim_id": claim.id, "amount": claim.amount,

@@ -161,6 +161,8 @@ _LOCK_USERS = text(
 class InsufficientFunds(InvalidInput):
     """A debit larger than the balance: nothing was posted."""
 
+    code = "insufficient_funds"
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:

@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from common.effects import enqueue_after_commit
-from common.errors import Conflict, InvalidInput, NotFound
+from common.errors import Conflict, InvalidInput, NotFound, declare_codes
 from common.events import emit
 from common.models.payments import Payment
 from common.money import CENT
@@ -27,6 +27,7 @@ from common.services.referrals import record_shared_destination
 from common.wire import Shape
 
 _p = Payment.__table__
+declare_codes("below_minimum")  # MIN_WITHDRAWAL is configuration, not in the document
 
 
 class PaymentOut(Shape):
@@ -59,7 +60,7 @@ def validate_amount(amount: Decimal, *, minimum: Decimal) -> None:
     if not amount.is_finite() or amount <= 0 or amount != amount.quantize(CENT):
         raise InvalidInput("Invalid amount", errors=["amount: must be positive with at most 2 decimals"])
     if amount < minimum:
-        raise InvalidInput("Amount below the minimum withdrawal",
+        raise InvalidInput("Amount below the minimum withdrawal", code="below_minimum",
                            errors=[f"amount: the minimum withdrawal is {minimum}"])
 
 

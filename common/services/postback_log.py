@@ -27,7 +27,7 @@ from common.sql import Query, compile_query
 # Verdicts that refuse a callback (its log row has no outcome).
 REFUSALS = ("bad_signature", "ip_refused", "invalid")
 # Outcomes of accepted callbacks. ``click_mismatch`` and ``claimed`` are those of click
-# attribution (API.md section 11).
+# attribution (docs/money.md "Clicks").
 ACCEPTED_OUTCOMES = (
     "credited", "duplicate", "rejected", "reversed", "already_final", "unknown_sale",
     "reversal_before_credit", "unknown_user", "unknown_offer", "user_mismatch", "refused",

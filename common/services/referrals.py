@@ -1,4 +1,4 @@
-"""Referrals (docs/money.md "Referrals", API.md section 12): members bring members and earn a share
+"""Referrals (docs/money.md "Referrals", docs/api.md "Referrals"): members bring members and earn a share
 of what those earn, through the ledger.
 
 - Each user has a ``referral_code`` (the database's ``new_referral_code()``, migration 0012). A
@@ -26,11 +26,12 @@ from sqlalchemy import Row, RowMapping, text
 from sqlalchemy.orm import Session
 
 from common.config import Settings
-from common.errors import InvalidInput
+from common.errors import InvalidInput, declare_codes
 from common.money import to_cents
 from common.services.ledger import Entry
 
 ABUSE = "referral_abuse"
+declare_codes("unknown_referral_code")
 NOTE_TYPE = "referral_earned"
 
 
@@ -61,7 +62,8 @@ def referrer_by_code(session: Session, code: str) -> Row[Any]:
     ignored); an unknown code is ``InvalidInput`` (422)."""
     row = session.execute(_BY_CODE, {"code": code.strip().upper()}).first()
     if row is None:
-        raise InvalidInput("Unknown referral code", errors=["referralCode: no member has this code"])
+        raise InvalidInput("Unknown referral code", errors=["referralCode: no member has this code"],
+                           code="unknown_referral_code")
     return row
 
 

@@ -25,7 +25,7 @@ TRACE_ID = "trace-probe-0123456789"
 def trace_probe(marker: str) -> None:
     """Test only: emit an outbox event from a worker, as the real tasks do."""
     with context().sessions() as session, session.begin():
-        emit(session, event="test:probe", data={"marker": marker, "seen": current_trace_id()})
+        emit(session, event="payment:status", data={"marker": marker, "seen": current_trace_id()})
 
 
 async def _probe_route(request: web.Request) -> web.Response:
@@ -64,7 +64,7 @@ async def test_trace_id_flows_from_request_to_task_to_outbox_event(
     def row() -> OutboxEvent | None:
         with committed.connect() as conn:
             return conn.execute(
-                select(OutboxEvent.__table__).where(OutboxEvent.event == "test:probe")
+                select(OutboxEvent.__table__).where(OutboxEvent.event == "payment:status")
             ).first()
 
     event = await _poll(lambda: asyncio.to_thread(row))

@@ -27,10 +27,10 @@ from sqlalchemy.orm import Session
 
 from common.config import Settings
 from tests.fixtures.factories import auth_headers, make_user
+from tests.fixtures.live import ROOMY, ThreadedServer
 from tests.fixtures.money import NETWORKS
 from tests.fixtures.money_factories import make_offer
 from tests.fixtures.schemes import SIGNATURE_PARAM, signed
-from tests.system.test_fuzz import _ROOMY, ThreadedServer
 
 EXAMPLES = int(os.environ.get("FUZZ_PUBLIC_EXAMPLES", "150"))
 FUZZ = hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -72,7 +72,7 @@ def server(settings: Settings, committed: Engine) -> Iterator[ThreadedServer]:
     from web.app import create_app
 
     app = create_app(settings.model_copy(
-        update={**_ROOMY, "networks": NETWORKS, "ws_auth_timeout": 0.5}))
+        update={**ROOMY, "networks": NETWORKS, "ws_auth_timeout": 0.5}))
     running = ThreadedServer(app)
     try:
         yield running

@@ -79,7 +79,7 @@ async def test_outbox_backlog_counts_unpublished_events(uncached_client, session
     client = uncached_client
     assert value(await scrape(client), "savebucks_outbox_backlog") == 0
     for n in range(3):
-        emit(session, event="test:backlog", data={"n": n})
+        emit(session, event="leaderboard:updated", data={"n": n})
     session.flush()
     samples = await scrape(client)
     assert value(samples, "savebucks_outbox_backlog") == 3
@@ -141,8 +141,8 @@ async def test_events_published_after_a_web_commit_are_counted(client) -> None: 
     from web.keys import DB
 
     def write(session: Session) -> None:
-        emit(session, event="test:published", data={})
-        emit(session, event="test:published", data={})
+        emit(session, event="leaderboard:updated", data={})
+        emit(session, event="leaderboard:updated", data={})
 
     before = value(await scrape(client), "savebucks_events_published_total") or 0
     await client.app[DB].run(write)
@@ -166,17 +166,17 @@ async def test_open_websockets_and_their_events_are_counted(client, session: Ses
         assert value(samples, "savebucks_ws_connections") == 1
         assert value(samples, "savebucks_ws_users") == 1
         received = value(samples, "savebucks_events_received_total", target="user") or 0
-        delivered = value(samples, "savebucks_events_delivered_total", event="test:ping") or 0
+        delivered = value(samples, "savebucks_events_delivered_total", event="payment:status") or 0
 
         def ping(session: Session) -> None:
-            emit(session, event="test:ping", data={}, user_id=user.id)
+            emit(session, event="payment:status", data={}, user_id=user.id)
 
         await client.app[DB].run(ping)
         frame = await ws.receive_json(timeout=5)
-        assert frame["event"] == "test:ping"
+        assert frame["event"] == "payment:status"
         samples = await scrape(client)
         assert value(samples, "savebucks_events_received_total", target="user") == received + 1
-        assert value(samples, "savebucks_events_delivered_total", event="test:ping") == delivered + 1
+        assert value(samples, "savebucks_events_delivered_total", event="payment:status") == delivered + 1
     finally:
         await ws.close()
 

@@ -1,4 +1,4 @@
-"""Sign-up, sign-in and sessions (API.md section 2): register, login, refresh, logout.
+"""Sign-up, sign-in and sessions (docs/api.md "Auth"): register, login, refresh, logout.
 
 bcrypt runs on ``app[PASSWORDS]``'s bounded pool; writes run the ``common.services.auth``
 functions in one transaction each; the credential lookup is a compiled query. Unknown email and
@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import bindparam, func, select
 
 from common.config import Settings
@@ -35,10 +35,11 @@ from web.envelope import ok
 from web.keys import CLIENT_IP, DB, LIMITER, PASSWORDS, SETTINGS, TRACE_ID
 from web.openapi import describe
 from web.refresh_cookie import clear_refresh_cookie, cookie_token, set_refresh_cookie
-from web.schemas import Model
+from web.schemas import Model, examples
 from web.validation import parse_body
 
-_EMAIL_SHAPE = r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$"
+# Surrounding whitespace is stripped (web.schemas.Model) before the pattern applies.
+_EMAIL_SHAPE = r"^\s*[^@\s\x00]{1,64}@[^@\s.\x00]+(\.[^@\s.\x00]+)+\s*$"
 # Passwords are taken exactly as typed: never stripped, never truncated.
 NewPassword = Annotated[
     str, StringConstraints(strip_whitespace=False, min_length=MIN_LENGTH, max_length=MAX_LENGTH)
@@ -47,17 +48,10 @@ NewPassword = Annotated[
 # one cannot be right, and bcrypt's cost does not depend on it).
 GivenPassword = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=1024)]
 
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold U+0000: refuse it here (422) rather than fail there (500).
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-Email = Annotated[Text, Field(min_length=3, max_length=254, pattern=_EMAIL_SHAPE)]
-Name = Annotated[Text, Field(min_length=1, max_length=100)]
+# A NUL in any string of a body is refused before the model sees it (web.validation.read_json).
+Email = Annotated[str, Field(min_length=3, max_length=254, pattern=_EMAIL_SHAPE,
+                             json_schema_extra={"format": "email"})]
+Name = Annotated[str, Field(min_length=1, max_length=100)]
 
 _CREDENTIALS = compile_query(
     select(User.id, User.password_hash, User.status)
@@ -66,19 +60,22 @@ _CREDENTIALS = compile_query(
 
 
 class RegisterBody(Model):
+    model_config = examples({"email": "ada@example.com", "password": "correct horse battery", "name": "Ada", "referralCode": "ADA2K9QX"})
     email: Email
     password: NewPassword
     name: Name
-    referralCode: Annotated[Text, Field(min_length=1, max_length=32)] | None = Field(
+    referralCode: Annotated[str, Field(min_length=1, max_length=32)] | None = Field(
         None, description="a member's code: they become this account's referrer (unknown: 422)")
 
 
 class LoginBody(Model):
-    email: Annotated[Text, Field(min_length=1, max_length=254)]
+    model_config = examples({"email": "ada@example.com", "password": "correct horse battery"})
+    email: Annotated[str, Field(min_length=1, max_length=254)]
     password: GivenPassword
 
 
 class RefreshBody(Model):
+    model_config = examples({"refreshToken": "l1kQ0b7dW3v9T6nq2mYcR8sXhE4aJ5pZ"})
     refreshToken: str | None = Field(
         None, min_length=1, max_length=512,
         description="the refresh token; absent: the sb_refresh cookie that sign-in set "

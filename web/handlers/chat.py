@@ -1,4 +1,4 @@
-"""Chat over REST (API.md section 6): the rooms a user can see, and a room's history.
+"""Chat over REST (docs/api.md "Operations"): the rooms a user can see, and a room's history.
 
 Sending, joining and leaving happen on the WebSocket (``web.realtime.chat``).
 """

@@ -1,4 +1,4 @@
-"""Missing-credit claims of a member (API.md section 11): file one on a click, read their own.
+"""Missing-credit claims of a member (docs/money.md "Clicks"): file one on a click, read their own.
 
 Filing is a write (``common/services/claims.py`` ``file_claim``, in a unit of work); the lists are
 compiled reads on the autocommit pool. ``ClaimOut`` (web/money_schemas.py) is the one shape of a
@@ -23,7 +23,7 @@ from web.keys import DB, SETTINGS
 from web.money_schemas import ClaimOut
 from web.openapi import describe
 from web.paging import fetch_page
-from web.schemas import Model, PageQuery
+from web.schemas import Model, PageQuery, examples
 from web.validation import parse_body, parse_query
 
 _PAGE = compile_query(text(
@@ -34,6 +34,7 @@ _ONE = compile_query(text(CLAIM_ROW + " WHERE cl.id = :id AND cl.user_id = :user
 
 
 class ClaimBody(Model):
+    model_config = examples({"clickId": "Yq3X0bV7sK2nP9rT4wLm1A", "message": "I installed the game and reached level 10 on 2 May."})
     clickId: str = Field(min_length=1, max_length=64)
     message: str = Field(min_length=1, max_length=2000,
                          description="what the member did, for the admin who decides")

@@ -1,4 +1,4 @@
-"""Clicks (API.md section 11): ``POST /offers/{id}/click`` starts an offer through us, and
+"""Clicks (docs/money.md "Clicks"): ``POST /offers/{id}/click`` starts an offer through us, and
 ``GET /clicks`` lists the member's own.
 
 The click is the hot path: the rate limit (``RATE_LIMIT_CLICK`` per user), then ONE statement on

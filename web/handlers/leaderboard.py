@@ -1,4 +1,4 @@
-"""``GET /leaderboard`` (API.md section 6): the current bucket's top entries from Redis, names
+"""``GET /leaderboard`` (docs/api.md "Operations"): the current bucket's top entries from Redis, names
 and avatars from PostgreSQL by primary key, and the caller's own rank."""
 
 from __future__ import annotations

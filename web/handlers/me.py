@@ -6,14 +6,14 @@ query (bench/auth.py measures it against a bare psycopg handler).
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import Field, field_validator
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import bindparam, select
 
-from common.errors import InvalidInput, Unauthorized
+from common.errors import InvalidInput, Unauthorized, declare_codes
 from common.models import User
 from common.services.auth import change_password, update_profile
 from common.sql import compile_query
@@ -24,16 +24,16 @@ from web.handlers.auth import (
     Name,
     NewPassword,
     SessionOut,
-    Text,
     UserProfile,
     session_response,
 )
 from web.keys import CLIENT_IP, DB, LIMITER, PASSWORDS, SETTINGS, TRACE_ID
 from web.openapi import describe
-from web.schemas import Model
+from web.schemas import HTTPS_URL, Model, examples
 from web.validation import parse_body
 
 _u = User.__table__
+declare_codes("wrong_password")
 _PROFILE = compile_query(
     select(_u.c.id, _u.c.email, _u.c.name, _u.c.avatar, _u.c.role, _u.c.status, _u.c.balance,
            _u.c.pending_balance, _u.c.created_at, _u.c.referral_code)
@@ -43,21 +43,15 @@ _PASSWORD_HASH = compile_query(select(_u.c.password_hash).where(_u.c.id == bindp
 
 
 class ProfileBody(Model):
-    name: Name | None = None
-    avatar: Annotated[Text, Field(max_length=2048)] | None = None
-
-    @field_validator("avatar")
-    @classmethod
-    def _https_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urllib.parse.urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in value):
-            raise ValueError("must be an https URL")
-        return value
+    model_config = examples({"name": "Ada Lovelace", "avatar": "https://cdn.example.com/a/ada.png"})
+    # null is refused below (a name cannot be removed): the document offers no null.
+    name: Name | SkipJsonSchema[None] = None
+    avatar: Annotated[str, Field(max_length=2048, pattern=HTTPS_URL,
+                                 json_schema_extra={"format": "uri"})] | None = None
 
 
 class PasswordBody(Model):
+    model_config = examples({"currentPassword": "correct horse battery", "newPassword": "another long phrase"})
     currentPassword: GivenPassword
     newPassword: NewPassword
 
@@ -100,7 +94,8 @@ async def password(request: web.Request) -> web.Response:
         raise Unauthorized("Invalid or expired token")
     if not await app[PASSWORDS].verify(body.currentPassword, row["password_hash"]):
         # 422, not 401: the client's token is fine and must not be refreshed or dropped.
-        raise InvalidInput("Current password is incorrect", errors=["currentPassword: incorrect"])
+        raise InvalidInput("Current password is incorrect", errors=["currentPassword: incorrect"],
+                           code="wrong_password")
     new_hash = await app[PASSWORDS].hash(body.newPassword)
     signed = await app[DB].run(
         change_password, user_id=user_id, password_hash=new_hash,

@@ -1,11 +1,10 @@
-"""The user's notifications (API.md section 6)."""
+"""The user's notifications (docs/api.md "Operations")."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiohttp import web
-from pydantic import field_validator
 from sqlalchemy import bindparam, func, select
 
 from common.errors import NotFound
@@ -45,11 +44,6 @@ _COUNTS = {flag: _count(unread=flag) for flag in (False, True)}
 
 class NotificationQuery(PageQuery):
     unread: bool = False
-
-    @field_validator("unread", mode="before")
-    @classmethod
-    def _flag(cls, value: object) -> object:
-        return value.lower() in ("true", "1", "yes") if isinstance(value, str) else value
 
 
 @describe("The user's notifications, newest first (unread=true)", tags=["notifications"],

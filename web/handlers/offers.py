@@ -1,4 +1,4 @@
-"""The public offer catalogue (API.md section 3). Hot reads: statements compiled once."""
+"""The public offer catalogue (docs/api.md "Operations"). Hot reads: statements compiled once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Withdrawals (API.md section 5). ``POST /payments`` requires ``Idempotency-Key``."""
+"""Withdrawals (docs/money.md "Withdrawals"). ``POST /payments`` requires ``Idempotency-Key``."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from common.services.payments import cancel_payment, payment_json, request_withd
 from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import ok, pagination
-from web.idempotency import HEADER_DOC, idempotency_key, request_hash, run_once
+from web.idempotency import HEADER, idempotency_key, request_hash, run_once
 from web.ids import IdPath, path_id
 from web.keys import DB, LIMITER, SETTINGS
 from web.money_schemas import PaymentOut
 from web.openapi import describe
 from web.paging import fetch_page
-from web.schemas import Model, PageQuery
+from web.schemas import Model, PageQuery, examples
 from web.validation import parse_query, read_json, validate
 
 _p = Payment.__table__
@@ -37,7 +37,8 @@ _ONE = compile_query(select(_p).where(_p.c.id == bindparam("id"), _p.c.user_id =
 
 
 class WithdrawalBody(Model):
-    amount: Decimal = Field(max_digits=14, decimal_places=2)
+    model_config = examples({"amount": 25.5, "method": "paypal", "destination": "ada@example.com"})
+    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
     method: Literal["paypal", "crypto", "giftcard"]
     destination: str = Field(min_length=3, max_length=256)
 
@@ -45,7 +46,7 @@ class WithdrawalBody(Model):
 @describe(
     "Request a withdrawal (funds held at acceptance)", tags=["payments"], body=WithdrawalBody,
     response=PaymentOut, status=202,
-    headers={"Idempotency-Key": HEADER_DOC},
+    headers={"Idempotency-Key": HEADER},
     statuses={400: "Idempotency-Key missing or malformed",
               409: "Idempotency-Key reused with another body, or still in progress",
               422: "Over the balance, under MIN_WITHDRAWAL, or more than 2 decimals",

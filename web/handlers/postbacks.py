@@ -1,4 +1,4 @@
-"""``/api/postbacks/{network}``: offer networks report completions (API.md section 4).
+"""``/api/postbacks/{network}``: offer networks report completions (docs/money.md "Postbacks").
 
 Checks run before anything is written, in this order: the rate limit per source IP
 (RATE_LIMIT_POSTBACK_IP, before the network name is even looked up, so made-up names share one

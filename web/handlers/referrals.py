@@ -1,4 +1,4 @@
-"""A member's referrals (API.md section 12): ``GET /api/referrals`` (code, referees, earnings) and
+"""A member's referrals (docs/api.md "Referrals"): ``GET /api/referrals`` (code, referees, earnings) and
 ``GET /api/referrals/referees`` (who signed up with the code, names masked). Hot reads: one
 compiled statement each (common/services/referrals.py), on the async pool."""
 

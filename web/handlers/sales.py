@@ -1,4 +1,4 @@
-"""``GET /api/sales``: the user's own sales (API.md section 4)."""
+"""``GET /api/sales``: the user's own sales (docs/money.md "Postbacks")."""
 
 from __future__ import annotations
 

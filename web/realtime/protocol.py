@@ -1,4 +1,4 @@
-"""The wire format of ``/ws`` (API.md section 8, docs/api.md "WebSocket"): JSON text frames
+"""The wire format of ``/ws`` (docs/api.md "WebSocket", docs/api.md "WebSocket"): JSON text frames
 ``{"event", "data"}``, with ``"id"`` on events that belong to a user, and the close codes."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode
+
+from common.event_catalog import known
 
 # Close codes. 1xxx are the standard ones aiohttp names; 4xxx mirror the HTTP statuses.
 GOING_AWAY = WSCloseCode.GOING_AWAY  # the server is shutting down: reconnect elsewhere
@@ -53,7 +55,9 @@ def parse_frame(raw: object) -> tuple[str, dict[str, Any]]:
 
 
 def encode(event: str, data: Any, event_id: int | None = None) -> bytes:
-    """A server frame as UTF-8 JSON, ready to send as a text frame."""
+    """A server frame as UTF-8 JSON, ready to send as a text frame (of an event the catalog
+    describes)."""
+    known(event)
     if event_id is None:
         return orjson.dumps({"event": event, "data": data})
     return orjson.dumps({"event": event, "data": data, "id": event_id})

@@ -30,10 +30,15 @@ function setToken(token, expiresIn) {
   listeners.forEach((fn) => fn(token));
 }
 
+// A date-time field's value ("2026-12-03T10:00", local-looking, no zone) is the UTC time its label
+// names: the API takes RFC 3339 with an offset only, so the zone is written out.
+const LOCAL_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/;
+const queryValue = (v) => (LOCAL_DATETIME.test(v) ? `${v.length === 16 ? `${v}:00` : v}Z` : v);
+
 async function send(method, path, { body, query, headers } = {}) {
   const url = new URL(path, location.origin);
   for (const [k, v] of Object.entries(query || {})) {
-    if (v !== "" && v !== null && v !== undefined) url.searchParams.set(k, v);
+    if (v !== "" && v !== null && v !== undefined) url.searchParams.set(k, queryValue(v));
   }
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json", ...headers } };
   if (accessToken) init.headers.Authorization = `Bearer ${accessToken}`;

@@ -1,5 +1,5 @@
 """Daily rollups equal a direct aggregate over the raw rows; a fill that dies half way, or a day
-filled twice, never double counts; the analytics endpoints' payloads follow API.md section 7."""
+filled twice, never double counts; the analytics endpoints' payloads follow docs/api.md "Admin"."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Admin routes as an admin: they work, match API.md section 7, and every write is audited with
+"""Admin routes as an admin: they work, match docs/api.md "Admin", and every write is audited with
 who, what, target, before, after, IP and trace id."""
 
 from __future__ import annotations

@@ -101,6 +101,7 @@ async def test_time_range(money_client, session: Session, headers) -> None:  # t
            "outcome": "credited"}
     assert (await _search(money_client, headers, **day))["pagination"]["total"] == 1
     assert (await _search(money_client, headers, **{"from": tomorrow}))["data"] == []
+    assert (await _search(money_client, headers, **{"from": tomorrow, "to": today}))["data"] == []
     assert (await _search(money_client, headers, to=f"{today}T00:00:00Z"))["data"] == []
     # Past the last page: no rows, the total still told.
     past = await _search(money_client, headers, page=9)
@@ -109,7 +110,7 @@ async def test_time_range(money_client, session: Session, headers) -> None:  # t
 
 @pytest.mark.parametrize("query", [
     {"from": "yesterday"}, {"to": "2026-13-01"}, {"outcome": "exploded"}, {"userId": "abc"},
-    {"userId": "0"}, {"from": "2026-11-02", "to": "2026-11-01"}, {"limit": "101"}, {"page": "0"},
+    {"userId": "0"}, {"limit": "101"}, {"page": "0"},
     {"txnId": "x" * 129}, {"network": "n" * 65},
 ])
 async def test_bad_filters_are_400_in_the_envelope(money_client, session: Session, headers, query) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""Missing-credit claims (API.md section 11): the claim window, one claim per click, an admin's
+"""Missing-credit claims (docs/money.md "Clicks"): the claim window, one claim per click, an admin's
 approval credited once through the normal approval path (a real worker, and twenty concurrent
 approvals), a rejection, and how claims and postbacks for one click settle each other."""
 

@@ -1,4 +1,4 @@
-"""Clicks and attribution (API.md section 11): a click with an unguessable id fills the offer's
+"""Clicks and attribution (docs/money.md "Clicks"): a click with an unguessable id fills the offer's
 tracking URL; a postback naming it must name this user's click for this offer, not past
 retention, or nothing is credited; the sale keeps it; old clicks are purged."""
 

@@ -94,6 +94,21 @@ async def test_refused_amounts_hold_nothing(client, session: Session, settings: 
     assert session.query(Payment).count() == 0
 
 
+async def test_an_unknown_field_holding_a_huge_integer_is_ignored_like_any_other(client, session: Session, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """schemathesis's stateful phase found it: the request's fingerprint could not serialise an
+    integer past 64 bits (500); the same key and body still replay, another body still conflicts."""
+    user = make_funded_user(session, "20")
+    session.commit()
+    body = {**BODY, "note": 2**70}
+    first = await client.post("/api/payments", json=body, headers=_headers(settings, user))
+    assert first.status == 202, await first.json()
+    again = await client.post("/api/payments", json=body, headers=_headers(settings, user))
+    assert again.status == 202 and again.headers["Idempotent-Replayed"] == "true"
+    other = await client.post("/api/payments", json={**body, "note": 2**71},
+                              headers=_headers(settings, user))
+    assert other.status == 409
+
+
 async def test_refusal_is_replayed_and_key_is_required(client, session: Session, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     user = make_funded_user(session, "8")
     session.commit()

@@ -1,4 +1,4 @@
-"""The referral routes (API.md section 12): sign-up with a code, the member's referral summary and
+"""The referral routes (docs/api.md "Referrals"): sign-up with a code, the member's referral summary and
 their referees, masked; and what admins see of a member's referrals."""
 
 from __future__ import annotations

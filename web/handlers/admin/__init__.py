@@ -1,4 +1,4 @@
-"""The admin API (API.md section 7), one module per resource; every route is ``@require_admin``."""
+"""The admin API (docs/api.md "Admin"), one module per resource; every route is ``@require_admin``."""
 
 from __future__ import annotations
 

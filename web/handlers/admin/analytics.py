@@ -46,7 +46,7 @@ class PeriodQuery(Model):
     period: int = Field(30, ge=1, le=366)
 
 
-@describe("Dashboard figures (snake_case keys, API.md section 7)", tags=["admin"], response=DashboardOut)
+@describe("Dashboard figures (snake_case keys, docs/api.md, Analytics)", tags=["admin"], response=DashboardOut)
 @require_admin
 async def dashboard(request: web.Request) -> web.Response:
     row = await request.app[DB].fetch_one(_DASHBOARD, dashboard_params())

@@ -20,7 +20,7 @@ from web.ids import IdPath, path_id
 from web.keys import DB
 from web.openapi import describe
 from web.paging import fetch_page
-from web.schemas import Model, PageQuery
+from web.schemas import Model, PageQuery, examples
 from web.validation import parse_body, parse_query
 
 
@@ -45,11 +45,13 @@ class ClaimsQuery(PageQuery):
 
 
 class ApproveBody(Model):
+    model_config = examples({"amount": 1.5})
     amount: Decimal | None = Field(None, gt=0, le=1_000_000, max_digits=14, decimal_places=2,
                                    description="what to credit; default: the offer's payout")
 
 
-class RejectBody(Model):
+class ClaimRejectBody(Model):
+    model_config = examples({"reason": "the network shows no conversion for this click"})
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -91,13 +93,13 @@ async def approve(request: web.Request) -> web.Response:
     return ok(AdminClaimOut.of(row), status=202)
 
 
-@describe("Reject an open claim with a reason", tags=["admin"], path=IdPath, body=RejectBody,
+@describe("Reject an open claim with a reason", tags=["admin"], path=IdPath, body=ClaimRejectBody,
           response=AdminClaimOut,
           statuses={404: "No such claim", 409: "Not open (code claim_decided)"})
 @require_admin
 async def reject(request: web.Request) -> web.Response:
     claim_id = path_id(request, "Claim")
-    body = await parse_body(request, RejectBody)
+    body = await parse_body(request, ClaimRejectBody)
     row = await request.app[DB].run(reject_claim, claim_id=claim_id, reason=body.reason,
                                     audit=audit_context(request))
     return ok(AdminClaimOut.of(row))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -22,7 +22,7 @@ from web.handlers.admin.schemas import AdminOfferOut
 from web.ids import IdPath, path_id
 from web.keys import DB
 from web.openapi import describe
-from web.schemas import Model, PageQuery
+from web.schemas import TRACKING_URL, Model, PageQuery, examples
 from web.validation import parse_body, parse_query
 
 TRACKING_URL_DOC = ("the network's https URL a click sends the member to: must contain {clickId}, "
@@ -36,6 +36,16 @@ class OffersQuery(PageQuery):
 
 
 class OfferBody(Model):
+    model_config = examples(
+        {"title": "Reach level 10", "description": "Install and play", "category": "games",
+         "network": "adgate", "externalId": "ag-1042", "payoutType": "share", "userShare": 0.7,
+         "networkPayout": 3.2, "trackingUrl": "https://track.example.com/c?sub={clickId}&u={userId}"},
+        {"title": "Sign up", "category": "surveys", "network": "cpx", "externalId": "cpx-77",
+         "payoutType": "fixed", "fixedPayout": 1.25, "networkPayout": 2},
+        # The service refuses a fixed payout without its amount (common.services.admin_offers).
+        **{"if": {"required": ["payoutType"], "properties": {"payoutType": {"const": "fixed"}}},
+           "then": {"required": ["fixedPayout"], "properties": {"fixedPayout": {"type": "number"}}}},
+    )
     title: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=5000)
     category: str = Field(min_length=1, max_length=64)
@@ -45,10 +55,12 @@ class OfferBody(Model):
     userShare: Decimal = Field(Decimal("0.7"), ge=0, le=1, max_digits=5, decimal_places=4)
     fixedPayout: Decimal | None = Amount
     networkPayout: Decimal = Field(Decimal(0), ge=0, max_digits=14, decimal_places=2)
-    trackingUrl: str | None = Field(None, max_length=2048, description=TRACKING_URL_DOC)
+    trackingUrl: str | None = Field(None, max_length=2048, pattern=TRACKING_URL,
+                                    description=TRACKING_URL_DOC)
 
 
 class OfferChanges(Model):
+    model_config = examples({"title": "Reach level 12", "userShare": 0.75})
     title: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=5000)
     category: str | None = Field(None, min_length=1, max_length=64)
@@ -56,11 +68,12 @@ class OfferChanges(Model):
     userShare: Decimal | None = Share
     fixedPayout: Decimal | None = Amount
     networkPayout: Decimal | None = Amount
-    trackingUrl: str | None = Field(None, max_length=2048,
-                                    description=TRACKING_URL_DOC + "; an empty string removes it")
+    trackingUrl: Annotated[str, Field(max_length=2048, pattern=TRACKING_URL)] | Literal[""] | None = (
+        Field(None, description=TRACKING_URL_DOC + "; an empty string removes it"))
 
 
-class RejectBody(Model):
+class OfferRejectBody(Model):
+    model_config = examples({"reason": "tracking URL does not resolve"})
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -125,11 +138,11 @@ async def approve(request: web.Request) -> web.Response:
     return await _status(request, "active")
 
 
-@describe("Reject an offer with a reason", tags=["admin"], path=IdPath, body=RejectBody, statuses={404: "No such offer"}, response=AdminOfferOut)
+@describe("Reject an offer with a reason", tags=["admin"], path=IdPath, body=OfferRejectBody, statuses={404: "No such offer"}, response=AdminOfferOut)
 @require_admin
 async def reject(request: web.Request) -> web.Response:
     path_id(request, "Offer")  # before the body: an id naming no row is a 404
-    body = await parse_body(request, RejectBody)
+    body = await parse_body(request, OfferRejectBody)
     return await _status(request, "rejected", body.reason)
 
 

@@ -15,7 +15,7 @@ from web.handlers.admin.schemas import AdminPaymentOut
 from web.ids import IdPath, path_id
 from web.keys import DB
 from web.openapi import describe
-from web.schemas import Model, PageQuery
+from web.schemas import Model, PageQuery, examples
 from web.validation import parse_query, read_json, validate
 
 
@@ -23,7 +23,8 @@ class PaymentsQuery(PageQuery):
     status: Literal["pending", "processing", "paid", "failed", "cancelled"] | None = None
 
 
-class RejectBody(Model):
+class PaymentRejectBody(Model):
+    model_config = examples({"reason": "destination is not a PayPal account"})
     reason: str = Field("Rejected by an administrator", min_length=1, max_length=500)
 
 
@@ -43,12 +44,12 @@ async def approve(request: web.Request) -> web.Response:
     return ok(AdminPaymentOut.of(row), status=202)
 
 
-@describe("Reject a pending payment (failed, the hold goes back)", tags=["admin"], path=IdPath, body=RejectBody, status=202, statuses={404: "No such payment", 409: "Not pending"}, response=AdminPaymentOut)
+@describe("Reject a pending payment (failed, the hold goes back)", tags=["admin"], path=IdPath, body=PaymentRejectBody, status=202, statuses={404: "No such payment", 409: "Not pending"}, response=AdminPaymentOut)
 @require_admin
 async def reject(request: web.Request) -> web.Response:
     payment_id = path_id(request, "Payment")  # before the body: an id naming no row is a 404
     raw = await read_json(request) if request.can_read_body else {}
-    body = validate(RejectBody, raw or {})
+    body = validate(PaymentRejectBody, raw or {})
     row = await request.app[DB].run(decide_payment, payment_id=payment_id,
                                     approve=False, reason=body.reason, audit=audit_context(request))
     return ok(AdminPaymentOut.of(row), status=202)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from aiohttp import web
 
 from common.services.admin_queue import list_sales, request_sale_decision
@@ -11,15 +9,11 @@ from web.auth import require_admin
 from web.envelope import ok
 from web.handlers.admin.base import audit_context, paged
 from web.handlers.admin.schemas import AdminSaleOut, SaleDecisionOut
+from web.handlers.sales import SalesQuery  # the same filter as the member's own list
 from web.ids import IdPath, path_id
 from web.keys import DB
 from web.openapi import describe
-from web.schemas import PageQuery
 from web.validation import parse_query
-
-
-class SalesQuery(PageQuery):
-    status: Literal["pending", "approved", "rejected", "reversed"] | None = None
 
 
 @describe("Every sale, newest first (filter status)", tags=["admin"], query=SalesQuery, response=AdminSaleOut, list=True)

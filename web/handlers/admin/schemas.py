@@ -1,4 +1,4 @@
-"""Response models of the admin routes (API.md section 7): each admin shape extends the public one."""
+"""Response models of the admin routes (docs/api.md "Admin"): each admin shape extends the public one."""
 
 from __future__ import annotations
 

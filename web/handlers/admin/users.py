@@ -33,11 +33,11 @@ from web.handlers.admin.schemas import (
     ReferrerOut,
     SalesTotal,
 )
-from web.idempotency import HEADER_DOC, idempotency_key, request_hash, run_once
+from web.idempotency import HEADER, idempotency_key, request_hash, run_once
 from web.ids import IdPath, path_id
 from web.keys import DB
 from web.openapi import describe
-from web.schemas import Model, PageQuery
+from web.schemas import Model, PageQuery, examples
 from web.validation import parse_body, parse_query, read_json, validate
 
 
@@ -59,12 +59,15 @@ class LedgerQuery(PageQuery):
 
 
 class StatusBody(Model):
+    model_config = examples({"status": "suspended", "reason": "chargeback pattern under review"})
     status: Literal["active", "suspended", "banned"]
     reason: str = Field("", max_length=500)
 
 
 class AdjustBody(Model):
-    amount: Decimal = Field(max_digits=14, decimal_places=2)
+    model_config = examples({"amount": -4.99, "reason": "duplicate credit for sale 812"})
+    # Zero is refused by the service (adjust_balance); the document says so.
+    amount: Decimal = Field(max_digits=14, decimal_places=2, json_schema_extra={"not": {"const": 0}})
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -121,7 +124,7 @@ def _set_status(session: Session, **kwargs: Any) -> dict[str, Any]:
     return {c.name: getattr(user, c.name) for c in User.__table__.c}
 
 
-@describe("Adjust a balance through the ledger (signed amount)", tags=["admin"], path=IdPath, body=AdjustBody, headers={"Idempotency-Key": HEADER_DOC}, statuses={400: "Idempotency-Key missing or malformed", 404: "No such user", 409: "Idempotency-Key reused with another body, or in progress", 422: "A debit over the balance"}, response=AdjustmentOut)
+@describe("Adjust a balance through the ledger (signed amount)", tags=["admin"], path=IdPath, body=AdjustBody, headers={"Idempotency-Key": HEADER}, statuses={400: "Idempotency-Key missing or malformed", 404: "No such user", 409: "Idempotency-Key reused with another body, or in progress", 422: "A debit over the balance"}, response=AdjustmentOut)
 @require_admin
 async def adjust(request: web.Request) -> web.Response:
     admin_id = current_user(request).user_id
