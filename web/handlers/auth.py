@@ -109,7 +109,9 @@ class SessionOut(Shape):
 class RefreshOut(BaseModel):
     accessToken: str
     expiresIn: int
-    refreshToken: str | None = Field(None, description="the next refresh token (rotation on)")
+    refreshToken: str | None = Field(
+        None, description="the next refresh token (rotation on); absent when the sb_refresh cookie "
+                          "gave the token, whose successor is in the cookie only")
 
 
 _LIMITED = {429: "Too many attempts from this address or for this email"}
@@ -137,14 +139,17 @@ def session_response(settings: Settings, signed: SignedIn, *, message: str,
     return response
 
 
-async def given_refresh_token(request: web.Request) -> str:
-    """The body's ``refreshToken``, else the cookie's. The body must be JSON either way: that is
-    what keeps a cross-site form from using the cookie (docs/console.md)."""
+async def given_refresh_token(request: web.Request) -> tuple[str, bool]:
+    """The body's ``refreshToken``, else the cookie's, and whether the cookie gave it. The body
+    must be JSON either way: that is what keeps a cross-site form from using the cookie
+    (docs/console.md)."""
     body = await parse_body(request, RefreshBody)
-    token = body.refreshToken or cookie_token(request)
+    if body.refreshToken is not None:
+        return body.refreshToken, False
+    token = cookie_token(request)
     if token is None:
         raise Unauthorized("No refresh token: send refreshToken or the sb_refresh cookie")
-    return token
+    return token, True
 
 
 def _context(request: web.Request) -> dict[str, Any]:
@@ -203,7 +208,7 @@ async def login(request: web.Request) -> web.Response:
                     403: "Account suspended or banned",
                     429: "Too many refreshes from this address or with this token"})
 async def refresh(request: web.Request) -> web.Response:
-    token = await given_refresh_token(request)
+    token, from_cookie = await given_refresh_token(request)
     app, settings = request.app, request.app[SETTINGS]
     await app[LIMITER].hit("refresh:ip", settings.rate_limit_refresh, request[CLIENT_IP])
     # Keyed by the token's hash, as the database keeps it: the token itself never reaches Redis.
@@ -222,10 +227,13 @@ async def refresh(request: web.Request) -> web.Response:
     }
     if outcome.refresh_token is None:
         return ok(data)
-    data["refreshToken"] = outcome.refresh_token
+    if not from_cookie:  # an API client: the cookie, if any, is another sign-in's; left alone
+        data["refreshToken"] = outcome.refresh_token
+        return ok(data)
+    # A browser session: the successor goes to the cookie only. In the body, page script (an
+    # injected one too) could read it, and HttpOnly would protect nothing.
     response = ok(data)
-    if cookie_token(request) is not None:  # a browser session: its cookie follows the rotation
-        set_refresh_cookie(response, settings, outcome.refresh_token)
+    set_refresh_cookie(response, settings, outcome.refresh_token)
     return response
 
 
@@ -233,7 +241,7 @@ async def refresh(request: web.Request) -> web.Response:
           tags=["auth"], body=RefreshBody,
           statuses={401: "Neither refreshToken nor the sb_refresh cookie"})
 async def sign_out(request: web.Request) -> web.Response:
-    token = await given_refresh_token(request)
+    token, _ = await given_refresh_token(request)
     await request.app[DB].run(logout, token=token, **_context(request))
     response = ok(message="Signed out")
     clear_refresh_cookie(response, request.app[SETTINGS])

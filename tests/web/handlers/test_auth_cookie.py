@@ -80,14 +80,17 @@ async def test_the_cookie_is_only_taken_with_a_json_body(api) -> None:  # type: 
     assert (await api.post("/api/auth/refresh", json={}, headers=cookie)).status == 200
 
 
-async def test_rotation_moves_the_cookie_on(make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_rotation_moves_the_cookie_on_and_keeps_the_token_out_of_the_body(make_client) -> None:  # type: ignore[no-untyped-def]
+    """A refresh through the cookie answers the rotated token in the cookie only: in the body,
+    page script (an injected one too) could read it, and HttpOnly would protect nothing."""
     api = await make_client(refresh_rotation=True)
     data = await register(api)
     resp = await api.post("/api/auth/refresh", json={}, headers=_cookie(data["refreshToken"]))
     body = await resp.json()
     assert resp.status == 200
+    assert set(body["data"]) == {"accessToken", "expiresIn"}
     rotated = _set_cookie(resp)[COOKIE].value
-    assert rotated == body["data"]["refreshToken"] != data["refreshToken"]
+    assert rotated and rotated != data["refreshToken"]
     assert (await api.post("/api/auth/refresh", json={}, headers=_cookie(rotated))).status == 200
 
 
@@ -98,3 +101,18 @@ async def test_a_body_token_still_wins(api) -> None:  # type: ignore[no-untyped-
     resp = await api.post("/api/auth/refresh", json={"refreshToken": first["refreshToken"]},
                           headers=_cookie(second["refreshToken"]))
     assert resp.status == 200
+
+
+async def test_a_body_token_leaves_the_cookie_alone(make_client) -> None:  # type: ignore[no-untyped-def]
+    """Rotating the body's token says nothing of the cookie's session: the cookie must not be
+    replaced by the successor of another sign-in's token."""
+    api = await make_client(refresh_rotation=True)
+    browser, other = await register(api), await register(api)
+    resp = await api.post("/api/auth/refresh", json={"refreshToken": other["refreshToken"]},
+                          headers=_cookie(browser["refreshToken"]))
+    body = await resp.json()
+    assert resp.status == 200 and body["data"]["refreshToken"] != other["refreshToken"]
+    assert COOKIE not in _set_cookie(resp)
+    still = await api.post("/api/auth/refresh", json={}, headers=_cookie(browser["refreshToken"]))
+    assert still.status == 200
+
