@@ -129,13 +129,13 @@ def session_json(settings: Settings, signed: SignedIn) -> dict[str, Any]:
     )
 
 
-def session_response(settings: Settings, signed: SignedIn, *, message: str,
+def session_response(request: web.Request, signed: SignedIn, *, message: str,
                      status: int = 200) -> web.Response:
     """Login, register and password change: the session in the body, the refresh token also in
     the HttpOnly cookie (web.refresh_cookie)."""
-    response = ok(session_json(settings, signed), status=status, message=message)
+    response = ok(session_json(request.app[SETTINGS], signed), status=status, message=message)
     if signed.refresh_token is not None:
-        set_refresh_cookie(response, settings, signed.refresh_token)
+        set_refresh_cookie(response, request, signed.refresh_token)
     return response
 
 
@@ -148,7 +148,8 @@ async def given_refresh_token(request: web.Request) -> tuple[str, bool]:
         return body.refreshToken, False
     token = cookie_token(request)
     if token is None:
-        raise Unauthorized("No refresh token: send refreshToken or the sb_refresh cookie")
+        raise Unauthorized("No refresh token: send refreshToken, or the sb_refresh cookie from this "
+                           "app's own pages")
     return token, True
 
 
@@ -171,7 +172,7 @@ async def register(request: web.Request) -> web.Response:
         referral_code=body.referralCode, refresh_ttl=settings.refresh_token_ttl,
         **_context(request),
     )
-    return session_response(settings, signed, status=201, message="Account created")
+    return session_response(request, signed, status=201, message="Account created")
 
 
 @describe("Sign in", tags=["auth"], body=LoginBody, response=SessionOut,
@@ -199,7 +200,7 @@ async def login(request: web.Request) -> web.Response:
     signed = await app[DB].run(
         sign_in, user_id=row["id"], refresh_ttl=settings.refresh_token_ttl, **_context(request)
     )
-    return session_response(settings, signed, message="Signed in")
+    return session_response(request, signed, message="Signed in")
 
 
 @describe("A new access token for a refresh token (and the next refresh token when rotating)",
@@ -233,7 +234,7 @@ async def refresh(request: web.Request) -> web.Response:
     # A browser session: the successor goes to the cookie only. In the body, page script (an
     # injected one too) could read it, and HttpOnly would protect nothing.
     response = ok(data)
-    set_refresh_cookie(response, settings, outcome.refresh_token)
+    set_refresh_cookie(response, request, outcome.refresh_token)
     return response
 
 
@@ -244,7 +245,7 @@ async def sign_out(request: web.Request) -> web.Response:
     token, _ = await given_refresh_token(request)
     await request.app[DB].run(logout, token=token, **_context(request))
     response = ok(message="Signed out")
-    clear_refresh_cookie(response, request.app[SETTINGS])
+    clear_refresh_cookie(response, request)
     return response
 
 
