@@ -129,11 +129,17 @@ def session_json(settings: Settings, signed: SignedIn) -> dict[str, Any]:
     )
 
 
+# Every answer that carries a token: a token kept in a cache (the browser's, a proxy's) outlives
+# the sign-out that revoked it (RFC 6749 section 5.1).
+TOKENS_NOT_STORED = {"Cache-Control": "no-store"}
+
+
 def session_response(request: web.Request, signed: SignedIn, *, message: str,
                      status: int = 200) -> web.Response:
     """Login, register and password change: the session in the body, the refresh token also in
     the HttpOnly cookie (web.refresh_cookie)."""
-    response = ok(session_json(request.app[SETTINGS], signed), status=status, message=message)
+    response = ok(session_json(request.app[SETTINGS], signed), status=status, message=message,
+                  headers=TOKENS_NOT_STORED)
     if signed.refresh_token is not None:
         set_refresh_cookie(response, request, signed.refresh_token)
     return response
@@ -226,15 +232,14 @@ async def refresh(request: web.Request) -> web.Response:
         "accessToken": access_token(settings, outcome.user),
         "expiresIn": settings.access_token_ttl,
     }
-    if outcome.refresh_token is None:
-        return ok(data)
-    if not from_cookie:  # an API client: the cookie, if any, is another sign-in's; left alone
+    if outcome.refresh_token is not None and not from_cookie:
+        # An API client: the cookie, if any, is another sign-in's and is left alone.
         data["refreshToken"] = outcome.refresh_token
-        return ok(data)
-    # A browser session: the successor goes to the cookie only. In the body, page script (an
-    # injected one too) could read it, and HttpOnly would protect nothing.
-    response = ok(data)
-    set_refresh_cookie(response, request, outcome.refresh_token)
+    response = ok(data, headers=TOKENS_NOT_STORED)
+    if outcome.refresh_token is not None and from_cookie:
+        # A browser session: the successor goes to the cookie only. In the body, page script (an
+        # injected one too) could read it, and HttpOnly would protect nothing.
+        set_refresh_cookie(response, request, outcome.refresh_token)
     return response
 
 
