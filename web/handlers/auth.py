@@ -106,7 +106,9 @@ class SessionOut(Shape):
 class RefreshOut(BaseModel):
     accessToken: str
     expiresIn: int
-    refreshToken: str | None = Field(None, description="the next refresh token (rotation on)")
+    refreshToken: str | None = Field(
+        None, description="the next refresh token (rotation on); absent when the sb_refresh cookie "
+                          "gave the token, whose successor is in the cookie only")
 
 
 _LIMITED = {429: "Too many attempts from this address or for this email"}
@@ -124,24 +126,34 @@ def session_json(settings: Settings, signed: SignedIn) -> dict[str, Any]:
     )
 
 
-def session_response(settings: Settings, signed: SignedIn, *, message: str,
+# Every answer that carries a token: a token kept in a cache (the browser's, a proxy's) outlives
+# the sign-out that revoked it (RFC 6749 section 5.1).
+TOKENS_NOT_STORED = {"Cache-Control": "no-store"}
+
+
+def session_response(request: web.Request, signed: SignedIn, *, message: str,
                      status: int = 200) -> web.Response:
     """Login, register and password change: the session in the body, the refresh token also in
     the HttpOnly cookie (web.refresh_cookie)."""
-    response = ok(session_json(settings, signed), status=status, message=message)
+    response = ok(session_json(request.app[SETTINGS], signed), status=status, message=message,
+                  headers=TOKENS_NOT_STORED)
     if signed.refresh_token is not None:
-        set_refresh_cookie(response, settings, signed.refresh_token)
+        set_refresh_cookie(response, request, signed.refresh_token)
     return response
 
 
-async def given_refresh_token(request: web.Request) -> str:
-    """The body's ``refreshToken``, else the cookie's. The body must be JSON either way: that is
-    what keeps a cross-site form from using the cookie (docs/console.md)."""
+async def given_refresh_token(request: web.Request) -> tuple[str, bool]:
+    """The body's ``refreshToken``, else the cookie's, and whether the cookie gave it. The body
+    must be JSON either way: that is what keeps a cross-site form from using the cookie
+    (docs/console.md)."""
     body = await parse_body(request, RefreshBody)
-    token = body.refreshToken or cookie_token(request)
+    if body.refreshToken is not None:
+        return body.refreshToken, False
+    token = cookie_token(request)
     if token is None:
-        raise Unauthorized("No refresh token: send refreshToken or the sb_refresh cookie")
-    return token
+        raise Unauthorized("No refresh token: send refreshToken, or the sb_refresh cookie from this "
+                           "app's own pages")
+    return token, True
 
 
 def _context(request: web.Request) -> dict[str, Any]:
@@ -163,7 +175,7 @@ async def register(request: web.Request) -> web.Response:
         referral_code=body.referralCode, refresh_ttl=settings.refresh_token_ttl,
         **_context(request),
     )
-    return session_response(settings, signed, status=201, message="Account created")
+    return session_response(request, signed, status=201, message="Account created")
 
 
 @describe("Sign in", tags=["auth"], body=LoginBody, response=SessionOut,
@@ -191,7 +203,7 @@ async def login(request: web.Request) -> web.Response:
     signed = await app[DB].run(
         sign_in, user_id=row["id"], refresh_ttl=settings.refresh_token_ttl, **_context(request)
     )
-    return session_response(settings, signed, message="Signed in")
+    return session_response(request, signed, message="Signed in")
 
 
 @describe("A new access token for a refresh token (and the next refresh token when rotating)",
@@ -200,7 +212,7 @@ async def login(request: web.Request) -> web.Response:
                     403: "Account suspended or banned",
                     429: "Too many refreshes from this address or with this token"})
 async def refresh(request: web.Request) -> web.Response:
-    token = await given_refresh_token(request)
+    token, from_cookie = await given_refresh_token(request)
     app, settings = request.app, request.app[SETTINGS]
     await app[LIMITER].hit("refresh:ip", settings.rate_limit_refresh, request[CLIENT_IP])
     # Keyed by the token's hash, as the database keeps it: the token itself never reaches Redis.
@@ -217,12 +229,14 @@ async def refresh(request: web.Request) -> web.Response:
         "accessToken": access_token(settings, outcome.user),
         "expiresIn": settings.access_token_ttl,
     }
-    if outcome.refresh_token is None:
-        return ok(data)
-    data["refreshToken"] = outcome.refresh_token
-    response = ok(data)
-    if cookie_token(request) is not None:  # a browser session: its cookie follows the rotation
-        set_refresh_cookie(response, settings, outcome.refresh_token)
+    if outcome.refresh_token is not None and not from_cookie:
+        # An API client: the cookie, if any, is another sign-in's and is left alone.
+        data["refreshToken"] = outcome.refresh_token
+    response = ok(data, headers=TOKENS_NOT_STORED)
+    if outcome.refresh_token is not None and from_cookie:
+        # A browser session: the successor goes to the cookie only. In the body, page script (an
+        # injected one too) could read it, and HttpOnly would protect nothing.
+        set_refresh_cookie(response, request, outcome.refresh_token)
     return response
 
 
@@ -230,10 +244,10 @@ async def refresh(request: web.Request) -> web.Response:
           tags=["auth"], body=RefreshBody,
           statuses={401: "Neither refreshToken nor the sb_refresh cookie"})
 async def sign_out(request: web.Request) -> web.Response:
-    token = await given_refresh_token(request)
+    token, _ = await given_refresh_token(request)
     await request.app[DB].run(logout, token=token, **_context(request))
     response = ok(message="Signed out")
-    clear_refresh_cookie(response, request.app[SETTINGS])
+    clear_refresh_cookie(response, request)
     return response
 
 

@@ -101,7 +101,7 @@ async def password(request: web.Request) -> web.Response:
         change_password, user_id=user_id, password_hash=new_hash,
         refresh_ttl=settings.refresh_token_ttl, ip=request[CLIENT_IP], trace_id=request[TRACE_ID],
     )
-    return session_response(settings, signed, message="Password changed")
+    return session_response(request, signed, message="Password changed")
 
 
 ROUTES = [

@@ -28,6 +28,7 @@ from common.models.users import User
 from common.security.tokens import AccessClaims, InvalidToken, decode_access_token
 from common.sql import compile_query
 from web.keys import ACCOUNT_GATE, DB, HUB, SEATS, SETTINGS
+from web.own_origin import is_own_origin
 from web.realtime import chat, protocol
 from web.realtime.connection import WRITE_HIGH_WATER, Connection
 from web.realtime.protocol import FrameError
@@ -38,16 +39,10 @@ EventHandler = Callable[[web.Application, Connection, dict[str, Any]], Awaitable
 _STATUS = compile_query(select(User.status).where(User.id == bindparam("user_id")))
 
 
-def _own(request: web.Request, origin: str) -> bool:
-    """A page this app served: the Origin names the host the request came to (the scheme may be
-    the proxy's, so only the host and port are compared)."""
-    return origin.partition("://")[2] == request.host
-
-
 async def websocket(request: web.Request) -> web.StreamResponse:
     app, settings = request.app, request.app[SETTINGS]
     origin = request.headers.get("Origin")
-    if origin is not None and origin not in settings.allowed_origins and not _own(request, origin):
+    if origin is not None and origin not in settings.allowed_origins and not is_own_origin(request, origin):
         raise Forbidden("Origin not allowed")
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_heartbeat,

@@ -80,14 +80,17 @@ async def test_the_cookie_is_only_taken_with_a_json_body(api) -> None:  # type: 
     assert (await api.post("/api/auth/refresh", json={}, headers=cookie)).status == 200
 
 
-async def test_rotation_moves_the_cookie_on(make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_rotation_moves_the_cookie_on_and_keeps_the_token_out_of_the_body(make_client) -> None:  # type: ignore[no-untyped-def]
+    """A refresh through the cookie answers the rotated token in the cookie only: in the body,
+    page script (an injected one too) could read it, and HttpOnly would protect nothing."""
     api = await make_client(refresh_rotation=True)
     data = await register(api)
     resp = await api.post("/api/auth/refresh", json={}, headers=_cookie(data["refreshToken"]))
     body = await resp.json()
     assert resp.status == 200
+    assert set(body["data"]) == {"accessToken", "expiresIn"}
     rotated = _set_cookie(resp)[COOKIE].value
-    assert rotated == body["data"]["refreshToken"] != data["refreshToken"]
+    assert rotated and rotated != data["refreshToken"]
     assert (await api.post("/api/auth/refresh", json={}, headers=_cookie(rotated))).status == 200
 
 
@@ -98,3 +101,52 @@ async def test_a_body_token_still_wins(api) -> None:  # type: ignore[no-untyped-
     resp = await api.post("/api/auth/refresh", json={"refreshToken": first["refreshToken"]},
                           headers=_cookie(second["refreshToken"]))
     assert resp.status == 200
+
+
+async def test_a_body_token_leaves_the_cookie_alone(make_client) -> None:  # type: ignore[no-untyped-def]
+    """Rotating the body's token says nothing of the cookie's session: the cookie must not be
+    replaced by the successor of another sign-in's token."""
+    api = await make_client(refresh_rotation=True)
+    browser, other = await register(api), await register(api)
+    resp = await api.post("/api/auth/refresh", json={"refreshToken": other["refreshToken"]},
+                          headers=_cookie(browser["refreshToken"]))
+    body = await resp.json()
+    assert resp.status == 200 and body["data"]["refreshToken"] != other["refreshToken"]
+    assert COOKIE not in _set_cookie(resp)
+    still = await api.post("/api/auth/refresh", json={}, headers=_cookie(browser["refreshToken"]))
+    assert still.status == 200
+
+
+def _own(client) -> str:  # type: ignore[no-untyped-def]
+    return f"http://{client.server.host}:{client.server.port}"
+
+
+async def test_the_cookie_is_not_taken_from_another_origins_request(make_client) -> None:  # type: ignore[no-untyped-def]
+    """SameSite=Strict lets a request from a sibling subdomain carry the cookie, and an origin in
+    ALLOWED_ORIGINS passes CORS with credentials and reads the answer: only the app's own pages
+    (or a client that sends no Origin) may spend the cookie."""
+    foreign = "https://shop.example"
+    api = await make_client(allowed_origins=(foreign,))
+    token = (await register(api))["refreshToken"]
+    for origin in (foreign, "null", f"http://{api.server.host}:1"):
+        headers = {**_cookie(token), "Origin": origin}
+        refused = await api.post("/api/auth/refresh", json={}, headers=headers)
+        assert refused.status == 401, origin
+        assert "accessToken" not in ((await refused.json()).get("data") or {})
+        assert (await api.post("/api/auth/logout", json={}, headers=headers)).status == 401
+    own = await api.post("/api/auth/refresh", json={}, headers={**_cookie(token), "Origin": _own(api)})
+    assert own.status == 200  # and the foreign sign-outs above revoked nothing
+
+
+async def test_sign_in_from_another_origin_sets_no_cookie(make_client) -> None:  # type: ignore[no-untyped-def]
+    """Another origin's front end keeps its tokens from the body; a cookie set for it would
+    replace the console's session in the same browser."""
+    foreign = "https://shop.example"
+    api = await make_client(allowed_origins=(foreign,))
+    email = (await register(api))["user"]["email"]
+    login = {"email": email, "password": PASSWORD}
+    away = await api.post("/api/auth/login", json=login, headers={"Origin": foreign})
+    assert away.status == 200 and (await away.json())["data"]["refreshToken"]
+    assert COOKIE not in _set_cookie(away)
+    home = await api.post("/api/auth/login", json=login, headers={"Origin": _own(api)})
+    assert COOKIE in _set_cookie(home)
