@@ -105,12 +105,15 @@ def _beat_loop(ctx: object) -> int:
     from common.services.sales import approve_due_sales
 
     done = 0
-    while True:
-        with ctx.transaction() as session:  # type: ignore[attr-defined]
-            n = approve_due_sales(session, batch=500)
-        done += n
-        if n == 0:
-            return done
+    # As the beat task runs its batches (workers/tasks/sales.py): each batch's after-commit
+    # effects overlap the next batch's statement.
+    with ctx.unit.effects_behind():  # type: ignore[attr-defined]
+        while True:
+            with ctx.transaction() as session:  # type: ignore[attr-defined]
+                n = approve_due_sales(session, batch=500)
+            done += n
+            if n == 0:
+                return done
 
 
 def _bare_loop(libpq: str, sql: str, params: dict[str, object]) -> int:
