@@ -16,6 +16,7 @@ import argparse
 import collections
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import auth, clicks, money
 from bench.auth import _cpu_seconds, _server_pid
-from bench.lib import PYTHON, Result, load, prepare_database, server, web_server
+from bench.lib import PYTHON, ROOT, Result, load, prepare_database, server, web_server
 from bench.postback_urls import postback_load
 
 RATE = 500  # samples per second
@@ -77,29 +78,44 @@ def _bare(path: str, env: dict[str, str], route: str) -> Iterator[str]:
         yield f"{base}|{bare_route}"
 
 
+_OURS = re.compile(r"\(" + re.escape(str(ROOT)) + r"/(?:common|web|bench)/")
+
+
+def _short(frame: str) -> str:
+    """``function (file.py)`` of py-spy's ``function (path/file.py:line)``."""
+    if " (" not in frame:
+        return frame
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})"
+
+
 def _frames(raw: str, top: int, requests: int) -> str:
     """Self and inclusive time per request of each function, from py-spy's collapsed stacks
     (samples taken while the thread held the GIL: CPU spent running Python)."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
+    ours: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1]
-                  + ")" if " (" in f else f for f in stack.split(";")]
+        frames = [_short(f) for f in stack.split(";")]
         total += n
         own[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
+        for frame in {_short(f) for f in stack.split(";") if _OURS.search(f)}:
+            ours[frame] += n
     per = 1e6 / RATE / max(requests, 1)
     lines = [f"{total} samples while holding the GIL, {total * per:.0f} us per request", "",
              "self us/req   frame"]
     lines += [f"{n * per:8.1f}   {f}" for f, n in own.most_common(top)]
     lines += ["", "incl us/req   frame"]
     lines += [f"{n * per:8.1f}   {f}" for f, n in inclusive.most_common(top)]
+    lines += ["", "incl us/req   frame of this project (common/, web/, bench/)"]
+    lines += [f"{n * per:8.1f}   {f}" for f, n in ours.most_common(top)]
     return "\n".join(lines)
 
 
