@@ -78,7 +78,8 @@ def _bare(path: str, env: dict[str, str], route: str) -> Iterator[str]:
         yield f"{base}|{bare_route}"
 
 
-_OURS = re.compile(r"\(" + re.escape(str(ROOT)) + r"/(?:common|web|bench)/")
+# py-spy names a module by its code's file name, absolute or relative to the server's folder.
+_OURS = re.compile(r"\((?:" + re.escape(str(ROOT)) + r"/)?(?:common|web|bench)/")
 
 
 def _short(frame: str) -> str:
