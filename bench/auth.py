@@ -7,7 +7,7 @@
    cost, 12 by default) against the same figure idle. Target: at most 3x idle, because bcrypt
    runs on its own bounded pool and never on the event loop.
 
-    .venv/bin/python bench/auth.py [--seconds 10] [--connections 64]
+    .venv/bin/python bench/auth.py [--seconds 10] [--connections 64] [--only me,health]
 
 Every request goes to 127.0.0.1 and every load is bounded in time and count. The benchmark has a
 database (``savebucks_bench_auth``) and a Redis key prefix of its own, so it can run beside the
@@ -171,6 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--only", default="me,health", help="comma-separated parts to run")
     parser.add_argument("--login-load", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.login_load:
@@ -178,9 +179,11 @@ def main() -> None:
         return
     env = _env()
     user_id = _prepare(env)
-    _me(args, env, user_id)
+    parts = set(args.only.split(","))
+    if "me" in parts:
+        _me(args, env, user_id)
     # On two cores, two hashing threads leave the event loop no core of its own.
-    for workers in ("1", "2"):
+    for workers in ("1", "2") if "health" in parts else ():
         _health_under_logins(args, {**env, "PASSWORD_HASH_WORKERS": workers})
 
 

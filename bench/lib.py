@@ -154,10 +154,12 @@ def _ms(text: str) -> float:
 
 
 def wrk(name: str, url: str, *, connections: int = 64, seconds: int = 10, threads: int = 2,
-        method: str = "GET", headers: dict[str, str] | None = None, body: str | None = None) -> Result:
-    """Load ``url`` with wrk for a fixed time; latency percentiles from its ``--latency`` table."""
-    lua = ""
-    if method != "GET" or body is not None or headers:
+        method: str = "GET", headers: dict[str, str] | None = None, body: str | None = None,
+        lua_script: str | None = None) -> Result:
+    """Load ``url`` with wrk for a fixed time; latency percentiles from its ``--latency`` table.
+    ``lua_script``: a script of the caller's own, instead of one made of method, headers, body."""
+    lua = lua_script or ""
+    if lua_script is None and (method != "GET" or body is not None or headers):
         lines = [f'wrk.method = "{method}"']
         if body is not None:
             lines.append(f"wrk.body = [[{body}]]")

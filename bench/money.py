@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.auth import _measured as measured
 from bench.lib import (
     PYTHON,
     ROOT,
@@ -37,9 +39,9 @@ from bench.lib import (
     table,
     web_server,
 )
+from bench.postback_urls import COUNT, SECRET, postback_load
 
 DB_NAME = "savebucks_bench_money"
-SECRET = "bench-secret"
 CATEGORIES = ["games", "surveys", "shopping", "apps", "videos", "finance", "travel", "food",
               "music", "sports"]
 
@@ -103,12 +105,15 @@ def _beat_loop(ctx: object) -> int:
     from common.services.sales import approve_due_sales
 
     done = 0
-    while True:
-        with ctx.transaction() as session:  # type: ignore[attr-defined]
-            n = approve_due_sales(session, batch=500)
-        done += n
-        if n == 0:
-            return done
+    # As the beat task runs its batches (workers/tasks/sales.py): each batch's after-commit
+    # effects overlap the next batch's statement.
+    with ctx.unit.effects_behind():  # type: ignore[attr-defined]
+        while True:
+            with ctx.transaction() as session:  # type: ignore[attr-defined]
+                n = approve_due_sales(session, batch=500)
+            done += n
+            if n == 0:
+                return done
 
 
 def _bare_loop(libpq: str, sql: str, params: dict[str, object]) -> int:
@@ -219,22 +224,35 @@ def bench_postbacks(env: dict[str, str], seconds: int, connections: int) -> list
     env = {**env, "RATE_LIMIT_POSTBACK": "10000000/minute",
            "RATE_LIMIT_POSTBACK_IP": "10000000/minute"}
     pool = env.get("DB_POOL_SIZE", "10")
+
+    def run(base: str, unique: bool, first: int) -> Result:
+        # wrk with URLs signed in advance when it is installed (bench/postback_urls.py): a Python
+        # load generator would take CPU from the server on the same two cores.
+        if shutil.which("wrk"):
+            return postback_load(base, connections=connections, seconds=seconds, first=first,
+                                 repeat=not unique)
+        return asyncio.run(_postback_load(base, connections=connections, seconds=seconds,
+                                          max_requests=100_000, unique=unique))
+
     with server([PYTHON, "bench/bare.py", "--mode", "postback", "--pool", pool], env=env) as bare:
-        base = asyncio.run(_postback_load(bare, connections=connections, seconds=seconds,
-                                          max_requests=100_000, unique=True))
+        base = measured(bare, lambda: run(bare, True, 0))
     base.name = "bare aiohttp + psycopg, same statements"
     with web_server(env) as web:
-        return [base, *(asyncio.run(_postback_load(web, connections=connections, seconds=seconds,
-                                                   max_requests=100_000, unique=unique))
+        return [base, *(measured(web, lambda unique=unique: run(web, unique, COUNT))  # type: ignore[misc]
                         for unique in (True, False))]
 
 
-def bench_offers(env: dict[str, str], seconds: int, connections: int) -> list[Result]:
+def offers_sql() -> str:
+    """The app's page statement (category filter) for the bare handler."""
     from web.handlers.offers import _PAGES
 
     # The bare handler passes query strings as they come: cast them as the app's driver would.
-    sql = _PAGES[(True, False)].sql.replace("%(limit)s", "%(limit)s::int").replace(
+    return _PAGES[(True, False)].sql.replace("%(limit)s", "%(limit)s::int").replace(
         "%(offset)s", "%(offset)s::int")
+
+
+def bench_offers(env: dict[str, str], seconds: int, connections: int) -> list[Result]:
+    sql = offers_sql()
     results = []
     with server([PYTHON, "bench/bare.py", "--mode", "sql", "--sql", sql], env=env) as bare:
         results.append(load("bare aiohttp + psycopg, same SQL",

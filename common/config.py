@@ -161,6 +161,11 @@ class Settings(BaseSettings):
     # Each dependency check of GET /health is probed at most once per this many seconds; calls in
     # between (every load balancer's, every probe's) get the last result.
     health_cache_seconds: float = Field(1.0, ge=0, le=60)
+    # A page of the public offer catalogue (GET /api/offers) is read at most once per this many
+    # seconds per web process, and a committed change shows in every page this long after it at
+    # the latest (web/page_cache.py); 0 reads every time. Under a second: no offer is shown
+    # stale more than a second after its change commits.
+    offers_cache_seconds: float = Field(0.5, ge=0, lt=1)
     # The database and broker figures of /metrics are read at most once per this many seconds.
     metrics_cache_seconds: float = Field(5.0, ge=0, le=300)
     # ``savebucks create-admin``'s password when set (otherwise it prompts).

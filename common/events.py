@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 import redis
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from common.effects import after_commit
@@ -119,23 +119,30 @@ def _event(row: Any) -> Event:
     return Event(row.id, row.target, row.target_id, row.event, row.data, row.trace_id)
 
 
+# Every message of ARGV on the channel KEYS[1], in order: one command however many events (a
+# batch of approvals publishes a thousand, and a pipeline of as many commands cost the batch more
+# client time than its statement).
+_PUBLISH = "for i = 1, #ARGV do redis.call('publish', KEYS[1], ARGV[i]) end"
+
+
 def publish(client: redis.Redis, channel: str, events: Sequence[Event]) -> None:
     """Send events on pub/sub in one round trip (raises on a Redis failure)."""
-    with client.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.publish(channel, event.wire())
-        pipe.execute()
+    if events:
+        client.register_script(_PUBLISH)(keys=[channel], args=[e.wire() for e in events])
+
+
+_MARK = text(
+    "UPDATE outbox SET published_at = now() "
+    "WHERE id = ANY(CAST(:ids AS bigint[])) AND published_at IS NULL"
+)
 
 
 def mark_published(session: Session, ids: Iterable[int]) -> None:
-    """Tell the sweep these went out (call inside a transaction)."""
+    """Tell the sweep these went out (call inside a transaction). The ids travel as one array
+    parameter: a batch's thousand ids as a thousand parameters cost more than the update."""
     ids = list(ids)
     if ids:
-        session.execute(
-            update(_outbox)
-            .where(_outbox.c.id.in_(ids), _outbox.c.published_at.is_(None))
-            .values(published_at=func.now())
-        )
+        session.execute(_MARK, {"ids": ids})
 
 
 def sweep_unpublished(

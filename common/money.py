@@ -52,3 +52,10 @@ def commission(
     if payout_type == "fixed":
         return to_cents(fixed_payout or Decimal(0))
     return to_cents(max(network_amount, Decimal(0)) * user_share)
+
+
+def cents_from_json(value: float) -> Decimal:
+    """A two-decimal amount that travelled as a JSON number (a ``jsonb`` read back as a float),
+    as the exact Decimal it was written from: a NUMERIC(14,2) has at most 14 significant digits,
+    under the 15 a float's shortest repr always gives back."""
+    return Decimal(repr(value)).quantize(CENT)

@@ -1,9 +1,16 @@
-"""Rate limits backed by Redis, shared by every web instance (``limits``' moving window).
+"""Rate limits backed by Redis, shared by every web instance (a moving window per limit).
 
 ``await limiter.hit("login:ip", settings.rate_limit_login, ip)`` counts one request and raises
 ``RateLimited`` (rendered as 429 with ``Retry-After`` and ``RateLimit-*``) once the limit is spent.
-Limits are the ``limits`` strings of the settings ("10/minute", "5/10second"). The moving window
-stamps entries with ``time.time()``, so tests move time with freezegun instead of sleeping.
+``await limiter.hit_all(Check(...), Check(...))`` counts several limits of one request in ONE
+Redis round trip, in order, as that many ``hit`` calls would: each limit before the first spent one
+is counted, the spent one and those after it are not. Limits are the ``limits`` strings of the
+settings ("10/minute", "5/10second"). The window stamps entries with ``time.time()``, so tests
+move time with freezegun instead of sleeping.
+
+The window is the ``limits`` library's moving window (its keys, its list of timestamps per key, its
+rule), run by one script of ours (``_HIT``) so that a request's limits, and the wait of a spent
+one, cost a single round trip: a hot path pays for its limits once, not twice per limit.
 
 Redis failures fail open: losing the limiter must not take sign-in down with it (ARCHITECTURE.md:
 losing Redis loses nothing that matters); the failure is logged.
@@ -15,16 +22,47 @@ import functools
 import logging
 import math
 import time
+from typing import Any, NamedTuple
 
 import redis
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 
 from common.config import Settings
 from common.errors import RateLimited
 
 log = logging.getLogger(__name__)
+
+# KEYS: one moving window per limit, in order; ARGV: the time, then (limit, window seconds) per
+# key. A window holds the stamps of the last ``limit`` hits, newest first; the limit is spent
+# when the oldest of them is still inside the window. Returns 0 when every limit took the hit,
+# else {the spent limit's position, its oldest stamp} (when it frees up a place).
+_HIT = """
+local now = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+    local limit = tonumber(ARGV[2 * i])
+    local expiry = tonumber(ARGV[2 * i + 1])
+    if limit < 1 then
+        return {i, ARGV[1]}
+    end
+    local oldest = redis.call('lindex', key, limit - 1)
+    if oldest and tonumber(oldest) >= now - expiry then
+        return {i, oldest}
+    end
+    redis.call('lpush', key, now)
+    redis.call('ltrim', key, 0, limit - 1)
+    redis.call('expire', key, expiry)
+end
+return 0
+"""
+
+
+class Check(NamedTuple):
+    """One limit of a request: its name, its ``limits`` string, whose budget it counts."""
+
+    name: str
+    limit: str
+    identifiers: tuple[object, ...]
 
 
 @functools.lru_cache(maxsize=64)
@@ -33,40 +71,58 @@ def _item(limit: str) -> RateLimitItem:
 
 
 class Limiter:
-    def __init__(self, storage: RedisStorage) -> None:
+    def __init__(self, storage: RedisStorage, prefix: str) -> None:
         self.storage = storage
-        self.strategy = MovingWindowRateLimiter(storage)
+        self.prefix = prefix
+        self._client: Any = storage.bridge.storage  # type: ignore[attr-defined]
+        self._script = self._client.register_script(_HIT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiter:
+        prefix = f"{settings.redis_prefix}:ratelimit"
         storage = RedisStorage(
             "async+" + settings.redis_url,
             implementation="redispy",
-            key_prefix=f"{settings.redis_prefix}:ratelimit",
+            key_prefix=prefix,
             socket_connect_timeout=2,
             socket_timeout=2,
         )
-        return cls(storage)
+        return cls(storage, prefix)
 
     async def close(self) -> None:
-        await self.storage.bridge.storage.aclose()  # type: ignore[attr-defined]
+        await self._client.aclose()
 
     async def hit(self, name: str, limit: str, *identifiers: object) -> None:
         """Count one request of ``name`` for ``identifiers``; raise ``RateLimited`` when spent."""
-        item = _item(limit)
-        keys = (name, *map(str, identifiers))
+        await self.hit_all(Check(name, limit, identifiers))
+
+    async def hit_all(self, *checks: Check) -> None:
+        """Count one request against each check in order (one round trip); raise
+        ``RateLimited`` for the first that is spent, leaving the later ones uncounted."""
+        items = [_item(c.limit) for c in checks]
+        keys = [self._key(item, c) for item, c in zip(items, checks, strict=True)]
+        args: list[object] = [time.time()]
+        for item in items:
+            args += (item.amount, item.get_expiry())
         try:
-            if await self.strategy.hit(item, *keys):
-                return
-            stats = await self.strategy.get_window_stats(item, *keys)
+            spent = await self._script(keys=keys, args=args)
         except (redis.RedisError, OSError):
-            log.warning("rate limiter unavailable; request allowed", extra={"limit": name})
+            log.warning("rate limiter unavailable; request allowed",
+                        extra={"limit": ",".join(c.name for c in checks)})
             return
-        # Clamped to the window: the stored timestamps come back from Lua slightly rounded.
-        wait = min(item.get_expiry(), max(1, math.ceil(stats.reset_time - time.time())))
+        if not spent:
+            return
+        item = items[int(spent[0]) - 1]
+        # Clamped to the window: the stored stamps come back from Lua slightly rounded.
+        wait = min(item.get_expiry(),
+                   max(1, math.ceil(float(spent[1]) + item.get_expiry() - time.time())))
         raise RateLimited(
             "Too many requests, try again later", retry_after=wait, limit=item.amount, reset=wait
         )
 
     async def clear(self, name: str, limit: str, *identifiers: object) -> None:
-        await self.strategy.clear(_item(limit), name, *map(str, identifiers))
+        await self._client.delete(self._key(_item(limit), Check(name, limit, identifiers)))
+
+    def _key(self, item: RateLimitItem, check: Check) -> str:
+        # The ``limits`` library's key for the same limit (``RateLimitItem.key_for``).
+        return f"{self.prefix}:{item.key_for(check.name, *map(str, check.identifiers))}"

@@ -6,8 +6,8 @@ into outbox events, and into every log line.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
@@ -17,7 +17,8 @@ _SANE = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 
 
 def new_trace_id() -> str:
-    return uuid.uuid4().hex
+    # 32 random hex digits, as ``uuid4().hex`` gave, without building a UUID on every request.
+    return os.urandom(16).hex()
 
 
 def accept_trace_id(incoming: str | None) -> str:

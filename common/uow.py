@@ -13,14 +13,16 @@ web runs the same unit on its write threads (``web/db.py``).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis import Redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.config import Settings
@@ -32,6 +34,25 @@ from common.redis import events_channel, make_redis
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# The thread that runs after-commit effects inside ``UnitOfWork.effects_behind`` (per thread of
+# the caller: the web's write threads share one unit and never use it).
+_BEHIND: contextvars.ContextVar[ThreadPoolExecutor | None] = contextvars.ContextVar(
+    "effects_behind", default=None)
+_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO off")
+# KEYS: the boards; ARGV: per board, how many members change, then (cents, member) for each.
+# As the rebuild does, nobody stays on a board at zero or below.
+_LEADERBOARD = """
+local at = 1
+for _, board in ipairs(KEYS) do
+    local count = tonumber(ARGV[at])
+    at = at + 1
+    for _ = 1, count do
+        redis.call('zincrby', board, ARGV[at], ARGV[at + 1])
+        at = at + 2
+    end
+    redis.call('zremrangebyscore', board, '-inf', 0)
+end
+"""
 
 
 @dataclass
@@ -57,7 +78,31 @@ class UnitOfWork:
             except BaseException:
                 session.info.pop(EFFECTS_KEY, None)
                 raise
-            self._run_effects(session, session.info.pop(EFFECTS_KEY, Effects()))
+            effects = session.info.pop(EFFECTS_KEY, Effects())
+            behind = _BEHIND.get()
+            if behind is None:
+                self._run_effects(session, effects)
+                return
+        # Its own session (the marking's): this one is the caller's again once the block ends.
+        behind.submit(contextvars.copy_context().run, self._run_effects_apart, effects)
+
+    @contextmanager
+    def effects_behind(self) -> Iterator[None]:
+        """Within the block, each committed transaction's effects run on one thread of their
+        own, in commit order, while the caller goes on to its next transaction; the block ends
+        once they have all run. For loops of batches (the beat's approvals): a batch's publish,
+        marking and leaderboard update overlap the next batch's statement instead of adding to
+        it. Each effect still runs only after its own commit."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="effects") as behind:
+            token = _BEHIND.set(behind)
+            try:
+                yield
+            finally:
+                _BEHIND.reset(token)
+
+    def _run_effects_apart(self, effects: Effects) -> None:
+        with self.sessions() as session:
+            self._run_effects(session, effects)
 
     def commit(self, session: Session) -> None:
         """Commit a session whose transaction began outside ``transaction()`` (tests, a console)
@@ -94,15 +139,25 @@ class UnitOfWork:
 
     def _mark(self, session: Session, events: list[Event]) -> None:
         with session.begin():
+            # Without waiting for the flush to disk: a mark lost in a crash only makes the sweep
+            # send those events again, which subscribers drop by id; the events themselves were
+            # durable before anything was published.
+            session.execute(_NO_FLUSH_WAIT)
             mark_published(session, [e.id for e in events])
 
     def _apply_leaderboard(self, deltas: list[LeaderboardDelta]) -> None:
-        pipe = self.redis.pipeline(transaction=True)
+        # Summed per board and member, then applied by one script (atomic, as MULTI was): a batch
+        # of approvals makes thousands of deltas, and a command each cost more than the batch.
+        summed: dict[str, dict[str, int]] = {}
         for board, who, cents in deltas:
-            pipe.zincrby(board, cents, who)
-        for board in {d[0] for d in deltas}:
-            pipe.zremrangebyscore(board, "-inf", 0)  # as the rebuild: nobody at zero or below
-        pipe.execute()
+            members = summed.setdefault(board, {})
+            members[who] = members.get(who, 0) + cents
+        args: list[int | str] = []
+        for members in summed.values():
+            args.append(len(members))
+            for who, cents in members.items():
+                args += (cents, who)
+        self.redis.register_script(_LEADERBOARD)(keys=list(summed), args=args)
 
     @staticmethod
     def _guarded(what: str, fn: Callable[..., Any], *args: Any) -> bool:

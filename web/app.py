@@ -17,8 +17,9 @@ from web.console import setup_console
 from web.db import Database, PooledDatabase
 from web.docs import setup_docs
 from web.health import HealthChecks
-from web.keys import DB, HEALTH, LIMITER, REDIS, SETTINGS, STARTED_AT
+from web.keys import DB, HEALTH, LIMITER, OFFER_PAGES, REDIS, SETTINGS, STARTED_AT
 from web.middlewares import MIDDLEWARES
+from web.page_cache import PageCache
 from web.passwords import passwords_context
 from web.pubsub import running_subscriber, subscriber_context
 from web.realtime import setup_realtime
@@ -30,6 +31,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> web.Applica
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[STARTED_AT] = time.monotonic()
+    app[OFFER_PAGES] = PageCache(settings.offers_cache_seconds)
     app.cleanup_ctx.append(_redis)
     # The one pub/sub connection: made before the account gate and the hub follow it, started
     # after them (last), and so stopped before them.

@@ -57,6 +57,21 @@ def ok(
     return web.Response(body=dumps(body), status=status, content_type=JSON, headers=headers)
 
 
+def ok_fields(data: Any, page: dict[str, int] | None = None) -> bytes:
+    """The fields ``ok`` writes between ``success`` and ``timestamp``, as JSON (``ok_from``)."""
+    body: dict[str, Any] = {"data": data}
+    if page is not None:
+        body["pagination"] = page
+    return dumps(body)[1:-1]
+
+
+def ok_from(fields: bytes, *, headers: dict[str, str] | None = None) -> web.Response:
+    """``ok`` for fields already written by ``ok_fields`` (a cached answer): the same JSON, with
+    this moment's timestamp."""
+    body = b'{"success":true,' + fields + b',"timestamp":"' + now_iso().encode() + b'"}'
+    return web.Response(body=body, content_type=JSON, headers=headers)
+
+
 def error(
     status: int,
     message: str,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from web.db import Database
     from web.health import HealthChecks
     from web.metrics import CachedRead
+    from web.page_cache import PageCache
     from web.passwords import PasswordHasher
     from web.pubsub import Subscriber
     from web.realtime.hub import Hub
@@ -41,6 +42,8 @@ HUB: web.AppKey[Hub] = web.AppKey("ws_hub")
 SEATS: web.AppKey[Seats] = web.AppKey("ws_seats")
 # The metrics figures that cost a broker or database round per read, by source.
 CACHED: web.AppKey[dict[str, CachedRead]] = web.AppKey("metrics_cached")
+# The offer catalogue's pages, kept OFFERS_CACHE_SECONDS (web.page_cache).
+OFFER_PAGES: web.AppKey[PageCache] = web.AppKey("offer_pages")
 
 # Per request (request[...]): set by the middlewares and the auth decorators.
 TRACE_ID = web.RequestKey("trace_id", str)

@@ -12,6 +12,7 @@ import psycopg
 import redis
 import sqlalchemy.exc
 from aiohttp import web
+from multidict import CIMultiDict, istr
 
 from common.errors import DomainError, RateLimited
 from common.tracing import accept_trace_id, trace_id_var
@@ -40,6 +41,9 @@ _SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 _API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# Built once with their names normalised: added to every response, they are copied, not parsed.
+_SECURITY = CIMultiDict(_SECURITY_HEADERS)
+_CSP = istr("Content-Security-Policy")
 _HTTP_MESSAGES = {
     404: "Not found",
     405: "Method not allowed",
@@ -177,10 +181,12 @@ def _preflight(request: web.Request) -> web.Response | None:
 
 def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Security headers, CORS for allowed origins, and gzip for large JSON."""
-    response.headers.update(_SECURITY_HEADERS)
-    response.headers.update(retirement_headers(request))
-    if request.path.startswith("/api") and "Content-Security-Policy" not in response.headers:
-        response.headers["Content-Security-Policy"] = _API_CSP
+    response.headers.update(_SECURITY)
+    retired = retirement_headers(request)
+    if retired:
+        response.headers.update(retired)
+    if request.path.startswith("/api") and _CSP not in response.headers:
+        response.headers[_CSP] = _API_CSP
     allowed = _allowed_origin(request)
     if allowed:
         response.headers["Access-Control-Allow-Origin"] = allowed
@@ -189,12 +195,12 @@ def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
             "X-Trace-ID, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
         )
         response.headers["Vary"] = "Origin"
-    if (
-        isinstance(response, web.Response)
-        and response.content_type == envelope.JSON
+    if (  # the cheap tests first: most answers are small, most clients (networks) ask no gzip
+        "gzip" in request.headers.get("Accept-Encoding", "")
+        and isinstance(response, web.Response)
         and response.body is not None
         and len(response.body) >= GZIP_MIN_BYTES  # type: ignore[arg-type]
-        and "gzip" in request.headers.get("Accept-Encoding", "")
+        and response.content_type == envelope.JSON
     ):
         response.enable_compression(web.ContentCoding.gzip)
 

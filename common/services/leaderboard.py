@@ -101,7 +101,13 @@ def record_approvals(session: Session, *, sale_ids: Sequence[int]) -> None:
     if not sale_ids:
         return
     rows = session.execute(_APPROVED, {"ids": list(sale_ids)}).all()
-    _record(session, [(r.user_id, r.commission_amount, r.decided_at) for r in rows])
+    record_approved(session, [(r.user_id, r.commission_amount, r.decided_at) for r in rows])
+
+
+def record_approved(session: Session, sales: Sequence[tuple[int, Decimal, dt.datetime]]) -> None:
+    """``record_approvals`` for a caller that has the approved sales' ``(user_id,
+    commission_amount, decided_at)`` at hand already."""
+    _record(session, [sale for sale in sales if sale[1] > 0])
 
 
 def record_reversal(session: Session, *, sale_id: int, user_id: int, amount: Decimal) -> None:
@@ -116,11 +122,14 @@ def _record(session: Session, changes: list[tuple[int, Decimal, dt.datetime]]) -
     found = resources(session)
     settings = found.settings
     touched = set()
+    boards: dict[dt.datetime, list[str]] = {}  # a batch's sales share one instant: once each
     for user_id, amount, at in changes:
-        for period in PERIODS:
-            name = bucket(period, at)
-            deltas.append((board_key(settings, period, name), member(user_id), int(amount * 100)))
-            touched.add((period, name))
+        if at not in boards:
+            names = [(period, bucket(period, at)) for period in PERIODS]
+            touched.update(names)
+            boards[at] = [board_key(settings, period, name) for period, name in names]
+        who, cents = member(user_id), int(amount * 100)
+        deltas.extend((board, who, cents) for board in boards[at])
     _announce(session, found, touched)
 
 

@@ -21,9 +21,9 @@ from common.effects import resources
 from common.errors import Conflict, InvalidInput
 from common.events import adopt_emitted
 from common.models.audit import AuditLog
-from common.money import commission
+from common.money import cents_from_json, commission
 from common.services.clicks import is_click_id
-from common.services.leaderboard import record_approvals, record_reversal
+from common.services.leaderboard import record_approved, record_reversal
 from common.services.ledger import Entry, balance_events, post_entries, posting
 from common.services.notifications import notification_json_sql
 from common.services.payments import fail_pending_for_debt
@@ -355,7 +355,8 @@ WITH picked AS MATERIALIZED ({selection}), sale AS (
     ) AS ordered ORDER BY kind, user_id, id
     RETURNING id, target, target_id, event, data, trace_id
 )
-SELECT (SELECT count(*) FROM sale) AS approved, event.* FROM event ORDER BY event.id
+SELECT (SELECT count(*) FROM sale) AS approved, now() AS decided_at, event.*
+FROM event ORDER BY event.id
 """
 _APPROVE_ONE = text(_APPROVE.replace("{selection}", "SELECT CAST(:sale_id AS bigint) AS id"))
 _APPROVE_DUE = text(
@@ -383,10 +384,12 @@ def _approved(session: Session, statement: Any, params: dict[str, Any]) -> int:
     rows = session.execute(statement, {**params, **referral,
                                        "trace_id": current_trace_id()}).all()
     adopt_emitted(session, rows)
-    # Only the sales' own commissions count for leaderboards, never referral earnings.
-    record_approvals(session, sale_ids=[r.data["data"]["saleId"] for r in rows
-                                        if r.event == "notification:new"
-                                        and r.data["type"] == SALE_NOTE_TYPE])
+    # Only the sales' own commissions count for leaderboards, never referral earnings. Each
+    # approved sale's notification names its owner (the event's target) and its commission, and
+    # the statement says when it approved them: no second read of the sales.
+    record_approved(session, [
+        (r.target_id, cents_from_json(r.data["data"]["amount"]), r.decided_at) for r in rows
+        if r.event == "notification:new" and r.data["type"] == SALE_NOTE_TYPE])
     # Every approved sale has its notification:new event, so the count is in every row.
     return rows[0].approved if rows else 0
 

@@ -99,3 +99,27 @@ def test_sweep_task_runs_in_a_real_worker(engine: Engine, settings, subscriber, 
     enqueue("events.sweep_outbox", 0.0)
     got = _received(subscriber, 1, deadline=20)
     assert [g["id"] for g in got] == [lost.id]
+
+
+def test_effects_behind_publish_each_commit_in_order_and_wait_for_all(  # type: ignore[no-untyped-def]
+        engine: Engine, settings, redis_sync, subscriber, committed) -> None:
+    """The beat's loop of batches: each commit's events go out on the effects' own thread, in
+    commit order, none of a rolled-back transaction, all published and marked when the block
+    ends."""
+    ctx = SyncContext.create(settings, pool_size=2)
+    kept = []
+    try:
+        with ctx.unit.effects_behind():
+            for n in range(3):
+                with ctx.transaction() as session:
+                    kept.append(emit(session, event="balance:updated", data={"n": n}, user_id=1))
+            with pytest.raises(RuntimeError), ctx.transaction() as session:
+                emit(session, event="balance:updated", data={"n": "lost"}, user_id=1)
+                raise RuntimeError("the change failed")
+        with Session(engine) as s:  # the block waited for every marking
+            unmarked = s.scalars(select(OutboxEvent.id).where(OutboxEvent.published_at.is_(None)))
+            assert unmarked.all() == []
+    finally:
+        ctx.close()
+    got = _received(subscriber, 4, deadline=1.5)
+    assert [g["id"] for g in got] == [e.id for e in kept]

@@ -10,7 +10,7 @@ from freezegun import freeze_time
 
 from common.config import Settings
 from common.errors import RateLimited
-from common.ratelimit import Limiter
+from common.ratelimit import Check, Limiter
 from tests.fixtures.auth import (
     PASSWORD,
     make_client,  # noqa: F401
@@ -120,3 +120,43 @@ async def test_refresh_per_token_limit(make_client) -> None:  # type: ignore[no-
     # Another token from the same address is not held back by this token's limit.
     other = (await register(client))["refreshToken"]
     assert (await _refresh(client, other)).status == 200
+
+
+async def test_hit_all_counts_in_order_up_to_the_spent_limit(settings: Settings) -> None:
+    """Several limits of one request in one round trip, exactly as that many ``hit`` calls:
+    those before the spent one are counted, the spent one and those after it are not."""
+    limiter = Limiter.from_settings(settings)
+    wide, narrow = Check("t:wide", "3/minute", ("x",)), Check("t:narrow", "1/minute", ("x",))
+    calls = []
+    script = limiter._script
+
+    async def counted(**kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs["keys"])
+        return await script(**kwargs)
+
+    limiter._script = counted
+    try:
+        with freeze_time(dt.datetime.now(dt.UTC), real_asyncio=True):
+            await limiter.hit_all(wide, narrow)
+            with pytest.raises(RateLimited) as spent:
+                await limiter.hit_all(wide, narrow)  # wide counted (2 of 3), narrow spent
+            assert spent.value.limit == 1 and 1 <= spent.value.retry_after <= 60
+            await limiter.hit_all(wide)  # 3 of 3
+            with pytest.raises(RateLimited) as spent:
+                await limiter.hit_all(wide, narrow)
+            assert spent.value.limit == 3
+            assert len(calls) == 4 and all(len(keys) in (1, 2) for keys in calls)
+    finally:
+        await limiter.clear("t:wide", "3/minute", "x")
+        await limiter.clear("t:narrow", "1/minute", "x")
+        await limiter.close()
+
+
+async def test_a_zero_limit_refuses_every_request(settings: Settings) -> None:
+    limiter = Limiter.from_settings(settings)
+    try:
+        with pytest.raises(RateLimited) as spent:
+            await limiter.hit("t:none", "0/minute", "x")
+        assert spent.value.retry_after == 60
+    finally:
+        await limiter.close()

@@ -12,11 +12,12 @@ from common.errors import NotFound
 from common.models.offers import Offer
 from common.sql import compile_query
 from web.auth import is_current_admin
-from web.envelope import ok, pagination
+from web.envelope import ok, ok_fields, ok_from, pagination
 from web.ids import IdPath, path_id
-from web.keys import DB
+from web.keys import DB, OFFER_PAGES
 from web.money_schemas import CategoryCount, OfferOut
 from web.openapi import describe
+from web.page_cache import matches
 from web.paging import fetch_page
 from web.schemas import PageQuery
 from web.validation import parse_query
@@ -73,6 +74,8 @@ def _like(term: str) -> str:
 @describe("Active offers (filters category, search)", tags=["offers"], query=OfferQuery,
           response=OfferOut, list=True)
 async def list_offers(request: web.Request) -> web.Response:
+    # The same for every caller (the key is the query, never the caller): a page is read at most
+    # once per OFFERS_CACHE_SECONDS per process (web/page_cache.py).
     q = parse_query(request, OfferQuery)
     key = (bool(q.category), bool(q.search))
     params: dict[str, Any] = {"limit": q.limit, "offset": q.offset}
@@ -80,8 +83,16 @@ async def list_offers(request: web.Request) -> web.Response:
         params["category"] = q.category
     if q.search:
         params["search"] = _like(q.search)
-    rows, total = await fetch_page(request.app[DB], _PAGES[key], _COUNTS[key], params, page=q.page)
-    return ok([OfferOut.of(r) for r in rows], page=pagination(q.page, q.limit, total))
+
+    async def read() -> bytes:
+        rows, total = await fetch_page(request.app[DB], _PAGES[key], _COUNTS[key], params,
+                                       page=q.page)
+        return ok_fields([OfferOut.of(r) for r in rows], pagination(q.page, q.limit, total))
+
+    page = await request.app[OFFER_PAGES].get((q.category, q.search, q.page, q.limit), read)
+    if matches(request.headers.get("If-None-Match"), page.etag):
+        return web.Response(status=304, headers={"ETag": page.etag})
+    return ok_from(page.fields, headers={"ETag": page.etag})
 
 
 @describe("One offer: 404 unless active (a current, active admin sees every status)", tags=["offers"],

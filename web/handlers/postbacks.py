@@ -33,6 +33,7 @@ from common.postbacks import (
     bounded_params,
     source_allowed,
 )
+from common.ratelimit import Check
 from common.services.postbacks import (
     HOT_ADOPT,
     HOT_CREDIT,
@@ -119,14 +120,17 @@ def _adapter(request: web.Request, network: str) -> Adapter | None:
 
 
 async def _admit(request: web.Request, network: str) -> Adapter:
-    """The network's adapter once both rate limits pass; Forbidden for an unknown network."""
+    """The network's adapter once both rate limits pass; Forbidden for an unknown network. The
+    limit per source IP is counted first and alone decides for an unknown network; a known
+    network's two limits are counted in one round trip, in that order."""
     settings, limiter, ip = request.app[SETTINGS], request.app[LIMITER], request[CLIENT_IP]
-    await limiter.hit("postback:ip", settings.rate_limit_postback_ip, ip)
+    per_ip = Check("postback:ip", settings.rate_limit_postback_ip, (ip,))
     adapter = _adapter(request, network)
     if adapter is None:
+        await limiter.hit_all(per_ip)
         POSTBACKS_UNKNOWN_NETWORK.inc()
         raise Forbidden("Unknown network")
-    await limiter.hit("postback", settings.rate_limit_postback, network, ip)
+    await limiter.hit_all(per_ip, Check("postback", settings.rate_limit_postback, (network, ip)))
     return adapter
 
 

@@ -3,13 +3,17 @@ each test names the rule it holds, and kills the mutants listed in docs/testing.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from common.errors import Conflict, NotFound
+from common.money import cents_from_json
 from common.services.payments import (
     approve_payment,
     cancel_payment,
@@ -374,3 +378,10 @@ def test_a_credit_racing_another_for_its_transaction_answers_with_that_sale(comm
         assert conn.execute(text("SELECT count(*) FROM sales")).scalar_one() == 1
         assert conn.execute(text("SELECT pending_balance FROM users WHERE id = :u"),
                             {"u": rival_id}).scalar_one() == Decimal("4.00")
+
+
+@given(st.decimals(min_value=Decimal("-999999999999.99"), max_value=Decimal("999999999999.99"),
+                   places=2, allow_nan=False, allow_infinity=False))
+def test_an_amount_read_back_from_json_is_exact(amount: Decimal) -> None:
+    """A NUMERIC(14,2) in a jsonb comes back as a float: its shortest repr is the amount."""
+    assert cents_from_json(json.loads(str(amount))) == amount

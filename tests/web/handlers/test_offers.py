@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
+from freezegun import freeze_time
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from common.config import get_settings
+from common.models.offers import Offer
 from common.money import commission, to_cents
+from tests.fixtures.auth import make_client  # noqa: F401
 from tests.fixtures.factories import auth_headers, make_user
 from tests.fixtures.money_factories import make_offer
 
@@ -72,3 +78,34 @@ async def test_offer_detail_hides_inactive_except_from_admins(client, session: S
     resp = await client.get(f"/api/offers/{paused}", headers=auth_headers(settings, admin))
     assert resp.status == 200 and (await resp.json())["data"]["status"] == "paused"
     assert (await client.get("/api/offers/99999999999999999999")).status == 404
+
+
+async def test_catalogue_pages_are_kept_under_a_second_and_revalidate_with_etags(  # type: ignore[no-untyped-def]
+        make_client, session: Session) -> None:
+    """A page is read once per OFFERS_CACHE_SECONDS, the same for every caller; an offer's change
+    shows once that time has passed since it committed; If-None-Match answers 304 while the page
+    is unchanged."""
+    client = await make_client(offers_cache_seconds=0.5)
+    offer = make_offer(session, category="games", title="Before")
+    user = make_user(session)
+    session.commit()
+    params = {"category": "games"}
+    with freeze_time(dt.datetime.now(dt.UTC), real_asyncio=True) as frozen:
+        first = await client.get("/api/offers", params=params)
+        etag = first.headers["ETag"]
+        assert (await first.json())["data"][0]["title"] == "Before"
+        session.execute(update(Offer).where(Offer.id == offer).values(title="After"))
+        session.commit()
+        # A signed-in caller gets the same public page (nothing in it is the caller's).
+        signed_in = await client.get("/api/offers", params=params,
+                                     headers=auth_headers(get_settings(), user))
+        assert (await signed_in.json())["data"][0]["title"] == "Before"
+        unchanged = await client.get("/api/offers", params=params, headers={"If-None-Match": etag})
+        assert unchanged.status == 304 and unchanged.headers["ETag"] == etag
+        assert await unchanged.read() == b""
+        frozen.tick(0.5)
+        changed = await client.get("/api/offers", params=params, headers={"If-None-Match": etag})
+        body = await changed.json()
+        assert changed.status == 200 and body["data"][0]["title"] == "After"
+        assert changed.headers["ETag"] != etag and body["success"] is True
+        assert body["timestamp"].endswith("Z") and body["pagination"]["total"] == 1

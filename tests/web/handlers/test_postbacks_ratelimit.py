@@ -19,6 +19,7 @@ from common.models import IdempotencyKey, Payment, PostbackLog, Sale, User
 from tests.fixtures.factories import auth_headers, make_user
 from tests.fixtures.money import money_settings  # noqa: F401
 from tests.fixtures.money_factories import generic_params, make_funded_user, make_offer
+from web.keys import LIMITER
 
 MakeClient = Callable[..., Awaitable[TestClient]]
 BODY = {"amount": 10, "method": "paypal", "destination": "me@example.com"}
@@ -106,3 +107,27 @@ async def test_withdrawals_over_the_limit_store_nothing(make_client, session: Se
     assert session.get(User, user.id).balance == Decimal("80.00")  # type: ignore[union-attr]
     # The limit is the user's own: another user still withdraws.
     assert (await post(other, "k3")).status == 202
+
+
+async def test_a_postbacks_two_limits_cost_one_redis_round_trip(make_client, session: Session) -> None:  # type: ignore[no-untyped-def]
+    """Per source IP, then per network and source IP: counted together by one script call; an
+    unknown network counts only the first."""
+    client = await make_client(rate_limit_postback_ip="2/minute")
+    user = make_user(session)
+    make_offer(session, network="testnet", external_id="o1")
+    session.commit()
+    limiter = client.app[LIMITER]
+    script, calls = limiter._script, []
+
+    async def counted(**kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(kwargs["keys"]))
+        return await script(**kwargs)
+
+    limiter._script = counted
+    ok = generic_params(user_id=user.id, offer_id="o1", txn_id="t1", amount="1.00")
+    assert (await client.get("/api/postbacks/testnet", params=ok)).status == 200
+    assert (await client.get("/api/postbacks/nobody", params=ok)).status == 403
+    assert calls == [2, 1]
+    # The per-IP budget took both: the next from this address is refused whatever it names.
+    resp = await client.get("/api/postbacks/testnet", params=ok)
+    _assert_limited(resp, await resp.json(), 2)
