@@ -24,16 +24,25 @@ from common.tracing import current_trace_id, trace_id_var
 QUEUES = ("sales", "payouts", "leaderboard", "analytics", "events", "default")
 TRACE_HEADER = "trace_id"
 
-# Tasks run for seconds; an unacknowledged task (acks_late) is redelivered after this long, so it
-# must exceed the longest task, including the payout provider's retries.
+# Redis only: tasks run for seconds; an unacknowledged task (acks_late) is redelivered after this
+# long, so it must exceed the longest task, including the payout provider's retries. (RabbitMQ
+# redelivers an unacknowledged task when the worker's connection closes, whatever its age.)
 VISIBILITY_TIMEOUT = 3600
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.broker_is_amqp:
+        # Publisher confirms: a send returns once RabbitMQ has taken the message (into a durable
+        # queue), so a broker restart cannot lose a task the caller believes sent.
+        return {"confirm_publish": True}
+    return {"visibility_timeout": VISIBILITY_TIMEOUT}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "broker_transport_options": _transport_options(settings),
         "result_backend": None,
         "task_ignore_result": True,
         "task_serializer": "json",
@@ -45,7 +54,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": "default",
-        "task_queues": [Queue(name) for name in QUEUES],
+        # Durable queues with persistent messages (kombu's defaults, said here): on RabbitMQ they
+        # survive a broker restart. With acks_late and reject_on_worker_lost, a task is removed
+        # only once it ran, and one whose worker died is delivered again.
+        "task_queues": [Queue(name, durable=True) for name in QUEUES],
+        "task_default_delivery_mode": "persistent",
         "task_routes": {f"{name}.*": {"queue": name} for name in QUEUES},
         "worker_hijack_root_logger": False,
         "worker_send_task_events": True,
