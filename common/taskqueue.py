@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import before_task_publish, task_postrun, task_prerun
 from kombu import Queue
 
 from common.config import Settings, get_settings
+from common.outages import DEPENDENCY_DOWN
 from common.tracing import current_trace_id, trace_id_var
 
 QUEUES = ("sales", "payouts", "leaderboard", "analytics", "events", "default")
@@ -66,8 +67,21 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+class RetryingTask(Task):
+    """Every task's base: a task that met PostgreSQL, PgBouncer or Redis unreachable (a restart,
+    a failover) runs again later instead of failing for good. The tasks are idempotent (acks
+    late already delivers one again after a worker dies), so a second run has no visible effect.
+    Backoff from 1 s doubling to 30 s, with jitter, for as long as the outage lasts."""
+
+    autoretry_for = DEPENDENCY_DOWN
+    retry_backoff = 1
+    retry_backoff_max = 30
+    retry_jitter = True
+    max_retries = None
+
+
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("savebucks", set_as_current=False)
+    app: Celery = Celery("savebucks", set_as_current=False, task_cls=RetryingTask)
     app.conf.update(celery_config(settings))
     return app
 
@@ -75,7 +89,7 @@ def make_celery(settings: Settings) -> Celery:
 def shared_app() -> Celery:
     """The app of the process: configured, on first use, from ``common.config.get_settings``
     (the settings the worker, beat and the CLI run with)."""
-    app = Celery("savebucks", set_as_current=False)
+    app: Celery = Celery("savebucks", set_as_current=False, task_cls=RetryingTask)
     app.add_defaults(lambda: celery_config(get_settings()))
     return app
 

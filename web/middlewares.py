@@ -9,11 +9,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 import psycopg
-import redis
 import sqlalchemy.exc
 from aiohttp import web
 
 from common.errors import DomainError, RateLimited
+from common.outages import DATABASE_DOWN, REDIS_DOWN
 from common.tracing import accept_trace_id, trace_id_var
 from web import envelope
 from web.keys import CLIENT_IP, SETTINGS, TRACE_ID
@@ -21,12 +21,10 @@ from web.metrics import observe_request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _DATA_ERRORS = (psycopg.DataError, sqlalchemy.exc.DataError)
-# A dependency that is down, unreachable or out of connections: PostgreSQL through psycopg (its
-# pool's PoolTimeout is an OperationalError) or SQLAlchemy (its pool's TimeoutError), Redis.
-# Answered 503 here, in one place, whichever handler met it (API.md section 1).
-_DATABASE_DOWN = (psycopg.OperationalError, sqlalchemy.exc.OperationalError,
-                  sqlalchemy.exc.TimeoutError)
-_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+# A dependency that is down (common/outages.py) is answered 503 here, in one place, whichever
+# handler met it (API.md section 1).
+_DATABASE_DOWN = DATABASE_DOWN
+_REDIS_DOWN = REDIS_DOWN
 UNAVAILABLE_RETRY_AFTER = "2"
 access_log = logging.getLogger("savebucks.access")
 log = logging.getLogger(__name__)

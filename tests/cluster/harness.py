@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 
 from tests.fixtures.servers import (
@@ -132,6 +132,15 @@ class Service:
     cwd: Path = ROOT
     stop_signal: int = signal.SIGTERM
     proc: subprocess.Popen[bytes] | None = None
+    # Where the log ended when this run was launched: a readiness line is looked for after it.
+    log_offset: int = 0
+
+    def logged_since_launch(self, marker: bytes) -> bool:
+        if not self.log.exists():
+            return False
+        with open(self.log, "rb") as log:
+            log.seek(self.log_offset)
+            return marker in log.read()
 
     @property
     def alive(self) -> bool:
@@ -147,6 +156,7 @@ class Service:
         self.wait_ready(timeout)
 
     def launch(self) -> None:
+        self.log_offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
@@ -333,6 +343,7 @@ class Cluster:
     beat: Service = field(init=False)
     nginx: Nginx = field(init=False)
     seed: Seed | None = None
+    _engine: Engine | None = None
 
     def __post_init__(self) -> None:
         os.chmod(self.folder, 0o755)  # the postgres user reaches its folders
@@ -398,6 +409,8 @@ class Cluster:
             RATE_LIMIT_POSTBACK_IP="1000000/minute",
             RATE_LIMIT_WITHDRAWAL="1000000/minute",
             PAYOUT_SANDBOX_LATENCY_MS="5",
+            # What payouts.recover counts as stuck (a pending payment whose enqueue was lost).
+            PAYOUT_STUCK_SECONDS="5",
             # Credits are approved by the beat's next sales.approve_due (10 s), not in a week.
             SALE_HOLD_SECONDS="0",
             DB_POOL_SIZE="5",
@@ -415,11 +428,12 @@ class Cluster:
 
     def _celery(self, name: str, *args: str) -> Service:
         celery = str(Path(sys.executable).parent / "celery")
-        log = self.folder / f"{name}.log"
         # Ready once it has said so in its log (a worker: "ready."; beat: "beat: Starting").
         marker = b"ready." if args[0] == "worker" else b"beat: Starting"
-        return Service(name, [celery, "-A", "workers.celery_app", *args, "--loglevel", "INFO"],
-                       log, lambda: log.exists() and marker in log.read_bytes())
+        service = Service(name, [celery, "-A", "workers.celery_app", *args, "--loglevel", "INFO"],
+                          self.folder / f"{name}.log", lambda: False)
+        service.ready = lambda: service.logged_since_launch(marker)
+        return service
 
     # Life cycle ------------------------------------------------------------------------------
 
@@ -471,12 +485,19 @@ class Cluster:
         return subprocess.run([savebucks, *args], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout, check=False)
 
-    def engine(self):  # type: ignore[no-untyped-def]
-        return create_engine(self.direct_url)
+    def engine(self) -> Engine:
+        """The tests' own engine on PostgreSQL directly (one, small: PostgreSQL's connections
+        are counted, see docs/operations.md)."""
+        if self._engine is None:
+            self._engine = create_engine(self.direct_url, pool_size=2, max_overflow=2,
+                                         pool_pre_ping=True)
+        return self._engine
 
     def close(self) -> None:
         """Everything stopped: the app processes at once, then the servers; whatever does not
         stop in time is killed."""
+        if self._engine is not None:
+            self._engine.dispose()
         app = (self.nginx, self.beat, *self.worker, *self.web)
         for service in app:
             service.signal(service.stop_signal)

@@ -63,7 +63,6 @@ def make_members(cluster: Cluster, count: int, funds: Decimal | str = "0",
         for user in users:
             if Decimal(funds):
                 fund(session, user.id, funds)
-    engine.dispose()
     return [Member(u.id, u.email, issue_access_token(settings, user_id=u.id, email=u.email,
                                                      role=role)) for u in users]
 
@@ -75,7 +74,6 @@ def user_event_ids(cluster: Cluster, user_ids: Sequence[int]) -> dict[int, set[i
     with engine.connect() as conn:
         rows = conn.execute(select(o.c.target_id, o.c.id).where(
             o.c.target == "user", o.c.target_id.in_(list(user_ids)))).all()
-    engine.dispose()
     found: dict[int, set[int]] = {uid: set() for uid in user_ids}
     for user_id, event_id in rows:
         found[user_id].add(event_id)

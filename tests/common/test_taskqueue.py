@@ -14,3 +14,20 @@ def test_rabbitmq_publishes_with_confirms_to_durable_queues() -> None:
 def test_redis_redelivers_after_the_visibility_timeout() -> None:
     conf = celery_config(load_settings({}))
     assert conf["broker_transport_options"] == {"visibility_timeout": VISIBILITY_TIMEOUT}
+
+
+def test_every_task_is_retried_when_a_dependency_is_unreachable() -> None:
+    import psycopg
+    import redis
+    import sqlalchemy.exc
+
+    import workers.celery_app  # noqa: F401  (registers every task)
+    from common.taskqueue import celery_app
+
+    tasks = [t for name, t in celery_app.tasks.items() if not name.startswith("celery.")]
+    assert tasks
+    for task in tasks:
+        for error in (psycopg.OperationalError, sqlalchemy.exc.OperationalError,
+                      redis.ConnectionError):
+            assert issubclass(error, tuple(task.autoretry_for)), (task.name, error)
+        assert task.retry_backoff and task.retry_jitter, task.name
