@@ -211,13 +211,24 @@ async def restart(drill: Drill, *pieces: Any, kill: bool = False) -> None:
 # The faults ----------------------------------------------------------------------------------
 
 
-async def kill_web(drill: Drill) -> None:
-    """SIGKILL web instance 0 (sockets and requests in flight lost), start it again later."""
-    web = drill.cluster.web[0]
-    await asyncio.to_thread(web.kill)
+async def bounce(drill: Drill, service: Service, *, kill: bool) -> None:
+    """``service`` SIGKILLed (``kill``) or stopped with its stop signal, down ``drill.outage``
+    seconds, started again."""
+    await asyncio.to_thread(service.kill if kill else service.stop)
     drill.mark("down")
     await asyncio.sleep(drill.outage)
-    await asyncio.to_thread(web.start)
+    await asyncio.to_thread(service.start)
+    drill.mark("up")
+
+
+async def kill_web(drill: Drill) -> None:
+    """SIGKILL web instance 0: its sockets and the requests in flight are cut."""
+    await bounce(drill, drill.cluster.web[0], kill=True)
+
+
+async def restart_web(drill: Drill) -> None:
+    """A rolling restart of web instance 0: SIGTERM (its sockets closed with 1001)."""
+    await bounce(drill, drill.cluster.web[0], kill=False)
 
 
 async def restart_database(drill: Drill) -> None:
@@ -259,13 +270,7 @@ def _send(cluster: Cluster, task: str, **kwargs: Any) -> None:
 
 
 async def kill_beat(drill: Drill) -> None:
-    """SIGKILL beat and start it again after the outage."""
-    beat = drill.cluster.beat
-    await asyncio.to_thread(beat.kill)
-    drill.mark("down")
-    await asyncio.sleep(drill.outage)
-    await asyncio.to_thread(beat.start)
-    drill.mark("up")
+    await bounce(drill, drill.cluster.beat, kill=True)
 
 
 _RECEIVED = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/MainProcess\] Task ([\w.]+)\[")

@@ -6,6 +6,7 @@ long and prints the figures."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import pytest
 
@@ -23,6 +24,14 @@ async def test_a_killed_web_instance_loses_no_event_and_no_withdrawal(healthy_cl
     report.assert_sound()
     # The sockets on the killed instance came back through nginx (on the other one).
     assert report.reconnects, report.figures()
+
+
+async def test_a_web_instance_stopped_for_a_deploy_hands_its_sockets_over(healthy_cluster: Cluster) -> None:
+    drill = Drill(healthy_cluster)
+    report = await drill.run(drills.restart_web)
+    report.assert_sound()
+    closes = sum((s.closes for s in drill.sockets), Counter[int]())
+    assert closes[1001] > 0 and set(closes) == {1001}, report.figures()
 
 
 async def test_a_database_restart_answers_503_and_loses_nothing(healthy_cluster: Cluster) -> None:
