@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +42,6 @@ from sqlalchemy.orm import Session
 from tests.fixtures.servers import (
     PrivatePostgres,
     PrivateRedis,
-    free_port,
     pg_bin,
     port_open,
     redis_bin,
@@ -49,6 +50,8 @@ from tests.fixtures.servers import (
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 STOP_GRACE = 10.0
+# At the end of a run nothing needs a warm shutdown: what has not stopped by then is killed.
+CLOSE_GRACE = 3.0
 DATABASE = "sb_cluster"
 NETWORK, SECRET = "clusternet", "cluster-secret-0123456789"
 ADMIN_EMAIL = "ops@cluster.example"
@@ -71,6 +74,29 @@ def missing_binaries() -> list[str]:
     if redis_bin() is None:
         missing.append("redis-server")
     return missing
+
+
+_HANDED_OUT: set[int] = set()
+
+
+def stable_port() -> int:
+    """A free port below the kernel's ephemeral range (32768 and up on Linux): a server that is
+    restarted must find its port free again, and while it is down any client's outgoing
+    connection could be given a port from the ephemeral range (seen here: RabbitMQ could not
+    listen again after a restart)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        if port in _HANDED_OUT:  # not listening yet, but promised to another server
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no free port between 20000 and 32000")
 
 
 def _sbin(name: str) -> str | None:
@@ -250,7 +276,7 @@ class RabbitMQ(Service):
             "RABBITMQ_CONF_ENV_FILE": str(env_file), "RABBITMQ_CONFIG_FILE": str(config),
             "RABBITMQ_NODENAME": f"sbcluster{os.getpid()}x{port}@localhost",
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(port),
-            "RABBITMQ_DIST_PORT": str(free_port()), "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_DIST_PORT": str(stable_port()), "ERL_EPMD_ADDRESS": "127.0.0.1",
             "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"), "RABBITMQ_LOG_BASE": str(folder / "log"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
         }
@@ -347,11 +373,11 @@ class Cluster:
 
     def __post_init__(self) -> None:
         os.chmod(self.folder, 0o755)  # the postgres user reaches its folders
-        self.pg = PrivatePostgres(self.folder / "pg")
-        self.redis = PrivateRedis(self.folder / "redis")
-        self.rabbit = RabbitMQ(self.folder / "rabbitmq", free_port())
-        self.bouncer = PgBouncer(self.folder / "pgbouncer", self.pg, free_port())
-        web_ports = [free_port() for _ in range(self.webs)]
+        self.pg = PrivatePostgres(self.folder / "pg", port=stable_port())
+        self.redis = PrivateRedis(self.folder / "redis", port=stable_port())
+        self.rabbit = RabbitMQ(self.folder / "rabbitmq", stable_port())
+        self.bouncer = PgBouncer(self.folder / "pgbouncer", self.pg, stable_port())
+        web_ports = [stable_port() for _ in range(self.webs)]
         self.web = [self._web(i, port) for i, port in enumerate(web_ports)]
         self.worker = [self._celery(f"worker{i}", "worker", "-Q", ",".join(_queues()),
                                     "-c", str(WORKER_CONCURRENCY), "-P", "prefork",
@@ -359,7 +385,7 @@ class Cluster:
                                     "-n", f"w{i}x{os.getpid()}@%h")
                        for i in range(self.workers)]
         self.beat = self._celery("beat", "beat", "-s", str(self.folder / "celerybeat-schedule"))
-        self.nginx = Nginx(self.folder / "nginx", free_port(), web_ports)
+        self.nginx = Nginx(self.folder / "nginx", stable_port(), web_ports)
 
     # Addresses -------------------------------------------------------------------------------
 
@@ -502,7 +528,7 @@ class Cluster:
         for service in app:
             service.signal(service.stop_signal)
         for service in app:
-            service.wait_gone()
+            service.wait_gone(CLOSE_GRACE)
         for server in (self.bouncer, self.rabbit, self.redis, self.pg):
             with contextlib.suppress(Exception):
                 server.close()

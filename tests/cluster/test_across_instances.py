@@ -20,7 +20,6 @@ from tests.cluster.load import (
     poll,
     user_event_ids,
 )
-from tests.fixtures.cluster import cluster, healthy_cluster  # noqa: F401
 
 pytestmark = pytest.mark.cluster
 

@@ -6,6 +6,7 @@ long and prints the figures."""
 from __future__ import annotations
 
 import itertools
+import os
 from collections import Counter
 
 import pytest
@@ -13,19 +14,23 @@ import pytest
 from tests.cluster import drills
 from tests.cluster.drills import Drill
 from tests.cluster.harness import Cluster
-from tests.fixtures.cluster import cluster, healthy_cluster  # noqa: F401
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+# The rolling restart runs only in the long form: CI's time goes to the faults that lose things.
+LONG = os.environ.get("SB_DRILL") == "long"
 
 
 async def test_a_killed_web_instance_loses_no_event_and_no_withdrawal(healthy_cluster: Cluster) -> None:
     drill = Drill(healthy_cluster)
     report = await drill.run(drills.kill_web)
-    report.assert_sound()
+    # Requests in flight on the killed instance got nginx's 502; their clients sent them again.
+    report.assert_sound(instance_lost=True)
     # The sockets on the killed instance came back through nginx (on the other one).
     assert report.reconnects, report.figures()
 
 
+@pytest.mark.skipif(not LONG, reason="SB_DRILL=long (CI time; 1001 on SIGTERM is tested in "
+                    "tests/web/realtime/test_protocol.py)")
 async def test_a_web_instance_stopped_for_a_deploy_hands_its_sockets_over(healthy_cluster: Cluster) -> None:
     drill = Drill(healthy_cluster)
     report = await drill.run(drills.restart_web)
@@ -62,7 +67,7 @@ async def test_a_rabbitmq_restart_loses_no_queued_task(healthy_cluster: Cluster)
 
 
 async def test_a_killed_beat_skips_no_period_and_runs_nothing_twice(healthy_cluster: Cluster) -> None:
-    drill = Drill(healthy_cluster, load_after=12.0)
+    drill = Drill(healthy_cluster, outage=1.0, load_after=11.0)
     report = await drill.run(drills.kill_beat)
     report.assert_sound()
     period = 10.0  # events.sweep_outbox (workers/schedule.py)
