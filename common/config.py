@@ -29,6 +29,9 @@ _DEV_DATABASE_URL = "postgresql+psycopg://savebucks@127.0.0.1:54329/savebucks"
 # The ``network`` of a sale made by an approved missing-credit claim: no configured network may
 # have this name, so a network's transaction id can never collide with a claim's sale.
 CLAIM_NETWORK = "claim"
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# RabbitMQ, through py-amqp (installed with Celery).
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 _PER_NETWORK = ("POSTBACK_SECRET_", "POSTBACK_SCHEME_", "POSTBACK_ALLOWED_IPS_")
 
 
@@ -74,6 +77,11 @@ class Settings(BaseSettings):
     # a host that does not answer at all. A refused connect fails at once either way.
     db_connect_timeout: int = Field(2, ge=2, le=60)
     db_statement_timeout_ms: int = Field(15_000, ge=0)
+    # psycopg prepares a statement server-side once it has run this many times on a connection
+    # (0: at once). ``none``/``off``: never, which PgBouncer in transaction pooling mode needs
+    # before 1.21 (it does not track prepared statements, so a statement prepared in one
+    # transaction is missing on the next server connection). Both the web and the workers.
+    database_prepare_threshold: int | None = Field(1, ge=0, le=1000)
 
     jwt_secret: str = ""
     jwt_issuer: str = "savebucks"
@@ -188,11 +196,26 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// or postgresql+psycopg:// URL")
         return value
 
-    @field_validator("redis_url", "celery_broker_url")
+    @field_validator("redis_url")
     @classmethod
-    def _redis_only(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+    def _redis_only(cls, value: str) -> str:
+        if not value.startswith(_REDIS_SCHEMES):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_REDIS_SCHEMES + AMQP_SCHEMES):
+            raise ValueError("must be a redis://, rediss://, unix://, amqp://, amqps:// or "
+                             "pyamqp:// URL")
+        return value
+
+    @field_validator("database_prepare_threshold", mode="before")
+    @classmethod
+    def _never_prepare(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("none", "off"):
+            return None
         return value
 
     @field_validator("metrics_token")
@@ -234,6 +257,10 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        return self.broker_url.startswith(AMQP_SCHEMES)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -74,11 +74,14 @@ def make_sync_engine(
         max_overflow=settings.db_pool_max_overflow,
         pool_timeout=pool_timeout or settings.db_pool_timeout,
         pool_pre_ping=True,
-        connect_args=_connect_args(settings),
+        connect_args=connect_args(settings),
     )
 
 
-def _connect_args(settings: Settings) -> dict[str, object]:
+def connect_args(settings: Settings) -> dict[str, object]:
+    """What every psycopg connection of the project is opened with (the web's request pool adds
+    its own ``application_name``, autocommit and dict rows)."""
     options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c timezone=UTC"
     return {"options": options, "application_name": "savebucks",
-            "connect_timeout": settings.db_connect_timeout}
+            "connect_timeout": settings.db_connect_timeout,
+            "prepare_threshold": settings.database_prepare_threshold}

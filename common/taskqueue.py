@@ -14,26 +14,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import before_task_publish, task_postrun, task_prerun
 from kombu import Queue
 
 from common.config import Settings, get_settings
+from common.outages import DEPENDENCY_DOWN
 from common.tracing import current_trace_id, trace_id_var
 
 QUEUES = ("sales", "payouts", "leaderboard", "analytics", "events", "default")
 TRACE_HEADER = "trace_id"
 
-# Tasks run for seconds; an unacknowledged task (acks_late) is redelivered after this long, so it
-# must exceed the longest task, including the payout provider's retries.
+# Redis only: tasks run for seconds; an unacknowledged task (acks_late) is redelivered after this
+# long, so it must exceed the longest task, including the payout provider's retries. (RabbitMQ
+# redelivers an unacknowledged task when the worker's connection closes, whatever its age.)
 VISIBILITY_TIMEOUT = 3600
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.broker_is_amqp:
+        # Publisher confirms: a send returns once RabbitMQ has taken the message (into a durable
+        # queue), so a broker restart cannot lose a task the caller believes sent.
+        return {"confirm_publish": True}
+    return {"visibility_timeout": VISIBILITY_TIMEOUT}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "broker_transport_options": _transport_options(settings),
         "result_backend": None,
         "task_ignore_result": True,
         "task_serializer": "json",
@@ -45,7 +55,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": "default",
-        "task_queues": [Queue(name) for name in QUEUES],
+        # Durable queues with persistent messages (kombu's defaults, said here): on RabbitMQ they
+        # survive a broker restart. With acks_late and reject_on_worker_lost, a task is removed
+        # only once it ran, and one whose worker died is delivered again.
+        "task_queues": [Queue(name, durable=True) for name in QUEUES],
+        "task_default_delivery_mode": "persistent",
         "task_routes": {f"{name}.*": {"queue": name} for name in QUEUES},
         "worker_hijack_root_logger": False,
         "worker_send_task_events": True,
@@ -53,8 +67,21 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+class RetryingTask(Task):
+    """Every task's base: a task that met PostgreSQL, PgBouncer or Redis unreachable (a restart,
+    a failover) runs again later instead of failing for good. The tasks are idempotent (acks
+    late already delivers one again after a worker dies), so a second run has no visible effect.
+    Backoff from 1 s doubling to 30 s, with jitter, for as long as the outage lasts."""
+
+    autoretry_for = DEPENDENCY_DOWN
+    retry_backoff = 1
+    retry_backoff_max = 30
+    retry_jitter = True
+    max_retries = None
+
+
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("savebucks", set_as_current=False)
+    app: Celery = Celery("savebucks", set_as_current=False, task_cls=RetryingTask)
     app.conf.update(celery_config(settings))
     return app
 
@@ -62,7 +89,7 @@ def make_celery(settings: Settings) -> Celery:
 def shared_app() -> Celery:
     """The app of the process: configured, on first use, from ``common.config.get_settings``
     (the settings the worker, beat and the CLI run with)."""
-    app = Celery("savebucks", set_as_current=False)
+    app: Celery = Celery("savebucks", set_as_current=False, task_cls=RetryingTask)
     app.add_defaults(lambda: celery_config(get_settings()))
     return app
 

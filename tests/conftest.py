@@ -60,6 +60,7 @@ from common.db import Base, make_sync_engine
 from common.migrate import upgrade
 from common.redis import events_channel
 from common.services.ledger import check_ledger
+from tests.fixtures.cluster import cluster, healthy_cluster  # noqa: F401  (fixtures)
 from tests.fixtures.servers import private_pair, running_pair  # noqa: F401  (fixtures)
 
 # Rows a migration seeds (reference data) survive the truncation after committed tests.

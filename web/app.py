@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 
-import redis.asyncio as aredis
 from aiohttp import web
 
 from common.config import Settings
@@ -13,6 +12,7 @@ from common.db import make_sync_engine
 from common.ratelimit import Limiter
 from common.redis import events_channel, make_async_redis, make_redis
 from web.account_gate import account_gate_context
+from web.broker import make_broker
 from web.console import setup_console
 from web.db import Database, PooledDatabase
 from web.docs import setup_docs
@@ -84,9 +84,6 @@ def _database(
 
 async def _health(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    broker = None
-    if settings.broker_url != settings.redis_url:
-        broker = aredis.Redis.from_url(settings.broker_url, socket_connect_timeout=2)
-    app[HEALTH] = HealthChecks(broker, settings.health_cache_seconds)
+    app[HEALTH] = HealthChecks(make_broker(settings, app[REDIS]), settings.health_cache_seconds)
     yield
     await app[HEALTH].close()

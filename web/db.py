@@ -1,7 +1,8 @@
 """How handlers reach PostgreSQL.
 
 - ``fetch_one`` / ``fetch_all`` run a ``common.sql.Query`` (a Core statement compiled once) on a
-  psycopg ``AsyncConnectionPool`` in autocommit: one round trip, prepared after a few runs, no
+  psycopg ``AsyncConnectionPool`` in autocommit: one round trip, prepared from its second run
+  (``DATABASE_PREPARE_THRESHOLD``; off behind PgBouncer before 1.21), no
   SQLAlchemy on the hot path. psycopg's pool hands connections out in arrival order, which keeps
   the p99 near the median (docs/database.md).
 - ``run`` executes a sync service (``fn(session, **kwargs)``, the same code the workers run) in
@@ -42,6 +43,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.config import Settings
+from common.db import connect_args
 from common.sql import Query
 from common.taskqueue import enqueue
 from common.uow import UnitOfWork
@@ -76,7 +78,7 @@ class PooledDatabase:
         # GET /health's own connection: a pool busy with requests is not a database that is down.
         self._probe: AsyncConnection[DictRow] | None = None
         self._probe_kwargs: dict[str, Any] = {
-            "autocommit": True, "connect_timeout": settings.db_connect_timeout,
+            **connect_args(settings), "autocommit": True,
             "application_name": "savebucks-web-health",
         }
         self._url = settings.libpq_url
@@ -88,11 +90,9 @@ class PooledDatabase:
             timeout=settings.web_db_pool_timeout,
             configure=self._made,
             kwargs={
+                **connect_args(settings),
                 "autocommit": True,
                 "row_factory": dict_row,
-                "prepare_threshold": 1,
-                "connect_timeout": settings.db_connect_timeout,
-                "options": f"-c statement_timeout={settings.db_statement_timeout_ms} -c timezone=UTC",
                 "application_name": "savebucks-web",
             },
             open=False,

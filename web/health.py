@@ -8,11 +8,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-import redis.asyncio as aredis
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from common.breakers import breaker_states
+from web.broker import Broker
 from web.envelope import dumps, now_iso
 from web.keys import DB, HEALTH, REDIS, SETTINGS, uptime
 from web.metrics import CachedRead
@@ -24,12 +24,12 @@ Probe = Callable[[], Awaitable[Any]]
 
 
 class HealthChecks:
-    """The checks, with the broker's client kept open between calls, and each check's last
+    """The checks, with the broker (``web.broker``: Redis or RabbitMQ), and each check's last
     result kept ``ttl`` seconds (``HEALTH_CACHE_SECONDS``): however many load balancers and
     probes ask at once, each dependency is probed at most once per period, by one caller, and
     the others get that answer (``CachedRead``: at most one probe in flight per dependency)."""
 
-    def __init__(self, broker: aredis.Redis | None, ttl: float = 0.0) -> None:
+    def __init__(self, broker: Broker, ttl: float = 0.0) -> None:
         self.broker = broker
         self.cached = {name: CachedRead(ttl) for name in CHECKS}
 
@@ -44,8 +44,7 @@ class HealthChecks:
         return None
 
     async def close(self) -> None:
-        if self.broker is not None:
-            await self.broker.aclose()
+        await self.broker.close()
 
 
 async def _timed(check: Probe) -> dict[str, Any]:
@@ -108,7 +107,6 @@ class HealthReport(BaseModel):
 async def health(request: web.Request) -> web.Response:
     app = request.app
     db, redis, checks = app[DB], app[REDIS], app[HEALTH]
-    broker = checks.broker or redis
 
     async def external_apis() -> dict[str, str]:
         states = await breaker_states(redis, app[SETTINGS])
@@ -119,7 +117,7 @@ async def health(request: web.Request) -> web.Response:
     results = checks.fresh()
     if results is None:
         probes: dict[str, Probe] = {"database": db.ping, "redis": redis.ping,
-                                    "broker": broker.ping, "external_apis": external_apis}
+                                    "broker": checks.broker.ping, "external_apis": external_apis}
         results = await asyncio.gather(*(checks.check(name, probes[name]) for name in CHECKS))
     healthy = all(r["status"] == "ok" for r in results)
     body = {

@@ -38,6 +38,7 @@ from common.metrics import (
 from common.models.outbox import OutboxEvent
 from common.sql import compile_query
 from common.taskqueue import QUEUES
+from web.broker import UNACKED
 from web.keys import CACHED, DB, HEALTH, HUB, REDIS, SETTINGS, SUBSCRIBER
 from web.metrics_auth import check_metrics_token
 
@@ -45,10 +46,6 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 READ_TIMEOUT = 2.0
 UNMATCHED = "unmatched"
-# kombu's Redis transport keeps a queue's prioritised messages in sibling lists.
-_PRIORITY_SEPARATOR = "\x06\x16"
-_PRIORITY_STEPS = (3, 6, 9)
-_UNACKED = "unacked"
 # Counting stops here: past it the figure is "at least this many" and the scrape stays cheap.
 BACKLOG_CAP = 100_000
 
@@ -143,18 +140,7 @@ async def _bounded(what: str, coro: Awaitable[Any]) -> Any:
 
 
 async def _queue_depths(app: web.Application) -> dict[str, int]:
-    broker = app[HEALTH].broker or app[REDIS]
-    async with broker.pipeline(transaction=False) as pipe:
-        for queue in QUEUES:
-            pipe.llen(queue)
-            for step in _PRIORITY_STEPS:
-                pipe.llen(f"{queue}{_PRIORITY_SEPARATOR}{step}")
-        pipe.hlen(_UNACKED)
-        sizes = await pipe.execute()
-    per_queue = 1 + len(_PRIORITY_STEPS)
-    depths = {q: sum(sizes[i * per_queue:(i + 1) * per_queue]) for i, q in enumerate(QUEUES)}
-    depths[_UNACKED] = sizes[-1]
-    return depths
+    return await app[HEALTH].broker.queue_depths()
 
 
 async def _outbox(app: web.Application) -> tuple[int, float]:
@@ -234,10 +220,11 @@ def _queue_families(depths: dict[str, int]) -> Iterator[Metric]:
     for queue in QUEUES:
         family.add_metric([queue], depths[queue])
     yield family
-    yield GaugeMetricFamily(
-        "savebucks_celery_unacked", "Messages reserved by workers and not yet acknowledged",
-        value=depths[_UNACKED],
-    )
+    if UNACKED in depths:  # a Redis broker's figure (RabbitMQ's needs its management API)
+        yield GaugeMetricFamily(
+            "savebucks_celery_unacked", "Messages reserved by workers and not yet acknowledged",
+            value=depths[UNACKED],
+        )
 
 
 def _breaker_family(states: dict[str, str]) -> Metric:

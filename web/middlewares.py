@@ -9,12 +9,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 import psycopg
-import redis
 import sqlalchemy.exc
 from aiohttp import web
 from multidict import CIMultiDict, istr
 
 from common.errors import DomainError, RateLimited
+from common.outages import DATABASE_DOWN, REDIS_DOWN
 from common.tracing import accept_trace_id, trace_id_var
 from web import envelope
 from web.deprecation import headers_for as retirement_headers
@@ -23,12 +23,10 @@ from web.metrics import observe_request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _DATA_ERRORS = (psycopg.DataError, sqlalchemy.exc.DataError)
-# A dependency that is down, unreachable or out of connections: PostgreSQL through psycopg (its
-# pool's PoolTimeout is an OperationalError) or SQLAlchemy (its pool's TimeoutError), Redis.
-# Answered 503 here, in one place, whichever handler met it (docs/api.md "Envelope").
-_DATABASE_DOWN = (psycopg.OperationalError, sqlalchemy.exc.OperationalError,
-                  sqlalchemy.exc.TimeoutError)
-_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+# A dependency that is down (common/outages.py) is answered 503 here, in one place, whichever
+# handler met it (docs/api.md "Envelope").
+_DATABASE_DOWN = DATABASE_DOWN
+_REDIS_DOWN = REDIS_DOWN
 UNAVAILABLE_RETRY_AFTER = "2"
 access_log = logging.getLogger("savebucks.access")
 log = logging.getLogger(__name__)

@@ -77,3 +77,33 @@ def test_urls_are_normalised_for_each_driver() -> None:
     assert settings.sqlalchemy_url == "postgresql+psycopg://u@h:1/d"
     assert settings.libpq_url == "postgresql://u@h:1/d"
     assert settings.broker_url == settings.redis_url
+
+
+@pytest.mark.parametrize("url", ["amqp://guest:guest@127.0.0.1:5672//", "pyamqp://u:p@h:5672/vh",
+                                 "amqps://u:p@h:5671/vh", "redis://h:6379/1"])
+def test_the_broker_may_be_rabbitmq_or_redis(url: str) -> None:
+    assert load_settings({"CELERY_BROKER_URL": url}).broker_url == url
+
+
+@pytest.mark.parametrize("url", ["http://h/", "sqs://", "amqp:/"])
+def test_a_broker_we_do_not_run_on_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="CELERY_BROKER_URL"):
+        load_settings({"CELERY_BROKER_URL": url})
+
+
+def test_redis_url_stays_redis_only() -> None:
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        load_settings({"REDIS_URL": "amqp://guest:guest@127.0.0.1:5672//"})
+
+
+@pytest.mark.parametrize(("value", "threshold"), [
+    (None, 1), ("0", 0), ("5", 5), ("none", None), ("off", None), ("NONE", None),
+])
+def test_prepared_statements_can_be_turned_off_for_pgbouncer(value: str | None, threshold: int | None) -> None:
+    env = {} if value is None else {"DATABASE_PREPARE_THRESHOLD": value}
+    assert load_settings(env).database_prepare_threshold == threshold
+
+
+def test_a_bad_prepare_threshold_is_refused() -> None:
+    with pytest.raises(ConfigError, match="DATABASE_PREPARE_THRESHOLD"):
+        load_settings({"DATABASE_PREPARE_THRESHOLD": "sometimes"})

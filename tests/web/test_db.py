@@ -149,3 +149,16 @@ async def test_the_health_probe_survives_a_restart_and_ignores_a_busy_pool(
     finally:
         for conn in held:
             await db.pool.putconn(conn)
+
+
+@pytest.mark.parametrize("threshold", [None, 0, 3])
+def test_both_pools_prepare_statements_as_configured(settings: Settings, threshold: int | None) -> None:
+    from common.db import connect_args
+
+    mine = settings.model_copy(update={"database_prepare_threshold": threshold})
+    assert connect_args(mine)["prepare_threshold"] == threshold
+    database = PooledDatabase(mine, make_sync_engine(mine, pool_size=1), redis.Redis(),
+                              events_channel(mine))
+    assert database.pool.kwargs["prepare_threshold"] == threshold
+    database.engine.dispose()
+    database.executor.shutdown()

@@ -110,3 +110,28 @@ async def test_every_check_matches_its_schema(client) -> None:  # type: ignore[n
     body = await (await client.get("/health")).json()
     HealthReport.model_validate(body)
     assert "breakers" not in body["checks"]["redis"]
+
+
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+async def test_a_rabbitmq_broker_is_checked_over_amqp(aiohttp_client, settings, bound_db) -> None:  # type: ignore[no-untyped-def]
+    client = await aiohttp_client(create_app(_settings(settings, CELERY_BROKER_URL=RABBITMQ), db=bound_db))
+    body = await (await client.get("/health")).json()
+    assert body["checks"]["broker"]["status"] == "ok", body
+
+
+async def test_an_unreachable_rabbitmq_broker_is_a_503_within_the_check_time(aiohttp_client, settings, bound_db) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from web.health import CHECK_TIMEOUT
+
+    broken = _settings(settings, CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:1//")
+    client = await aiohttp_client(create_app(broken, db=bound_db))
+    started = time.monotonic()
+    resp = await client.get("/health")
+    assert time.monotonic() - started < CHECK_TIMEOUT + 1
+    body = await resp.json()
+    assert resp.status == 503
+    assert body["checks"]["broker"]["status"] == "error"
+    assert body["checks"]["redis"]["status"] == "ok"

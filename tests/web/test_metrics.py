@@ -235,3 +235,16 @@ def test_check_ledger_records_its_result(committed, redis_sync: redis.Redis, set
     assert main(["check-ledger"]) == 0
     stored = orjson.loads(redis_sync.get(ledger_check_key(settings)))
     assert stored["ok"] is True and stored["problems"] == 0
+
+
+async def test_queue_lengths_are_read_from_a_rabbitmq_broker(aiohttp_client, settings: Settings, bound_db) -> None:  # type: ignore[no-untyped-def]
+    from common.taskqueue import QUEUES
+    from web.app import create_app
+
+    amqp = settings.model_copy(update={"celery_broker_url": "amqp://guest:guest@127.0.0.1:5672//"})
+    client = await aiohttp_client(create_app(amqp, db=bound_db))
+    figures = await scrape(client)
+    lengths = {dict(labels)["queue"]: value for (name, labels), value in figures.items()
+               if name == "savebucks_celery_queue_length"}
+    assert set(lengths) == set(QUEUES)
+    assert all(value >= 0 for value in lengths.values())

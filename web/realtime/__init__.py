@@ -41,9 +41,9 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
     app[HUB] = hub
     hub.start()
     yield
-    await hub.close_all(protocol.GOING_AWAY, "server shutting down")
+    await hub.close_all(protocol.GOING_AWAY, protocol.SHUTDOWN_HINT)
     hub.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:
-    await app[HUB].close_all(protocol.GOING_AWAY, "server shutting down")
+    await app[HUB].close_all(protocol.GOING_AWAY, protocol.SHUTDOWN_HINT)

@@ -42,6 +42,10 @@ class Hub:
         self.pending: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.closed_too_slow = 0
         self._recent: OrderedDict[int, None] = OrderedDict()
+        # Set when the subscriber lost the channel; the next subscription makes sockets resume.
+        self._lost = False
+        self.resumed_after_loss = 0
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- registry -------------------------------------------------------------------------------
 
@@ -150,10 +154,20 @@ class Hub:
         self.route(data)
 
     def on_subscribed(self) -> None:
-        pass  # nothing to load: sockets that missed events while it was down resume by id
+        """Following the channel again after losing it: events published meanwhile never reached
+        this instance's sockets, so each is closed with 1001 and resumes from its last event id
+        (the replay reads the outbox, which has them all). Only after a loss: nothing was missed
+        on the first subscription."""
+        if self._lost:
+            self._lost = False
+            self.resumed_after_loss += 1
+            task = asyncio.get_running_loop().create_task(
+                self.close_all(protocol.GOING_AWAY, protocol.RESUME_HINT))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def on_lost(self) -> None:
-        pass
+        self._lost = True
 
     @property
     def subscribed(self) -> asyncio.Event:

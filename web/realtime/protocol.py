@@ -13,6 +13,10 @@ from common.event_catalog import known
 
 # Close codes. 1xxx are the standard ones aiohttp names; 4xxx mirror the HTTP statuses.
 GOING_AWAY = WSCloseCode.GOING_AWAY  # the server is shutting down: reconnect elsewhere
+# The reason sent with GOING_AWAY: the client reconnects (any instance) with ``since`` = the last
+# event id it saw, and misses nothing.
+SHUTDOWN_HINT = "server shutting down: reconnect with since=<last event id>"
+RESUME_HINT = "events interrupted: reconnect with since=<last event id>"
 MESSAGE_TOO_BIG = WSCloseCode.MESSAGE_TOO_BIG  # a frame over ``WS_MAX_FRAME_BYTES``
 UNAUTHORIZED = 4401  # no, bad or expired token; no auth frame in time
 FORBIDDEN = 4403  # the account is suspended or banned

@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import Task
 
+from common.outages import DEPENDENCY_DOWN
 from common.payouts import (
     BREAKER_NAME,
     BreakerOpen,
@@ -57,19 +58,30 @@ def pay(self: Task, payment_id: int, token: int | None = None) -> str:
     if job is None:
         return "nothing_to_do"
     checkpoint("before_provider", payment_id)
-    outcome = attempt(ctx, job)
-    if isinstance(outcome, Exception):
-        attempts = self.request.retries + 1
-        if attempts >= ctx.settings.payout_max_attempts:
-            return give_up(ctx, job)
-        wait = backoff(attempts)
-        # The lease covers the wait, so the sweep leaves this chain alone meanwhile.
-        if not _renew(ctx, job, wait + ctx.settings.payout_stuck_seconds):
-            return "lease_lost"
-        log.warning("payout retried", extra={"paymentId": payment_id, "error": str(outcome)})
-        raise self.retry(countdown=wait, exc=outcome, **retry_arguments(payment_id, job))
-    checkpoint("after_provider", payment_id)
-    return record(ctx, job, outcome)
+    try:
+        outcome = attempt(ctx, job)
+        if isinstance(outcome, Exception):
+            return _provider_failed(self, ctx, job, outcome)
+        checkpoint("after_provider", payment_id)
+        return record(ctx, job, outcome)
+    except DEPENDENCY_DOWN as exc:
+        # Redis (the breaker) or PostgreSQL went away with the lease held: this chain carries on
+        # later with its token. (Retried without it, as the task's automatic retry would, it
+        # would find its own lease taken and leave the payment until the lease expired.)
+        raise self.retry(countdown=backoff(1), exc=exc, **retry_arguments(payment_id, job)) from exc
+
+
+def _provider_failed(task: Task, ctx: SyncContext, job: PayoutJob, outcome: Exception) -> str:
+    """Retry after a transient provider failure (backoff), or give up after the last attempt."""
+    attempts = task.request.retries + 1
+    if attempts >= ctx.settings.payout_max_attempts:
+        return give_up(ctx, job)
+    wait = backoff(attempts)
+    # The lease covers the wait, so the sweep leaves this chain alone meanwhile.
+    if not _renew(ctx, job, wait + ctx.settings.payout_stuck_seconds):
+        return "lease_lost"
+    log.warning("payout retried", extra={"paymentId": job.payment_id, "error": str(outcome)})
+    raise task.retry(countdown=wait, exc=outcome, **retry_arguments(job.payment_id, job))
 
 
 def retry_arguments(payment_id: int, job: PayoutJob) -> dict[str, Any]:
