@@ -15,6 +15,7 @@ from common.services.admin_users import UserDetail, adjust_balance, list_users, 
 from web.auth import current_user, require_admin
 from web.envelope import ok
 from web.handlers.admin.base import audit_context, paged
+from web.handlers.admin.risk import risk_json
 from web.handlers.admin.schemas import (
     AdjustmentOut,
     AdminReferralOut,
@@ -72,7 +73,8 @@ def _detail(d: UserDetail) -> dict[str, Any]:
         referrer=None if referrer is None else ReferrerOut.of(referrer),
         referees=d.referral.referees, earnings=d.referral.earnings)
     return AdminUserDetail.of(d.user, ledger=ledger, debt=d.debt, referral=referral,
-                              sales={r["status"]: SalesTotal.of(r) for r in d.sales})
+                              sales={r["status"]: SalesTotal.of(r) for r in d.sales},
+                              risk=risk_json(d.risk))
 
 
 @describe("Set a user's status (suspended/banned revoke sessions and close sockets)", tags=["admin"], path=IdPath, body=StatusBody, statuses={403: "Your own status", 404: "No such user"}, response=AdminUserOut)
