@@ -2,7 +2,8 @@
 
 1. sale approvals/s through the beat batch path vs bare psycopg running the approval statement,
    with no referee among the sales' owners and with half the sales a referee's;
-2. postbacks: req/s and p50/p99 at 50 concurrent (new sales, and repeats of one transaction) vs
+2. postbacks: req/s and p50/p99 at 50 concurrent (new sales with the risk rules on and off, and
+   repeats of one transaction) vs
    a bare aiohttp + psycopg handler running the same two statements on a pool of the same size;
 3. GET /api/offers (page of 20 out of 10,000, category filter) vs a bare aiohttp + raw psycopg
    handler running the same SQL;
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.lib import (
     PYTHON,
+    RISK_VARIANTS,
     ROOT,
     Result,
     bench_env,
@@ -223,10 +225,15 @@ def bench_postbacks(env: dict[str, str], seconds: int, connections: int) -> list
         base = asyncio.run(_postback_load(bare, connections=connections, seconds=seconds,
                                           max_requests=100_000, unique=True))
     base.name = "bare aiohttp + psycopg, same statements"
-    with web_server(env) as web:
-        return [base, *(asyncio.run(_postback_load(web, connections=connections, seconds=seconds,
-                                                   max_requests=100_000, unique=unique))
-                        for unique in (True, False))]
+    results = [base]
+    for variant, risk in RISK_VARIANTS.items():
+        with web_server({**env, **risk}) as web:
+            for unique in (True, False) if variant == "risk rules on" else (True,):
+                result = asyncio.run(_postback_load(web, connections=connections, seconds=seconds,
+                                                    max_requests=100_000, unique=unique))
+                result.name += f", {variant}"
+                results.append(result)
+    return results
 
 
 def bench_offers(env: dict[str, str], seconds: int, connections: int) -> list[Result]:
