@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.auth import _measured
 from bench.lib import (
     PYTHON,
-    RISK_VARIANTS,
     bench_env,
     load,
     prepare_database,
+    risk_rounds,
     server,
     table,
     web_server,
@@ -98,7 +98,7 @@ def main() -> None:
         load("warm-up", url, seconds=2, connections=8, method="POST")
         results.append(_measured(bare, lambda: load(BARE, url, **common)))
     auth = {"Authorization": f"Bearer {_token(env, user_id)}"}
-    for variant, risk in RISK_VARIANTS.items():
+    for variant, risk in risk_rounds():
         with web_server({**env, **risk}) as web:
             url = f"{web}/api/offers/{offer_id}/click"
             load("warm-up", url, seconds=2, connections=8, method="POST", headers=auth)

@@ -276,3 +276,10 @@ RISK_VARIANTS: dict[str, dict[str, str]] = {
     "risk rules on": {"RISK_ENABLED": "true", "RISK_BLOCKED_CIDRS": _BLOCKED},
     "risk rules off": {"RISK_ENABLED": "false"},
 }
+
+
+def risk_rounds() -> list[tuple[str, dict[str, str]]]:
+    """The variants in ABBA order, each run twice (named ``... (1)``, ``... (2)``), so that the
+    tables' growth and the machine's other load fall on both alike."""
+    on, off = RISK_VARIANTS.items()
+    return [(f"{name} ({n})", env) for (name, env), n in ((on, 1), (off, 1), (off, 2), (on, 2))]

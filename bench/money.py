@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.lib import (
     PYTHON,
-    RISK_VARIANTS,
     ROOT,
     Result,
     bench_env,
     load,
     percentiles,
     prepare_database,
+    risk_rounds,
     server,
     table,
     web_server,
@@ -226,9 +226,9 @@ def bench_postbacks(env: dict[str, str], seconds: int, connections: int) -> list
                                           max_requests=100_000, unique=True))
     base.name = "bare aiohttp + psycopg, same statements"
     results = [base]
-    for variant, risk in RISK_VARIANTS.items():
+    for variant, risk in risk_rounds():
         with web_server({**env, **risk}) as web:
-            for unique in (True, False) if variant == "risk rules on" else (True,):
+            for unique in (True, False) if variant == "risk rules on (1)" else (True,):
                 result = asyncio.run(_postback_load(web, connections=connections, seconds=seconds,
                                                     max_requests=100_000, unique=unique))
                 result.name += f", {variant}"

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from common.config import Settings
 from common.models import AuditLog, LedgerEntry, OutboxEvent, Payment, User
+from common.services.payments import start_payout
 from common.services.risk_signals import record_signal
 from tests.fixtures.admin import admin, admin_headers, api, member, member_headers  # noqa: F401
 from tests.fixtures.factories import auth_headers, make_user
@@ -66,6 +67,8 @@ async def test_a_withdrawal_from_a_listed_address_waits_and_the_worker_pays_once
         stats = (await (await risky_client.get("/api/admin/analytics/dashboard",
                                                headers=auth_headers(settings, boss))).json())
         assert stats["data"]["stats"]["risky_withdrawals"] == 1
+    with Session(committed) as session, session.begin():  # the payout worker's first step
+        assert start_payout(session, payment_id=data["id"], lease_seconds=60) is None
     approved = await risky_client.post(f"/api/admin/payments/{data['id']}/approve",
                                        headers=auth_headers(settings, boss))
     assert approved.status == 202, await approved.text()
