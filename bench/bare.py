@@ -92,7 +92,7 @@ def postback_app(pool_size: int) -> web.Application:
             async with pool.connection() as conn:
                 found = await (await conn.execute(HOT_LOOKUP.sql, {
                     "network": "bench", "external_id": q["txn_id"], "offer": q["offer_id"],
-                    "click_id": None, "click_days": 90,
+                    "user_id": int(q["user_id"]), "click_id": None, "click_days": 90,
                 })).fetchone()
             assert found is not None
             async with pool.connection() as conn:
