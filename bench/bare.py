@@ -80,7 +80,11 @@ def postback_app(pool_size: int) -> web.Application:
 
     from psycopg.types.json import Jsonb
 
+    from common.config import get_settings
     from common.services.postbacks import HOT_CREDIT, HOT_LOOKUP
+    from common.services.risk_signals import credit_risk_params
+
+    risk = credit_risk_params(get_settings())
 
     def make_handler(pool: AsyncConnectionPool):  # type: ignore[no-untyped-def]
         async def handler(request: web.Request) -> web.Response:
@@ -97,7 +101,7 @@ def postback_app(pool_size: int) -> web.Application:
                     "ip": "127.0.0.1", "trace_id": None, "user_id": int(q["user_id"]),
                     "offer_id": found["offer_id"], "external_id": q["txn_id"],
                     "sale_amount": Decimal(q["amount"]), "commission": Decimal("1.40"),
-                    "hold": 3600, "click_id": None,
+                    "hold": 3600, "click_id": None, **risk,
                 })).fetchone()
             return _rows(row)
 
@@ -109,8 +113,12 @@ def postback_app(pool_size: int) -> web.Application:
 def click_app(pool_size: int) -> web.Application:
     import secrets
 
+    from common.config import get_settings
     from common.services.clicks import CLICK
+    from common.services.risk_signals import click_risk_params
     from common.sql import compile_query
+
+    settings = get_settings()
 
     sql = compile_query(CLICK).sql
 
@@ -121,6 +129,7 @@ def click_app(pool_size: int) -> web.Application:
                 row = await (await conn.execute(sql, {
                     "offer_id": int(q["offer_id"]), "public_id": secrets.token_urlsafe(16),
                     "user_id": int(q["user_id"]), "ip": "127.0.0.1", "user_agent": "bench",
+                    **click_risk_params(settings, "127.0.0.1"),
                 })).fetchone()
             return _rows(row)
 

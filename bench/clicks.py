@@ -2,11 +2,12 @@
 
 ``POST /api/offers/{id}/click`` of the real web process (token check, account gate, the per-user
 rate limit's Redis round trip, one statement that reads the offer and inserts the click, the
-tracking URL filled) beside a bare aiohttp handler running the same statement on a raw psycopg
+tracking URL filled), with the risk rules on (a blocked-address list looked up on every click)
+and off, beside a bare aiohttp handler running the same statement on a raw psycopg
 pool of the same size, without any of the checks. Target: at least 80% of the bare handler's
 req/s, p99 within 1.5x.
 
-    .venv/bin/python bench/clicks.py [--seconds 10] [--connections 64]
+    .venv/bin/python bench/clicks.py [--seconds 10] [--connections 64] [--database NAME]
 
 Every request goes to 127.0.0.1 and every load is bounded in time and count. The benchmark has a
 database (``savebucks_bench_clicks``) and a Redis key prefix of its own. Each click commits a row:
@@ -23,17 +24,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.auth import _measured
-from bench.lib import PYTHON, bench_env, load, prepare_database, server, table, web_server
+from bench.lib import (
+    PYTHON,
+    bench_env,
+    load,
+    prepare_database,
+    risk_rounds,
+    server,
+    table,
+    web_server,
+)
 
 DB_NAME = "savebucks_bench_clicks"
 TRACKING_URL = "https://track.example.com/go?sub={clickId}&u={userId}"
 BARE = "bare aiohttp + psycopg, same statement"
 
 
-def _env() -> dict[str, str]:
+def _env(database: str = DB_NAME) -> dict[str, str]:
     # The per-user limit would refuse the load generator's one user: still counted (its Redis
     # round trip is part of the measure), never reached.
-    return bench_env(DB_NAME, RATE_LIMIT_CLICK="100000000/minute")
+    return bench_env(database, RATE_LIMIT_CLICK="100000000/minute")
 
 
 def _prepare(env: dict[str, str]) -> tuple[int, int]:
@@ -73,8 +83,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--database", default=DB_NAME,
+                        help="the benchmark's own database (dropped and made again)")
     args = parser.parse_args()
-    env = _env()
+    env = _env(args.database)
     user_id, offer_id = _prepare(env)
     pool = env.get("DB_POOL_SIZE", "10")
     # No request cap: wrk takes none (the Python fallback keeps its own bound).
@@ -86,11 +98,13 @@ def main() -> None:
         load("warm-up", url, seconds=2, connections=8, method="POST")
         results.append(_measured(bare, lambda: load(BARE, url, **common)))
     auth = {"Authorization": f"Bearer {_token(env, user_id)}"}
-    with web_server(env) as web:
-        url = f"{web}/api/offers/{offer_id}/click"
-        load("warm-up", url, seconds=2, connections=8, method="POST", headers=auth)
-        results.append(_measured(web, lambda: load("POST /api/offers/{id}/click", url,
-                                                   headers=auth, **common)))
+    for variant, risk in risk_rounds():
+        with web_server({**env, **risk}) as web:
+            url = f"{web}/api/offers/{offer_id}/click"
+            load("warm-up", url, seconds=2, connections=8, method="POST", headers=auth)
+            name = f"POST /api/offers/{{id}}/click, {variant}"
+            results.append(_measured(web, lambda name=name, url=url: load(  # type: ignore[misc]
+                name, url, headers=auth, **common)))
     table(f"Clicks, {args.connections} connections, {args.seconds}s each (pool {pool}; "
           f"{_clicks(env)} clicks stored)", results, baseline=BARE)
 

@@ -225,6 +225,7 @@ def client_load(name: str, url: str, *, connections: int = 64, seconds: float = 
 
 def load(name: str, url: str, **kwargs: object) -> Result:
     if shutil.which("wrk"):
+        kwargs.pop("max_requests", None)  # wrk is bounded by its duration
         return wrk(name, url, **kwargs)  # type: ignore[arg-type]
     kwargs.pop("threads", None)
     if isinstance(kwargs.get("body"), str):
@@ -266,3 +267,21 @@ def table(title: str, results: Sequence[Result], *, baseline: str | None = None)
     text = "\n".join(lines) + "\n"
     print(text, flush=True)
     return text
+
+
+# The risk rules on and off (docs/risk.md), for the hot paths' benchmarks to print a row of each:
+# "on" with a blocked-address list of a realistic size and mix of prefix lengths that does not
+# hold 127.0.0.1 (every click is looked up, none is listed).
+_BLOCKED = ",".join([*(f"10.{i}.0.0/16" for i in range(200)), *(f"192.0.2.{i}/32" for i in range(50)),
+                     "100.64.0.0/10", "198.18.0.0/15", "2001:db8::/32", "fc00::/7"])
+RISK_VARIANTS: dict[str, dict[str, str]] = {
+    "risk rules on": {"RISK_ENABLED": "true", "RISK_BLOCKED_CIDRS": _BLOCKED},
+    "risk rules off": {"RISK_ENABLED": "false"},
+}
+
+
+def risk_rounds() -> list[tuple[str, dict[str, str]]]:
+    """The variants in ABBA order, each run twice (named ``... (1)``, ``... (2)``), so that the
+    tables' growth and the machine's other load fall on both alike."""
+    on, off = RISK_VARIANTS.items()
+    return [(f"{name} ({n})", env) for (name, env), n in ((on, 1), (off, 1), (off, 2), (on, 2))]

@@ -2,7 +2,8 @@
 
 1. sale approvals/s through the beat batch path vs bare psycopg running the approval statement,
    with no referee among the sales' owners and with half the sales a referee's;
-2. postbacks: req/s and p50/p99 at 50 concurrent (new sales, and repeats of one transaction) vs
+2. postbacks: req/s and p50/p99 at 50 concurrent (new sales with the risk rules on and off, and
+   repeats of one transaction) vs
    a bare aiohttp + psycopg handler running the same two statements on a pool of the same size;
 3. GET /api/offers (page of 20 out of 10,000, category filter) vs a bare aiohttp + raw psycopg
    handler running the same SQL;
@@ -35,6 +36,7 @@ from bench.lib import (
     load,
     percentiles,
     prepare_database,
+    risk_rounds,
     server,
     table,
     web_server,
@@ -237,9 +239,15 @@ def bench_postbacks(env: dict[str, str], seconds: int, connections: int) -> list
     with server([PYTHON, "bench/bare.py", "--mode", "postback", "--pool", pool], env=env) as bare:
         base = measured(bare, lambda: run(bare, True, 0))
     base.name = "bare aiohttp + psycopg, same statements"
-    with web_server(env) as web:
-        return [base, *(measured(web, lambda unique=unique: run(web, unique, COUNT))  # type: ignore[misc]
-                        for unique in (True, False))]
+    results = [base]
+    # Each round's new sales start past the previous round's, so every postback is a new sale.
+    for n, (variant, risk) in enumerate(risk_rounds(), start=1):
+        with web_server({**env, **risk}) as web:
+            for unique in (True, False) if variant == "risk rules on (1)" else (True,):
+                result = measured(web, lambda unique=unique, n=n: run(web, unique, COUNT * n))  # type: ignore[misc]
+                result.name += f", {variant}"
+                results.append(result)
+    return results
 
 
 def offers_sql() -> str:

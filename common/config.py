@@ -21,6 +21,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from common.risk_rules import blocked_networks, parse_weights
+
 AppEnv = Literal["development", "test", "production"]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -148,6 +150,29 @@ class Settings(BaseSettings):
     # a referee, for this many days after the referee signed up.
     referral_share: Decimal = Field(Decimal("0.10"), ge=0, le=1, max_digits=6, decimal_places=4)
     referral_window_days: int = Field(365, ge=0, le=36_500)
+    # Risk (docs/risk.md): signals recorded where their fact happens, a weighted score, and
+    # withdrawals of members at or over RISK_REVIEW_SCORE held for an admin. RISK_ENABLED=false
+    # records no signal at all (the benchmarks' baseline; scores and reviews stay as they are).
+    risk_enabled: bool = True
+    risk_review_score: Decimal = Field(Decimal(50), ge=0, max_digits=10, decimal_places=2)
+    # ``kind=weight`` pairs; a kind left out keeps its default (common/services/risk_rules.py).
+    risk_weights: str = Field("", pattern=r"^\s*([a-z_]+\s*=\s*[0-9]+(\.[0-9]{1,2})?\s*,?\s*)*$")
+    # Behavioural signals stop counting after this many days (docs/risk.md "Decay").
+    risk_decay_days: int = Field(30, ge=1, le=3650)
+    # shared_signup_ip: this many accounts signed up from one address within 24 hours.
+    risk_shared_ip_accounts: int = Field(3, ge=2, le=10_000)
+    # fast_conversion: a credit this soon after its click; postback_velocity: more credited
+    # conversions than this within an hour.
+    risk_fast_conversion_seconds: int = Field(10, ge=0, le=86_400)
+    risk_postback_velocity: int = Field(30, ge=1, le=100_000)
+    # reversal_rate: at least this share of a member's sales of the last RISK_REVERSAL_WINDOW_DAYS
+    # taken back, once they have RISK_REVERSAL_MIN_SALES sales in the window.
+    risk_reversal_rate: Decimal = Field(Decimal("0.5"), gt=0, le=1, max_digits=4, decimal_places=3)
+    risk_reversal_min_sales: int = Field(5, ge=1, le=100_000)
+    risk_reversal_window_days: int = Field(30, ge=1, le=3650)
+    # listed_ip: a comma list of CIDRs, or the path of a file of them (one per line, ``#``
+    # comments) that ops maintain; read once at start-up.
+    risk_blocked_cidrs: str = ""
     # Leaderboards (docs/api.md "Admin"): ``leaderboard:updated`` at most once per this many
     # seconds per period; prizes for the top ranks of a closed period, e.g.
     # ``daily=5,3,1;weekly=25,10,5;monthly=100,50,25`` (empty: no prizes).
@@ -239,6 +264,13 @@ class Settings(BaseSettings):
                              "must still exist while it may be claimed)")
         if self.claim_min_age_seconds >= self.claim_max_age_days * 86_400:
             raise ValueError("CLAIM_MIN_AGE_SECONDS: must be shorter than CLAIM_MAX_AGE_DAYS")
+        return self
+
+    @model_validator(mode="after")
+    def _risk_rules(self) -> Settings:
+        # Both raise a ValueError naming the variable; parsed once here, reused from the cache.
+        parse_weights(self.risk_weights)
+        blocked_networks(self.risk_blocked_cidrs)
         return self
 
     @model_validator(mode="after")

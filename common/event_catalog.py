@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from common.services.notifications import NotificationOut
 from common.services.offers import OfferOut
+from common.services.risk import RiskFlaggedOut
 
 Audience = Literal["user", "room", "all", "sender", "internal"]
 
@@ -129,6 +130,8 @@ SERVER: dict[str, Frame] = {f.name: f for f in (
     Frame("payment:status", PaymentStatus, "user", "A withdrawal changed status"),
     Frame("claim:status", ClaimStatus, "user", "A claim was decided"),
     Frame("notification:new", NotificationOut, "user", "A new notification"),
+    Frame("risk:flagged", RiskFlaggedOut, "user", "A member's risk score reached RISK_REVIEW_SCORE "
+          "(to every active admin, docs/risk.md)"),
     Frame("offer:new", OfferNew, "all", "An offer became active"),
     Frame("leaderboard:updated", LeaderboardUpdated, "all", "A leaderboard changed"),
     Frame("account:status", AccountStatus, "internal", "Steers the web processes (sockets of a "

@@ -397,7 +397,8 @@ def operation_id(method: str, path: str, d: Description) -> str:
     * a path ending in a parameter is an item: ``get``/``update``/``delete``/``post`` and the
       collection in the singular (``getPayment``, ``updateAdminOffer``);
     * a word after a parameter is an action on the item: a POST's verb is that word
-      (``rejectAdminPayment``, ``clickOffer``), another method's verb comes first and the word
+      (``rejectAdminPayment``, ``clickOffer``; after two words, the last is the verb:
+      ``clearAdminUserRisk``), another method's verb comes first and the word
       after the item (``updateAdminUserStatus``, ``listChatRoomMessages`` for a list);
     * a path without parameters is a collection: a POST answering 201/202 creates one of it
       (``createPayment``) when its last word is a plural, any other POST is named by its words (``authLogin``), a GET is
@@ -421,6 +422,8 @@ def operation_id(method: str, path: str, d: Description) -> str:
         owners = [w for w in segments[: params[-1]] if not w.startswith("{")]
         item = [*owners[:-1], _singular(owners[-1])]
         action = segments[params[-1] + 1:]
+        if method == "POST" and len(action) > 1:  # a verb on a part of the item (risk/clear)
+            return _camel(action[-1:]) + _pascal([*admin, *item, *action[:-1]])
         if method == "POST":
             return _camel(action) + _pascal([*admin, *item])
         return verb + _pascal([*admin, *item, *action])

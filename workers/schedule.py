@@ -13,4 +13,8 @@ SCHEDULE: dict[str, dict[str, Any]] = {
     "sales.purge_clicks": {"task": "sales.purge_clicks", "schedule": 3600.0},
     "payouts.recover": {"task": "payouts.recover", "schedule": 60.0},
     "payouts.purge_idempotency_keys": {"task": "payouts.purge_idempotency_keys", "schedule": 3600.0},
+    # docs/risk.md: decay and changed weights reach the scores hourly; a score the postback or
+    # click path raised past RISK_REVIEW_SCORE reaches the admins within 30 seconds.
+    "risk.rebuild": {"task": "risk.rebuild", "schedule": 3600.0},
+    "risk.flag": {"task": "risk.flag", "schedule": 30.0},
 }

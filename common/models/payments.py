@@ -40,6 +40,8 @@ class Payment(Base):
         # The recovery sweep looks for payments in processing whose lease expired.
         Index("ix_payments_processing_lease", "lease_until",
               postgresql_where=text("status = 'processing'")),
+        # shared_payout_destination (docs/risk.md) finds a destination across members, folded.
+        Index("ix_payments_destination_folded", text("lower(btrim(destination))")),
     )
 
     id: Mapped[BigId]
@@ -50,6 +52,10 @@ class Payment(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     needs_approval: Mapped[bool] = mapped_column(server_default=text("false"))
     approved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Held for a risk review (docs/risk.md): the member's score was at least RISK_REVIEW_SCORE
+    # at acceptance, so ``needs_approval`` was set too and only an admin's approval lets the
+    # payout worker take it. Kept after the decision as the record of why it waited.
+    needs_review: Mapped[bool] = mapped_column(server_default=text("false"))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     provider_reference: Mapped[str | None] = mapped_column(String(128))
     # The payout lease (docs/money.md "Payouts"): the chain holding ``lease_token`` is the only

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import ForeignKey, Index, Numeric, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,4 +24,7 @@ class RiskSignal(Base):
     kind: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # What it added to the member's score when recorded (RISK_WEIGHTS then; migration 0013's
+    # trigger adds it); the beat's rebuild weighs with today's RISK_WEIGHTS.
+    weight: Mapped[Decimal] = mapped_column(Numeric(10, 2), server_default="0")
     created_at: Mapped[CreatedAt]

@@ -1,6 +1,19 @@
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func, text
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import Base, BigId, CreatedAt, Money, UpdatedAt
@@ -21,6 +34,10 @@ class User(Base):
         # A referrer's referees, newest first (GET /api/referrals/referees).
         Index("ix_users_referred_by_id", "referred_by", "id",
               postgresql_where=text("referred_by IS NOT NULL")),
+        # Risk (docs/risk.md): the review queue by score; the sign-ups of one address in a day.
+        Index("ix_users_risk_score", "risk_score", "id", postgresql_where=text("risk_score > 0")),
+        Index("ix_users_signup_ip_created_at", "signup_ip", "created_at",
+              postgresql_where=text("signup_ip IS NOT NULL")),
     )
 
     id: Mapped[BigId]
@@ -41,6 +58,14 @@ class User(Base):
         String(16), unique=True, server_default=text("new_referral_code()"))
     referred_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     signup_ip: Mapped[str | None] = mapped_column(String(64))
+    # Risk (docs/risk.md): the weighted score of the member's signals, kept by migration 0013's
+    # trigger as signals are recorded and rebuilt by the beat; signals before ``risk_cleared_at``
+    # no longer count; ``risk_flagged`` once admins were told the score reached
+    # RISK_REVIEW_SCORE; ``payouts_frozen`` refuses withdrawals (an admin's decision).
+    risk_score: Mapped[Decimal] = mapped_column(Numeric(12, 2), server_default="0")
+    risk_cleared_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    risk_flagged: Mapped[bool] = mapped_column(server_default=text("false"))
+    payouts_frozen: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
 

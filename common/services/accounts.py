@@ -19,6 +19,7 @@ from common.events import emit
 from common.models import RefreshToken, User
 from common.models.users import ROLES, USER_STATUSES
 from common.services.audit import record_audit
+from common.services.payments import cancel_pending_for_ban
 from common.sql import affected
 
 _tokens = RefreshToken.__table__
@@ -76,8 +77,21 @@ def set_user_status(session: Session, *, actor_id: int | None, user_id: int, sta
                             trace_id=trace_id)
     if changed and status != "active":
         revoke_refresh_tokens(session, user_id=user_id, reason=status)
+    if changed and status == "banned":
+        _cancel_withdrawals(session, user_id=user_id, actor_id=actor_id, ip=ip, trace_id=trace_id)
     session.refresh(user)
     return user
+
+
+def _cancel_withdrawals(session: Session, *, user_id: int, actor_id: int | None,
+                        ip: str | None, trace_id: str | None) -> None:
+    """A ban cancels the member's pending withdrawals and gives their holds back (docs/risk.md)."""
+    cancelled = cancel_pending_for_ban(session, user_id=user_id)
+    if cancelled:
+        record_audit(session, action="payment.cancel_on_ban", actor_id=actor_id,
+                     target_type="user", target_id=user_id, before={"status": "pending"},
+                     after={"status": "cancelled", "payments": cancelled}, ip=ip,
+                     trace_id=trace_id)
 
 
 def set_user_role(session: Session, *, actor_id: int | None, user_id: int, role: str,

@@ -19,10 +19,12 @@ from common.models import LedgerEntry, Sale, User
 from common.services.audit import record_audit
 from common.services.ledger import post_entry
 from common.services.referrals import Referrals, admin_referrals
+from common.services.risk import user_risk
 
 _u, _l, _s = User.__table__, LedgerEntry.__table__, Sale.__table__
 _PUBLIC = (_u.c.id, _u.c.email, _u.c.name, _u.c.avatar, _u.c.role, _u.c.status, _u.c.balance,
-           _u.c.pending_balance, _u.c.created_at, _u.c.updated_at, _u.c.referral_code)
+           _u.c.pending_balance, _u.c.created_at, _u.c.updated_at, _u.c.referral_code,
+           _u.c.payouts_frozen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,7 @@ class UserDetail:
     sales: Sequence[RowMapping]  # status, count, commission
     debt: Decimal
     referral: Referrals
+    risk: dict[str, Any]  # score, signals (common.services.risk.user_risk)
 
 
 def _filtered(stmt: Select[Any], *, search: str | None, status: str | None,
@@ -84,7 +87,8 @@ def user_detail(session: Session, *, user_id: int) -> UserDetail:
     sales = session.execute(_SALES, {"user_id": user_id}).mappings().all()
     ledger_total = sum((r["total"] for r in by_kind), Decimal(0))
     return UserDetail(row, ledger_total, by_kind, sales, debt=max(-row["balance"], Decimal(0)),
-                      referral=admin_referrals(session, user_id=user_id))
+                      referral=admin_referrals(session, user_id=user_id),
+                      risk=user_risk(session, user_id=user_id))
 
 
 def list_ledger_entries(session: Session, *, user_id: int, kind: str | None, limit: int,

@@ -236,6 +236,8 @@ DASHBOARD_SQL = text(
      (SELECT count(*) FROM payments WHERE status = 'pending' AND needs_approval
         AND approved_at IS NULL) + (SELECT count(*) FROM offers WHERE status = 'pending')
         AS pending_approvals,
+     (SELECT count(*) FROM payments WHERE status = 'pending' AND needs_review
+        AND approved_at IS NULL) AS risky_withdrawals,
      (SELECT coalesce(sum(amount), 0) FROM ledger_entries
         WHERE kind IN ('referral', 'referral_reversal')
           AND created_at >= CAST(:first7 AS date)::timestamp AT TIME ZONE 'UTC')
@@ -292,6 +294,7 @@ def dashboard_payload(row: Any) -> dict[str, Any]:
             "total_offers": row["total_offers"],
             "total_revenue": row["total_revenue"],
             "pending_payments": row["pending_payments"],
+            "risky_withdrawals": row["risky_withdrawals"],
         },
         "recent_activity": {
             "new_users": row["new_users"],

@@ -28,6 +28,7 @@ from common.models import RefreshToken, User
 from common.services.accounts import revoke_refresh_tokens
 from common.services.audit import record_audit
 from common.services.referrals import record_abuse, referrer_by_code, signup_address
+from common.services.risk_signals import record_listed_ip, record_signup
 from common.sql import affected
 
 _tokens = RefreshToken.__table__
@@ -98,6 +99,7 @@ def register_user(
     if referrer is not None and address is not None and referrer.signup_ip == address:
         record_abuse(session, referrer_id=referrer.id, referee_id=user.id,
                      reason="shared_signup_ip")
+    record_signup(session, user_id=user.id, address=address)
     record_audit(session, action="auth.register", actor_id=user.id, target_type="user",
                  target_id=user.id, ip=ip, trace_id=trace_id)
     return _sign_in(session, user, refresh_ttl=refresh_ttl, ip=ip, trace_id=trace_id)
@@ -132,8 +134,9 @@ def sign_in(
     session: Session, *, user_id: int, refresh_ttl: int, ip: str | None, trace_id: str | None
 ) -> SignedIn:
     """Start a session (a new refresh-token family) for a user whose password was checked."""
-    return _sign_in(session, _active_user(session, user_id), refresh_ttl=refresh_ttl, ip=ip,
-                    trace_id=trace_id)
+    user = _active_user(session, user_id)
+    record_listed_ip(session, user_id=user_id, ip=signup_address(ip), seen_at="login")
+    return _sign_in(session, user, refresh_ttl=refresh_ttl, ip=ip, trace_id=trace_id)
 
 
 def _sign_in(

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from common.errors import InvalidInput
+from common.services.risk_signals import CLICK_RISK_CTE
 
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 MACROS = ("{clickId}", "{userId}")
@@ -81,7 +82,7 @@ CLICK = text(
         SELECT :public_id, :user_id, offer.id, :ip, :user_agent FROM offer
         WHERE offer.status = 'active' AND offer.tracking_url IS NOT NULL
         RETURNING public_id, created_at
-    )
+    )""" + CLICK_RISK_CTE + """
     SELECT offer.status, offer.tracking_url, click.public_id, click.created_at
     FROM offer LEFT JOIN click ON true
     """

@@ -13,17 +13,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+from pydantic import Field
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
-from common.effects import enqueue_after_commit
-from common.errors import Conflict, InvalidInput, NotFound, declare_codes
+from common.effects import enqueue_after_commit, resources
+from common.errors import Conflict, Forbidden, InvalidInput, NotFound, declare_codes
 from common.events import emit
 from common.models.payments import Payment
 from common.money import CENT
 from common.services.ledger import post_entry
 from common.services.notifications import NewNotification, notify
 from common.services.referrals import record_shared_destination
+from common.services.risk_signals import record_withdrawal
 from common.wire import Shape
 
 _p = Payment.__table__
@@ -37,6 +39,8 @@ class PaymentOut(Shape):
     destination: str
     status: Literal["pending", "processing", "paid", "failed", "cancelled"]
     failureReason: str | None
+    needsReview: bool = Field(description="held for a risk review (docs/risk.md): waits for an "
+                              "admin's approval or rejection; stays true after the decision")
     createdAt: dt.datetime
     updatedAt: dt.datetime
 
@@ -73,11 +77,15 @@ def request_withdrawal(
     destination: str,
     minimum: Decimal,
     auto_pay_limit: Decimal,
+    ip: str | None = None,
 ) -> dict[str, Any]:
     """Accept a withdrawal and hold its amount in this transaction (its payout is enqueued after
     commit unless it waits for an admin); over the balance raises ``InsufficientFunds`` (422) and
-    the caller's rollback leaves nothing held."""
+    the caller's rollback leaves nothing held. The member's risk signals of this request are
+    recorded first (docs/risk.md); frozen withdrawals raise ``Forbidden`` (403); a member whose
+    score is then at least RISK_REVIEW_SCORE waits for an admin (``needs_review``)."""
     validate_amount(amount, minimum=minimum)
+    record_withdrawal(session, user_id=user_id, destination=destination, ip=ip)
     row = session.execute(
         insert(_p).values(user_id=user_id, amount=amount, method=method, destination=destination,
                           needs_approval=amount > auto_pay_limit)
@@ -85,11 +93,34 @@ def request_withdrawal(
     ).mappings().one()
     post_entry(session, user_id=user_id, amount=-amount, kind="payout_hold",
                key=f"payout_hold:{row['id']}", reference_type="payment", reference_id=row["id"])
+    if _review_needed(session, user_id):
+        row = session.execute(_HELD_FOR_REVIEW, {"id": row["id"]}).mappings().one()
     record_shared_destination(session, user_id=user_id, destination=destination)
     _status_event(session, row)
     if not row["needs_approval"]:
         enqueue_after_commit(session, "payouts.pay", row["id"])
     return dict(row)
+
+
+FROZEN_MESSAGE = "Withdrawals are frozen on this account; please contact support"
+# Read after the hold: the hold's update locked the member's row, so this sees a freeze (or a
+# score) committed before it, and a freeze committing later waits for this withdrawal. The lock
+# is the hold's own, taken no earlier than before (concurrent withdrawals queue on it only that
+# long).
+_GATE = text("SELECT payouts_frozen, risk_score FROM users WHERE id = :user_id")
+_HELD_FOR_REVIEW = text(
+    "UPDATE payments SET needs_review = true, needs_approval = true WHERE id = :id RETURNING *")
+
+
+def _review_needed(session: Session, user_id: int) -> bool:
+    """Whether a withdrawal of ``user_id`` waits for a risk review; ``Forbidden`` when frozen
+    (the caller's rollback gives the hold back: nothing stays held). Call holding the row's lock."""
+    gate = session.execute(_GATE, {"user_id": user_id}).first()
+    if gate is None:
+        raise NotFound("User not found")
+    if gate.payouts_frozen:
+        raise Forbidden(FROZEN_MESSAGE)
+    return bool(gate.risk_score >= resources(session).settings.risk_review_score)
 
 
 def get_payment(session: Session, *, user_id: int, payment_id: int) -> dict[str, Any]:
@@ -164,6 +195,32 @@ def fail_pending_for_debt(session: Session, *, user_id: int) -> list[int]:
         if reject_payment(session, payment_id=payment_id, reason=DEBT_REASON):
             failed.append(payment_id)
     return failed
+
+
+BAN_REASON = "Cancelled: the account was banned"
+# Every pending withdrawal of the member, cancelled in one guarded UPDATE: each payment row is
+# locked as it is updated, so a payout chain taking one (``_TAKE``, ``pending -> processing``,
+# also under the row's lock) either took it first (it is no longer pending: it goes on to the
+# provider) or finds it cancelled; either way one actor acts on it, and its hold is released
+# once (by whoever ends it, under the ledger's unique key).
+_CANCEL_PENDING = text(
+    """
+    UPDATE payments SET status = 'cancelled', failure_reason = :reason, updated_at = now()
+    WHERE user_id = :user_id AND status = 'pending'
+    RETURNING *
+    """
+)
+
+
+def cancel_pending_for_ban(session: Session, *, user_id: int) -> list[int]:
+    """A banned member's pending withdrawals are cancelled and their holds released; a payment
+    already processing is on its way to the provider and goes on. Returns the cancelled ids."""
+    rows = session.execute(_CANCEL_PENDING, {"user_id": user_id,
+                                             "reason": BAN_REASON}).mappings().all()
+    for row in rows:
+        _release(session, row)
+        _status_event(session, row)
+    return sorted(row["id"] for row in rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,10 @@ from sqlalchemy import Row, RowMapping, text
 from sqlalchemy.orm import Session
 
 from common.config import Settings
+from common.effects import resources
 from common.errors import InvalidInput, declare_codes
 from common.money import to_cents
+from common.risk_rules import weights
 from common.services.ledger import Entry
 
 ABUSE = "referral_abuse"
@@ -68,13 +70,15 @@ def referrer_by_code(session: Session, code: str) -> Row[Any]:
 
 
 # The ``referral_abuse`` signals of the pairs in ``{pairs}`` (columns ``referrer_id``,
-# ``referee_id``, ``reason``): one for each member of a pair, once per pair and member (the key).
+# ``referee_id``, ``reason``): one for each member of a pair, once per pair and member (the key),
+# weighing ``:referral_abuse_weight`` (``abuse_weight``) in the members' risk scores.
 _ABUSE_SIGNALS = f"""
-    INSERT INTO risk_signals (user_id, kind, detail, idempotency_key)
+    INSERT INTO risk_signals (user_id, kind, detail, idempotency_key, weight)
     SELECT who.user_id, '{ABUSE}',
            jsonb_build_object('referrerId', p.referrer_id, 'refereeId', p.referee_id,
                               'reason', p.reason),
-           '{ABUSE}:' || p.referee_id || ':' || who.user_id
+           '{ABUSE}:' || p.referee_id || ':' || who.user_id,
+           CAST(:referral_abuse_weight AS numeric)
     FROM {{pairs}} AS p CROSS JOIN LATERAL (VALUES (p.referee_id, 0), (p.referrer_id, 1))
         AS who(user_id, n)
     ORDER BY p.referee_id, who.n
@@ -93,10 +97,15 @@ _RECORD_ABUSE = text(
 )
 
 
+def abuse_weight(settings: Settings) -> dict[str, Decimal]:
+    """The ``:referral_abuse_weight`` parameter of the statements that record the signal."""
+    return {"referral_abuse_weight": weights(settings.risk_weights)[ABUSE]}
+
+
 def record_abuse(session: Session, *, referrer_id: int, referee_id: int, reason: str) -> None:
     """Flag a pair to risk (``shared_signup_ip`` or ``shared_payout_destination``)."""
     session.execute(_RECORD_ABUSE, {"referrer_id": referrer_id, "referee_id": referee_id,
-                                    "reason": reason})
+                                    "reason": reason, **abuse_weight(resources(session).settings)})
 
 
 # A withdrawal's destination that the member's referrer or one of their referees already asked
@@ -121,7 +130,8 @@ _SHARED_DESTINATION = text(
 def record_shared_destination(session: Session, *, user_id: int, destination: str) -> None:
     """Call when ``user_id`` asks for a payout to ``destination``: a referral pair that now
     shares it is flagged to risk at once (its later approvals pay no referral)."""
-    session.execute(_SHARED_DESTINATION, {"user_id": user_id, "destination": destination})
+    session.execute(_SHARED_DESTINATION, {"user_id": user_id, "destination": destination,
+                                          **abuse_weight(resources(session).settings)})
 
 
 # Composed by the approval statement after its CTE ``sale`` (the sales it approved: ``id``,
@@ -170,7 +180,8 @@ REFERRAL_NOTES = f"""
 def approval_params(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     """The parameters ``REFERRAL_CTES`` reads."""
     return {"referral_share": settings.referral_share,
-            "referral_window_days": settings.referral_window_days, "now": now}
+            "referral_window_days": settings.referral_window_days, "now": now,
+            **abuse_weight(settings)}
 
 
 _REFERRAL_OF = text("SELECT user_id, amount FROM ledger_entries WHERE idempotency_key = :key")

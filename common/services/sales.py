@@ -22,6 +22,7 @@ from common.errors import Conflict, InvalidInput
 from common.events import adopt_emitted
 from common.models.audit import AuditLog
 from common.money import cents_from_json, commission
+from common.services import risk_signals
 from common.services.clicks import is_click_id
 from common.services.leaderboard import record_approved, record_reversal
 from common.services.ledger import Entry, balance_events, post_entries, posting
@@ -33,6 +34,7 @@ from common.services.referrals import (
     approval_params,
     reversal_entries,
 )
+from common.services.risk_signals import CREDIT_RISK_CTES, credit_risk_params
 from common.tracing import current_trace_id
 
 SALE_NOTE_TYPE = "sale_approved"
@@ -89,7 +91,7 @@ CREDIT_CTES = f"""
     ), pending AS (
         UPDATE users SET pending_balance = users.pending_balance + sale.commission_amount
         FROM sale WHERE users.id = sale.user_id
-    )"""
+    )""" + CREDIT_RISK_CTES
 CREDIT_RESULT = "SELECT (SELECT id FROM sale) AS sale_id, EXISTS (SELECT 1 FROM owner) AS user_exists"
 CREDIT = text(CREDIT_CTES + "\n" + CREDIT_RESULT)
 # A network's report of an approved claim's conversion: the network's transaction becomes the
@@ -178,6 +180,8 @@ class CreditRequest:
     click_id: str | None = None
     # How long a click may be named (CLICK_RETENTION_DAYS); None: the process settings.
     click_days: int | None = None
+    # ``credit_risk_params`` of the caller's settings; None: the process settings.
+    risk: Mapping[str, Any] | None = None
 
     def lookup_params(self) -> dict[str, Any]:
         days = self.click_days if self.click_days is not None else get_settings().click_retention_days
@@ -232,6 +236,7 @@ def plan_credit(found: Found, request: CreditRequest) -> Plan:
         "user_id": request.user_id, "offer_id": found["offer_id"], "network": request.network,
         "external_id": request.external_id, "sale_amount": max(request.amount, Decimal(0)),
         "commission": earned, "hold": request.hold_seconds, "click_id": request.click_id,
+        **(request.risk if request.risk is not None else credit_risk_params(get_settings())),
     }
 
 
@@ -300,7 +305,7 @@ class CreditContended(RuntimeError):
 def credit_sale(session: Session, **request: Any) -> SaleOutcome:
     """A network reports a completion: a pending sale, once per (network, external_id), and once
     per click when it names one; or the approved claim's sale it reports (``claimed``)."""
-    credit = CreditRequest(**request)
+    credit = CreditRequest(**{"risk": credit_risk_params(resources(session).settings), **request})
     for _ in range(ATTEMPTS):
         plan = plan_credit(session.execute(LOOKUP, credit.lookup_params()).mappings().one(), credit)
         if isinstance(plan, SaleOutcome):
@@ -536,5 +541,7 @@ def reverse_callback(
 def _reversed(session: Session, sale_id: int | None) -> SaleOutcome:
     assert sale_id is not None
     outcome = reverse_sale(session, sale_id=sale_id)
+    if outcome in ("rejected", "reversed"):
+        risk_signals.record_reversal(session, sale_id=sale_id)
     status = session.execute(text("SELECT status FROM sales WHERE id = :id"), {"id": sale_id})
     return SaleOutcome(sale_id, status.scalar_one(), outcome)

@@ -94,6 +94,8 @@ class UserProfile(Shape):
     createdAt: dt.datetime
     referralCode: str = Field(description="the code others sign up with to become this "
                               "member's referees")
+    payoutsFrozen: bool = Field(description="an admin froze this member's withdrawals "
+                                "(a withdrawal gets 403 until unfrozen)")
 
 
 class SessionOut(Shape):

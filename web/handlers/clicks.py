@@ -18,6 +18,7 @@ from common.errors import Conflict, NotFound
 from common.models import Claim, Click, Offer, Sale
 from common.services.claims import claim_refusal, converted
 from common.services.clicks import CLICK, new_click_id, tracking_link
+from common.services.risk_signals import click_risk_params
 from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import ok, pagination
@@ -68,6 +69,7 @@ async def click(request: web.Request) -> web.Response:
     row = await request.app[DB].fetch_one(HOT_CLICK, {
         "offer_id": offer_id, "public_id": new_click_id(), "user_id": user_id,
         "ip": request[CLIENT_IP], "user_agent": agent[:MAX_USER_AGENT] if agent else None,
+        **click_risk_params(settings, request[CLIENT_IP]),
     })
     if row is None or row["status"] != "active":
         raise NotFound("Offer not found")

@@ -36,7 +36,7 @@ _u = User.__table__
 declare_codes("wrong_password")
 _PROFILE = compile_query(
     select(_u.c.id, _u.c.email, _u.c.name, _u.c.avatar, _u.c.role, _u.c.status, _u.c.balance,
-           _u.c.pending_balance, _u.c.created_at, _u.c.referral_code)
+           _u.c.pending_balance, _u.c.created_at, _u.c.referral_code, _u.c.payouts_frozen)
     .where(_u.c.id == bindparam("id"))
 )
 _PASSWORD_HASH = compile_query(select(_u.c.password_hash).where(_u.c.id == bindparam("id")))

@@ -19,7 +19,7 @@ from web.auth import current_user, require_user
 from web.envelope import ok, pagination
 from web.idempotency import HEADER, idempotency_key, request_hash, run_once
 from web.ids import IdPath, path_id
-from web.keys import DB, LIMITER, SETTINGS
+from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS
 from web.money_schemas import PaymentOut
 from web.openapi import describe
 from web.paging import fetch_page
@@ -48,6 +48,7 @@ class WithdrawalBody(Model):
     response=PaymentOut, status=202,
     headers={"Idempotency-Key": HEADER},
     statuses={400: "Idempotency-Key missing or malformed",
+              403: "Withdrawals are frozen on this account (docs/risk.md)",
               409: "Idempotency-Key reused with another body, or still in progress",
               422: "Over the balance, under MIN_WITHDRAWAL, or more than 2 decimals",
               429: "Too many withdrawal requests (RATE_LIMIT_WITHDRAWAL per user)"},
@@ -66,7 +67,7 @@ async def create_payment(request: web.Request) -> web.Response:
         return request_withdrawal(
             session, user_id=user_id, amount=body.amount, method=body.method,
             destination=body.destination, minimum=settings.min_withdrawal,
-            auto_pay_limit=settings.auto_pay_limit,
+            auto_pay_limit=settings.auto_pay_limit, ip=request[CLIENT_IP],
         )
 
     payment = await run_once(request, withdraw, owner_id=user_id, key=key,

@@ -43,6 +43,7 @@ from common.services.postbacks import (
     log_row,
     record_callback,
 )
+from common.services.risk_signals import credit_risk_params
 from common.services.sales import (
     ATTEMPTS,
     Adoption,
@@ -199,7 +200,8 @@ async def _credit(
     credit = CreditRequest(network=network, external_id=callback.txn_id, user_id=callback.user_id,
                            offer_external_id=callback.offer_external_id, amount=callback.amount,
                            hold_seconds=hold, click_id=callback.click_id,
-                           click_days=settings.click_retention_days)
+                           click_days=settings.click_retention_days,
+                           risk=credit_risk_params(settings))
     logged = {**log_row(network=network, method=request.method, params=params,
                         ip=request[CLIENT_IP], verdict="accepted", trace_id=request[TRACE_ID],
                         **adapter.log_keys(params)),

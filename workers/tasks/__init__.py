@@ -6,5 +6,6 @@ TASK_MODULES = [
     "workers.tasks.events",
     "workers.tasks.leaderboard",
     "workers.tasks.payouts",
+    "workers.tasks.risk",
     "workers.tasks.sales",
 ]

@@ -10,7 +10,7 @@ import { html } from "../lib/ui.js";
 import { Dashboard } from "./dashboard.js";
 import { Audit, Claims, Decisions, Postbacks } from "./decisions.js";
 import { Offers } from "./offers.js";
-import { Risk, riskAvailable } from "./risk.js";
+import { Risk } from "./risk.js";
 import { UserDetail, Users } from "./users.js";
 
 const PAGES = [
@@ -41,16 +41,14 @@ function Console({ user, onSignOut }) {
   const [name, id] = useRoute();
   const [feed, setFeed] = useState([]);
   const [socket, setSocket] = useState("offline");
-  const [withRisk, setWithRisk] = useState(false);
   useEffect(() => {
-    riskAvailable().then(setWithRisk);
     const ws = connectSocket((frame) => {
       if (["ready", "pong"].includes(frame.event)) return;
       setFeed((f) => [{ key: `${Date.now()}-${Math.random()}`, at: new Date().toISOString(), event: frame.event, text: describe(frame) }, ...f].slice(0, 50));
     }, setSocket);
     return () => ws.close();
   }, []);
-  const pages = PAGES.filter(([key]) => key !== "risk" || withRisk);
+  const pages = PAGES;
   const current = name === "users" && id ? null : pages.find(([key]) => key === name) || pages[0];
   const Page = current ? current[2] : null;
   return html`<div class="layout">

@@ -1,25 +1,16 @@
-// Risk (API.md section 13): users by score with their signals, and the payouts freeze. The
-// routes may not be deployed yet: `riskAvailable` asks once, and the page stays hidden on 404.
+// Risk (docs/risk.md): the review queue, members by score with their signals, and the payouts
+// freeze.
 import { useState } from "preact/hooks";
 import { api } from "../lib/api.js";
 import { Filters, Notice, Pager, Table, html, useAction, useList } from "../lib/ui.js";
-
-export async function riskAvailable() {
-  try {
-    await api.get("/api/admin/risk", { limit: 1 });
-    return true;
-  } catch (error) {
-    return error.status !== 404;
-  }
-}
 
 export function Risk() {
   const [filters, setFilters] = useState({ minScore: "" });
   const list = useList("/api/admin/risk", filters);
   const [notice, run] = useAction(list.reload);
   const freeze = (u, frozen) => {
-    const reason = window.prompt(`Reason to ${frozen ? "freeze" : "unfreeze"} payouts of user ${u.id ?? u.userId}`);
-    if (reason) run(null, () => api.put(`/api/admin/users/${u.id ?? u.userId}/payouts`, { frozen, reason }));
+    const reason = window.prompt(`Reason to ${frozen ? "freeze" : "unfreeze"} payouts of user ${u.userId}`);
+    if (reason) run(null, () => api.put(`/api/admin/users/${u.userId}/payouts`, { frozen, reason }));
   };
   return html`<section aria-labelledby="risk-h">
     <h1 id="risk-h">Risk</h1>
@@ -27,7 +18,7 @@ export function Risk() {
     <${Notice} ...${notice} />
     <${Notice} error=${list.error} />
     <${Table} caption="Users by risk score" rows=${list.rows} columns=${[
-      { label: "User", cell: (u) => html`<a href=${`#/users/${u.id ?? u.userId}`}>${u.name || u.email || u.id || u.userId}</a>` },
+      { label: "User", cell: (u) => html`<a href=${`#/users/${u.userId}`}>${u.name || u.email}</a>` },
       { label: "Score", key: "score" },
       { label: "Signals", cell: (u) => (u.signals || []).map((s) => s.kind).join(", ") },
       { label: "Payouts", cell: (u) => html`<button type="button" onClick=${() => freeze(u, !u.payoutsFrozen)}>${u.payoutsFrozen ? "Unfreeze" : "Freeze"} payouts</button>` }]} />

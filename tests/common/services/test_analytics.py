@@ -161,7 +161,7 @@ async def test_endpoints_payloads(api: TestClient, session: Session, admin: User
     assert data == unfilled["data"]  # all live before the first fill, the same figures after
     assert set(data) == {"stats", "recent_activity"}
     assert set(data["stats"]) == {"total_users", "active_users", "total_offers", "total_revenue",
-                                  "pending_payments"}
+                                  "pending_payments", "risky_withdrawals"}
     assert set(data["recent_activity"]) == {"new_users", "recent_sales", "recent_clicks",
                                             "pending_approvals", "referral_earnings"}
     net = sum(f["revenue"] - f["reversed_amount"] for f in expected.values())

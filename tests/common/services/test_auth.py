@@ -130,7 +130,7 @@ async def test_register_ignores_fields_a_user_must_not_set(api, session: Session
     assert user["role"] == "user" and user["status"] == "active"
     assert user["balance"] == 0 and user["pendingBalance"] == 0 and user["id"] != 999999
     assert set(user) == {"id", "email", "name", "avatar", "role", "status", "balance",
-                         "pendingBalance", "createdAt", "referralCode"}
+                         "pendingBalance", "createdAt", "referralCode", "payoutsFrozen"}
     row = session.get(User, user["id"])
     assert row is not None and row.role == "user" and row.password_hash != "$2b$04$x"
     assert row.referred_by is None and row.signup_ip == "127.0.0.1"

@@ -252,7 +252,7 @@ def test_the_api_payment_names_its_fields_as_documented(session: Session) -> Non
     payment_id = _withdraw(session, user.id, "20")
     body = payment_json(_payment(session, payment_id))
     assert set(body) == {"id", "amount", "method", "destination", "status", "failureReason",
-                         "createdAt", "updatedAt"}
+                         "needsReview", "createdAt", "updatedAt"}
     assert body["createdAt"] is not None and body["updatedAt"] is not None
 
 

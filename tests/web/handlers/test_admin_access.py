@@ -36,6 +36,8 @@ def test_every_contract_route_is_served() -> None:
         ("GET", "/admin/audit-log"), ("GET", "/admin/claims"),
         ("POST", "/admin/claims/{id}/approve"), ("POST", "/admin/claims/{id}/reject"),
         ("GET", "/admin/postbacks"), ("POST", "/admin/postbacks/{id}/replay"),
+        ("GET", "/admin/risk"), ("POST", "/admin/users/{id}/risk/clear"),
+        ("PUT", "/admin/users/{id}/payouts"),
     }
 
 

@@ -9,9 +9,10 @@ from web.handlers.admin import (
     offers,
     payments,
     postbacks,
+    risk,
     sales,
     users,
 )
 
 ROUTES = [*users.ROUTES, *offers.ROUTES, *sales.ROUTES, *payments.ROUTES, *analytics.ROUTES,
-          *audit.ROUTES, *claims.ROUTES, *postbacks.ROUTES]
+          *audit.ROUTES, *claims.ROUTES, *postbacks.ROUTES, *risk.ROUTES]

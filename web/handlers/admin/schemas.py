@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from common.risk_rules import KINDS as RISK_KINDS
 from common.services.offers import OfferOut
 from common.services.payments import PaymentOut
 from common.wire import Shape
@@ -49,12 +50,47 @@ class AdminReferralOut(Shape):
     earnings: Decimal = Field(description="referral earnings, net of reversals")
 
 
+class RiskSignalOut(Shape):
+    """A recorded risk signal (docs/risk.md)."""
+
+    id: int
+    kind: Literal[RISK_KINDS] = Field(description="what was seen (docs/risk.md)")  # type: ignore[valid-type]
+    detail: dict[str, Any] = Field(description="the facts: addresses, ids, counts")
+    weight: Decimal = Field(description="what it added to the score when recorded")
+    counts: bool = Field(description="false once an admin cleared the member after it")
+    createdAt: dt.datetime
+
+
+class RiskOut(Shape):
+    score: Decimal = Field(description="weighted sum of the signals that count (docs/risk.md)")
+    signals: list[RiskSignalOut] = Field(description="the newest signals, newest first")
+
+
+class RiskUserOut(Shape):
+    """A member in the risk review queue."""
+
+    userId: int
+    email: str
+    name: str
+    status: Literal["active", "suspended", "banned"]
+    score: Decimal
+    payoutsFrozen: bool
+    signals: list[RiskSignalOut] = Field(description="the newest signals, newest first")
+
+
+class PayoutsFrozenOut(Shape):
+    userId: int
+    payoutsFrozen: bool
+    reason: str
+
+
 class AdminUserDetail(AdminUserOut):
     ledger: LedgerSummary
     sales: dict[str, SalesTotal] = Field(description="by sale status")
     debt: Decimal = Field(description="what a reversal of spent money left owing (0 when the "
                           "balance is not negative); later credits pay it back first")
     referral: AdminReferralOut
+    risk: RiskOut
 
 
 class LedgerEntryOut(Shape):
@@ -109,6 +145,8 @@ class DashboardStats(BaseModel):
     total_offers: int
     total_revenue: Decimal
     pending_payments: Decimal
+    risky_withdrawals: int = Field(description="pending withdrawals held for a risk review "
+                                   "(docs/risk.md), awaiting an admin's decision")
 
 
 class RecentActivity(BaseModel):

@@ -22,6 +22,7 @@ from common.services.admin_users import (
 from web.auth import current_user, require_admin
 from web.envelope import ok
 from web.handlers.admin.base import audit_context, paged
+from web.handlers.admin.risk import risk_json
 from web.handlers.admin.schemas import (
     AdjustmentOut,
     AdminReferralOut,
@@ -94,7 +95,8 @@ def _detail(d: UserDetail) -> dict[str, Any]:
         referrer=None if referrer is None else ReferrerOut.of(referrer),
         referees=d.referral.referees, earnings=d.referral.earnings)
     return AdminUserDetail.of(d.user, ledger=ledger, debt=d.debt, referral=referral,
-                              sales={r["status"]: SalesTotal.of(r) for r in d.sales})
+                              sales={r["status"]: SalesTotal.of(r) for r in d.sales},
+                              risk=risk_json(d.risk))
 
 
 @describe("A user's ledger entries, newest first (filter kind)", tags=["admin"], path=IdPath, query=LedgerQuery, statuses={404: "No such user"}, response=LedgerEntryOut, list=True)

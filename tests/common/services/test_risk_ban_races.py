@@ -1,0 +1,90 @@
+"""A ban cancels the member's pending withdrawals and releases their holds exactly once, whichever
+of the ban and a payout chain taking the payment reaches the payment's row first (driven in both
+orders on a real PostgreSQL): one actor acts on the payment."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from common.services.accounts import set_user_status
+from common.services.ledger import check_ledger
+from common.services.payments import BAN_REASON, start_payout
+from tests.fixtures.interleave import Background, wait_until_blocked
+from tests.fixtures.money_factories import committed_withdrawal
+
+pytestmark = pytest.mark.committed
+_OPERATOR = {"actor_id": None, "ip": None, "trace_id": None}
+
+
+def _ban(session: Session, user_id: int) -> None:
+    set_user_status(session, user_id=user_id, status="banned", reason="fraud", **_OPERATOR)
+
+
+def _take(session: Session, payment_id: int) -> object:
+    return start_payout(session, payment_id=payment_id, lease_seconds=300)
+
+
+def _state(engine: Engine, user_id: int, payment_id: int) -> tuple[str, Decimal, int]:
+    with engine.connect() as conn:
+        status = conn.execute(text("SELECT status FROM payments WHERE id = :id"),
+                              {"id": payment_id}).scalar_one()
+        balance = conn.execute(text("SELECT balance FROM users WHERE id = :id"),
+                               {"id": user_id}).scalar_one()
+        releases = conn.execute(text(
+            "SELECT count(*) FROM ledger_entries WHERE kind = 'payout_release' "
+            "AND reference_id = :id"), {"id": payment_id}).scalar_one()
+    with Session(engine) as session:
+        assert check_ledger(session) == []
+    return status, balance, releases
+
+
+def test_a_ban_first_cancels_and_the_payout_chain_finds_nothing(committed: Engine) -> None:
+    user_id, payment_id = committed_withdrawal(committed, amount="10", funds="50")
+    ban = Session(committed, expire_on_commit=False)
+    ban.begin()
+    _ban(ban, user_id)  # holds the payment's row, cancelled, not committed
+    chain = Background(committed, lambda s: _take(s, payment_id)).start()
+    wait_until_blocked(committed, chain.pid)
+    ban.commit()
+    ban.close()
+    chain.join()
+    assert chain.error is None and chain.result is None
+    assert _state(committed, user_id, payment_id) == ("cancelled", Decimal("50.00"), 1)
+    with committed.connect() as conn:
+        assert conn.execute(text("SELECT failure_reason FROM payments")).scalar_one() == BAN_REASON
+        audit = conn.execute(text("SELECT after FROM audit_log WHERE action = "
+                                  "'payment.cancel_on_ban'")).scalar_one()
+    assert audit == {"status": "cancelled", "payments": [payment_id]}
+
+
+def test_a_payout_chain_first_goes_on_and_the_ban_cancels_nothing(committed: Engine) -> None:
+    user_id, payment_id = committed_withdrawal(committed, amount="10", funds="50")
+    chain = Session(committed, expire_on_commit=False)
+    chain.begin()
+    assert _take(chain, payment_id) is not None  # pending -> processing, not committed
+    ban = Background(committed, lambda s: _ban(s, user_id)).start()
+    wait_until_blocked(committed, ban.pid)
+    chain.commit()
+    chain.close()
+    ban.join()
+    assert ban.error is None
+    assert _state(committed, user_id, payment_id) == ("processing", Decimal("40.00"), 0)
+
+
+def test_a_ban_releases_every_pending_withdrawal_once(committed: Engine) -> None:
+    user_id, first = committed_withdrawal(committed, amount="10", funds="50")
+    with Session(committed) as session, session.begin():
+        from common.services.payments import request_withdrawal
+
+        second = request_withdrawal(session, user_id=user_id, amount=Decimal(20), method="paypal",
+                                    destination="me@example.com", minimum=Decimal(5),
+                                    auto_pay_limit=Decimal(100))["id"]
+    for _ in range(2):  # banning again changes nothing
+        with Session(committed) as session, session.begin():
+            _ban(session, user_id)
+    assert _state(committed, user_id, first) == ("cancelled", Decimal("50.00"), 1)
+    assert _state(committed, user_id, second)[2] == 1
