@@ -42,7 +42,7 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
     hub.start()
     yield
     await hub.close_all(protocol.GOING_AWAY, "server shutting down")
-    hub.stop()
+    await hub.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -7,6 +7,10 @@ wait in a bounded queue, drained by a writer task that waits for the kernel to t
 The hub never awaits a socket: when the queue is full the client is too slow and is closed
 (``TOO_SLOW``) instead of buffering without limit or slowing the others. Frames leave in the
 order they were delivered: the direct path is taken only while the queue is empty.
+
+An idle socket should cost little beyond aiohttp's own state (docs/performance.md "WebSockets"):
+the queue exists only while frames wait, the rooms are a shared empty set until a join, and the
+token's expiry is a number the hub's sweep reads rather than a timer per socket.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class Connection:
         "_writer",
         "close_task",
         "closing",
-        "expiry",
+        "expires_at",
         "floor",
         "held",
         "limit",
@@ -52,7 +56,8 @@ class Connection:
         self.request = request
         self.stream = stream  # what ``ws.prepare`` returned: its ``drain`` is the backpressure
         self.user_id = user_id
-        self.rooms: set[int] = set()
+        # Replaced, not mutated, on join and leave (Hub): most sockets never join a room.
+        self.rooms: frozenset[int] = frozenset()
         self.limit = limit
         # While the missed events are replayed, live events wait here (see ``release``).
         self.held: list[tuple[int | None, bytes]] | None = []
@@ -62,8 +67,9 @@ class Connection:
         self.floor = 0
         self.closing = False
         self.close_task: asyncio.Task[None] | None = None
-        self.expiry: asyncio.TimerHandle | None = None
-        self._frames: deque[bytes] = deque()
+        # When the token (plus the grace) runs out, in time.time(); the hub's sweep closes it then.
+        self.expires_at = float("inf")
+        self._frames: deque[bytes] | None = None  # made when a frame has to wait
         self._writer: asyncio.Task[None] | None = None
 
     def deliver(self, framed: bytes, event_id: int | None = None) -> bool:
@@ -81,7 +87,9 @@ class Connection:
         if not self._frames and transport.get_write_buffer_size() <= WRITE_HIGH_WATER:
             transport.write(framed)
             return True
-        if len(self._frames) >= self.limit:
+        if self._frames is None:
+            self._frames = deque()
+        elif len(self._frames) >= self.limit:
             return False
         self._frames.append(framed)
         if self._writer is None:
@@ -101,6 +109,7 @@ class Connection:
     async def _write(self) -> None:
         """Drain the queue at the pace the client reads; exits when it is empty."""
         frames = self._frames
+        assert frames is not None
         try:
             while frames and not self.closing:
                 transport = self.request.transport
@@ -115,6 +124,8 @@ class Connection:
             frames.clear()
         finally:
             self._writer = None
+            if not frames:
+                self._frames = None  # an idle socket holds no queue
 
     def close_soon(self, code: int, message: str) -> None:
         """Close from outside the socket's own task (hub, timers); idempotent."""
@@ -136,9 +147,6 @@ class Connection:
                 transport.abort()
 
     def stop(self) -> None:
-        """Stop the writer and the expiry timer (the socket is closing or closed)."""
-        if self.expiry is not None:
-            self.expiry.cancel()
-            self.expiry = None
+        """Stop the writer (the socket is closing or closed)."""
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()

@@ -7,19 +7,19 @@
 3. ``ready {userId}``, then the user's events after ``since`` (or ``sync:refetch``), then live
    events: the hub holds the live ones while the replay is sent, so each arrives once, in order.
 4. Client frames are answered one at a time; a bad frame gets ``error {message, code}``.
+5. The hub closes the socket (4401) once its token, plus ``WS_TOKEN_GRACE``, has expired; an
+   ``auth`` frame with a fresh token pushes that back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
-import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from aiohttp.abc import AbstractStreamWriter
 from sqlalchemy import bindparam, select
 
 from common.errors import DomainError, Forbidden, Unauthorized
@@ -56,8 +56,35 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         login = await _authenticate(app, ws, request)
     finally:
         hub.pending.discard(ws)
-    if login is not None:
-        await _serve(app, request, ws, stream, *login)
+    if login is None:
+        return ws
+    claims, since = login
+    conn = Connection(ws, request, stream, claims.user_id, limit=settings.ws_send_queue)
+    conn.expires_at = claims.expires_at + settings.ws_token_grace
+    del login, claims  # only the user id and the expiry are kept while the socket lives
+    # The read loop runs here rather than in a coroutine of its own: every frame an idle socket
+    # keeps suspended is memory held for as long as the socket lives.
+    if not await _register(app, conn):
+        return ws
+    try:
+        await _start(app, conn, since)
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                reply = await _dispatch(app, conn, msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                reply = protocol.error("Frames must be JSON text", "bad_frame")
+            else:  # ERROR: aiohttp has closed the socket (1009 for a frame over the limit)
+                break
+            if reply is not None and not conn.send(reply):
+                _too_slow(app, conn)
+    except (ConnectionError, RuntimeError):  # the peer vanished mid-replay
+        pass
+    finally:
+        hub.unregister(conn)
+        await app[SEATS].give_back(conn)
+        conn.stop()
+        if conn.close_task is not None:
+            await conn.close_task
     return ws
 
 
@@ -72,28 +99,16 @@ def _limit_buffers(request: web.Request, send_buffer: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
 
 
-async def _serve(app: web.Application, request: web.Request, ws: web.WebSocketResponse,
-                 stream: AbstractStreamWriter, claims: AccessClaims, since: int | None) -> None:
-    hub, seats, settings = app[HUB], app[SEATS], app[SETTINGS]
-    conn = Connection(ws, request, stream, claims.user_id, limit=settings.ws_send_queue)
+async def _register(app: web.Application, conn: Connection) -> bool:
+    """Take the socket's seat and register it with the hub; False once it was closed (4429)."""
+    hub, seats = app[HUB], app[SEATS]
     # The cap counts the user's sockets on every instance (seats), and on this one (hub).
     here = len(hub.users.get(conn.user_id, ()))
     if not await seats.take(conn, local_count=here) or not hub.register(conn):
         await seats.give_back(conn)
-        await _close(ws, protocol.TOO_MANY, "too many sockets")
-        return
-    try:
-        await _start(app, conn, since)
-        _expire_at(conn, claims.expires_at + settings.ws_token_grace)
-        await _read_loop(app, conn)
-    except (ConnectionError, RuntimeError):  # the peer vanished mid-replay
-        pass
-    finally:
-        hub.unregister(conn)
-        await seats.give_back(conn)
-        conn.stop()
-        if conn.close_task is not None:
-            await conn.close_task
+        await _close(conn.ws, protocol.TOO_MANY, "too many sockets")
+        return False
+    return True
 
 
 async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
@@ -106,8 +121,9 @@ async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
 async def _authenticate(app: web.Application, ws: web.WebSocketResponse,
                         request: web.Request) -> tuple[AccessClaims, int | None] | None:
     """The token's claims and ``since``, or None once the socket was closed with the reason."""
-    token: object = request.query.get("token")
-    since: object = request.query.get("since")
+    query = _query(request)
+    token: object = query.get("token")
+    since: object = query.get("since")
     if not token:
         first = await _auth_frame(ws, app[SETTINGS].ws_auth_timeout)
         if first is None:
@@ -163,14 +179,14 @@ async def _account_refusal(app: web.Application, claims: AccessClaims) -> int | 
     return None if row["status"] == "active" else protocol.FORBIDDEN
 
 
-def _expire_at(conn: Connection, deadline: float) -> None:
-    """Close the socket (4401) once its token, plus the grace, has expired."""
-    if conn.expiry is not None:
-        conn.expiry.cancel()
-    delay = max(0.0, deadline - time.time())
-    conn.expiry = asyncio.get_running_loop().call_later(
-        delay, conn.close_soon, protocol.UNAUTHORIZED, "token expired"
-    )
+def _query(request: web.Request) -> dict[str, str]:
+    """The query's parameters (the first of each name), parsed here: ``request.query`` would
+    keep a parsed copy, the token included, on the request for as long as the socket lives."""
+    params: dict[str, str] = {}
+    for name, value in urllib.parse.parse_qsl(request.rel_url.raw_query_string,
+                                              keep_blank_values=True):
+        params.setdefault(name, value)
+    return params
 
 
 # -- start and read loop ------------------------------------------------------------------------
@@ -179,7 +195,8 @@ async def _start(app: web.Application, conn: Connection, since: int | None) -> N
     """``ready``, the replay, then the live events held meanwhile (writer started)."""
     send = conn.ws.send_frame
     await send(protocol.encode("ready", {"userId": conn.user_id}), WSMsgType.TEXT)
-    replayed, floor = frozenset[int](), 0
+    replayed: frozenset[int] = frozenset()  # the shared empty one, not one per socket
+    floor = 0
     if since is not None:
         replay = await missed_events(
             app[DB], user_id=conn.user_id, since=since, limit=app[SETTINGS].ws_history_limit
@@ -197,18 +214,6 @@ async def _start(app: web.Application, conn: Connection, since: int | None) -> N
 def _too_slow(app: web.Application, conn: Connection) -> None:
     app[HUB].unregister(conn)
     conn.close_soon(protocol.TOO_SLOW, "too slow")
-
-
-async def _read_loop(app: web.Application, conn: Connection) -> None:
-    async for msg in conn.ws:
-        if msg.type is WSMsgType.TEXT:
-            reply = await _dispatch(app, conn, msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            reply = protocol.error("Frames must be JSON text", "bad_frame")
-        else:  # ERROR: aiohttp has closed the socket (1009 for a frame over the limit)
-            return
-        if reply is not None and not conn.send(reply):
-            _too_slow(app, conn)
 
 
 async def _dispatch(app: web.Application, conn: Connection, raw: str) -> bytes | None:
@@ -238,7 +243,7 @@ async def _on_auth(app: web.Application, conn: Connection, data: dict[str, Any])
         raise FrameError("Invalid or expired token", "unauthorized")
     if claims.user_id != conn.user_id:
         raise FrameError("Token of another user", "forbidden")
-    _expire_at(conn, claims.expires_at + app[SETTINGS].ws_token_grace)
+    conn.expires_at = claims.expires_at + app[SETTINGS].ws_token_grace  # the hub's sweep reads it
     return protocol.encode("ready", {"userId": conn.user_id})
 
 
