@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
 import redis.asyncio as aredis
+from aiohttp import web
 
 from bench.lib import (
     PYTHON,
@@ -48,11 +49,8 @@ STEP_TIMEOUT = 60.0
 
 # -- the baseline server ------------------------------------------------------------------------
 
-def serve_bare(port: int) -> None:
+def bare_app() -> web.Application:
     """The simplest correct fan-out: one subscriber, every message sent to every socket in turn."""
-    import uvloop
-    from aiohttp import web
-
     sockets: set[web.WebSocketResponse] = set()
 
     async def ws_handler(request: web.Request) -> web.WebSocketResponse:
@@ -94,6 +92,13 @@ def serve_bare(port: int) -> None:
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/health", health)
     app.cleanup_ctx.append(subscriber)
+    return app
+
+
+def serve(app: web.Application, port: int) -> None:
+    """Both servers the same way: uvloop, no access log, a backlog for connection bursts."""
+    import uvloop
+
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None,
                 loop=uvloop.new_event_loop(), backlog=1024)
 
@@ -345,7 +350,7 @@ def main() -> None:
     ARGS = args = parser.parse_args()
     raise_fd_limit(4 * max(args.sockets) + 1024)  # inherited by the servers
     if args.serve_bare:
-        serve_bare(args.port)
+        serve(bare_app(), args.port)
         return
     # No pings during the run: the counting clients do not answer them.
     env = bench_env(WS_MAX_SOCKETS_PER_USER="10", WS_HEARTBEAT="600", LOG_LEVEL="ERROR")
