@@ -79,7 +79,7 @@ def serve_traced(kind: str, port: int) -> None:
     async def diff(request: web.Request) -> web.Response:
         before, after = snapshots[request.query["before"]], snapshots[request.query["after"]]
         count = int(request.query.get("count", "1"))
-        stats = after.compare_to(before, "lineno")
+        stats = after.compare_to(before, "traceback" if "where" in request.query else "lineno")
         total = sum(s.size_diff for s in stats)
         lines = [f"{kind}: total {total / count:.0f} B per socket over {count} sockets"]
         for stat in stats[:TRACE_TOP]:
@@ -87,6 +87,9 @@ def serve_traced(kind: str, port: int) -> None:
             where = f"{Path(frame.filename).name}:{frame.lineno}"
             lines.append(f"{stat.size_diff / count:8.0f} B  {stat.count_diff / count:6.2f} blocks  "
                          f"{where}  {_source(frame.filename, frame.lineno)}")
+            if request.query.get("where", "-") in where:  # the callers of the lines asked about
+                lines += [f"           from {Path(f.filename).name}:{f.lineno}"
+                          for f in list(stat.traceback)[1:]]
         return web.Response(text="\n".join(lines))
 
     app.router.add_get("/_bench/snapshot", snapshot)
@@ -105,8 +108,10 @@ def _get(server: Server, path: str) -> str:
         return str(resp.read().decode())
 
 
-async def measure(server: Server, warm: int, sockets: int, *, trace: bool) -> tuple[float, float]:
+async def measure(server: Server, warm: int, sockets: int, *, trace: bool,
+                  where: str = "") -> tuple[float, float]:
     """(marginal KiB per socket, KiB per socket from before the first one)."""
+    where = f"&where={where}" if where else ""
     clients = Clients(server)
     try:
         start = rss_kib(server.proc.pid)
@@ -120,7 +125,7 @@ async def measure(server: Server, warm: int, sockets: int, *, trace: bool) -> tu
         if trace:
             await asyncio.to_thread(_get, server, "/_bench/snapshot?name=all")
             print(await asyncio.to_thread(
-                _get, server, f"/_bench/diff?before=warm&after=all&count={sockets}"))
+                _get, server, f"/_bench/diff?before=warm&after=all&count={sockets}{where}"))
         end = rss_kib(server.proc.pid)
         open_sockets = len(clients.sockets) - clients.closed
         if open_sockets != warm + sockets:
@@ -138,6 +143,8 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=200)
     parser.add_argument("--runs", type=int, default=1, help="runs per server (median shown)")
     parser.add_argument("--trace", action="store_true", help="where the memory goes (slow)")
+    parser.add_argument("--where", default="",
+                        help="with --trace: group by traceback, callers of lines in this file")
     args = parser.parse_args()
     raise_fd_limit(2 * (args.sockets + args.warm) + 1024)  # inherited by the servers
     if args.serve_traced:
@@ -162,7 +169,8 @@ def main() -> None:
             timeout = TRACED_START_TIMEOUT if args.trace else 30.0
             with server_process(argv, env=env, timeout=timeout) as (proc, port):
                 server = Server(name, proc, port, channel, tokens=server_tokens)
-                m, o = asyncio.run(measure(server, args.warm, args.sockets, trace=args.trace))
+                m, o = asyncio.run(measure(server, args.warm, args.sockets, trace=args.trace,
+                                          where=args.where))
                 marginal.append(m)
                 overall.append(o)
         rows[name] = {

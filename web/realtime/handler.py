@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import urllib.parse
@@ -28,7 +29,7 @@ from common.security.tokens import AccessClaims, InvalidToken, decode_access_tok
 from common.sql import compile_query
 from web.keys import ACCOUNT_GATE, DB, HUB, SEATS, SETTINGS
 from web.realtime import chat, protocol
-from web.realtime.connection import WRITE_HIGH_WATER, Connection
+from web.realtime.connection import NO_IDS, WRITE_HIGH_WATER, Connection
 from web.realtime.protocol import FrameError
 from web.realtime.resume import missed_events, parse_since
 
@@ -43,7 +44,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if origin is not None and origin not in settings.allowed_origins:
         raise Forbidden("Origin not allowed")
     ws = web.WebSocketResponse(
-        heartbeat=settings.ws_heartbeat,
+        # The hub keeps the heartbeat (one sweep, not timers per socket), so pings and pongs
+        # come to the read loop below.
+        autoping=False,
         max_msg_size=settings.ws_max_frame_bytes,
         # Deflate costs a compressor per socket (memory) and per frame per socket (CPU) on fan-out.
         compress=False,
@@ -66,13 +69,20 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     # keeps suspended is memory held for as long as the socket lives.
     if not await _register(app, conn):
         return ws
+    loop = asyncio.get_running_loop()
     try:
         await _start(app, conn, since)
         async for msg in ws:
+            conn.seen = loop.time()  # any frame answers the heartbeat
             if msg.type is WSMsgType.TEXT:
                 reply = await _dispatch(app, conn, msg.data)
             elif msg.type is WSMsgType.BINARY:
                 reply = protocol.error("Frames must be JSON text", "bad_frame")
+            elif msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+                continue
+            elif msg.type is WSMsgType.PONG:
+                continue
             else:  # ERROR: aiohttp has closed the socket (1009 for a frame over the limit)
                 break
             if reply is not None and not conn.send(reply):
@@ -195,8 +205,7 @@ async def _start(app: web.Application, conn: Connection, since: int | None) -> N
     """``ready``, the replay, then the live events held meanwhile (writer started)."""
     send = conn.ws.send_frame
     await send(protocol.encode("ready", {"userId": conn.user_id}), WSMsgType.TEXT)
-    replayed: frozenset[int] = frozenset()  # the shared empty one, not one per socket
-    floor = 0
+    replayed, floor = NO_IDS, 0
     if since is not None:
         replay = await missed_events(
             app[DB], user_id=conn.user_id, since=since, limit=app[SETTINGS].ws_history_limit

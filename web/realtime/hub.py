@@ -6,8 +6,10 @@ each outbox event (``common.events.Event.wire``) to the sockets of ``user:{id}``
 or everyone it holds. The outbox sweep may publish an event twice: the hub drops an id it has
 already routed.
 
-It also closes the sockets whose token has expired (``Connection.expires_at``), in one sweep every
-``EXPIRY_SWEEP_SECONDS`` rather than with a timer per socket: an idle socket costs less memory.
+It also keeps its sockets' heartbeat (``WS_HEARTBEAT``: a ping to a client silent that long, the
+TCP connection dropped when nothing answers within half of it) and closes the sockets whose token
+has expired (``Connection.expires_at``), in one sweep every ``SWEEP_SECONDS`` (or half the
+heartbeat, when shorter) rather than with two timers per socket: an idle socket costs less memory.
 """
 
 from __future__ import annotations
@@ -35,14 +37,17 @@ log = logging.getLogger(__name__)
 # Ids of recently routed events kept to drop the sweep's republications.
 RECENT_IDS = 10_000
 # How often expired tokens are looked for: a socket outlives its token's grace by at most this.
-EXPIRY_SWEEP_SECONDS = 1.0
+SWEEP_SECONDS = 1.0
 
 
 class Hub:
-    def __init__(self, subscriber: Subscriber, channel: str, *, max_per_user: int) -> None:
+    def __init__(self, subscriber: Subscriber, channel: str, *, max_per_user: int,
+                 heartbeat: float) -> None:
         self.subscriber = subscriber
         self.channel = channel
         self.max_per_user = max_per_user
+        self.heartbeat = heartbeat
+        self.dropped_silent = 0  # sockets whose peer answered no ping
         self.sockets: set[Connection] = set()
         # A list per user: at most ``max_per_user`` sockets, and a list of one is a quarter of a set.
         self.users: dict[int, list[Connection]] = {}
@@ -153,30 +158,45 @@ class Hub:
             self.unregister(conn)
             conn.close_soon(code, message)
 
-    # -- token expiry ---------------------------------------------------------------------------
+    # -- heartbeat and token expiry -------------------------------------------------------------
 
     def close_expired(self, now: float) -> int:
-        """Close (4401) the sockets whose token, plus the grace, ran out by ``now``."""
+        """Close (4401) the sockets whose token, plus the grace, ran out by ``now`` (wall clock)."""
         expired = [conn for conn in self.sockets if conn.expires_at <= now]
         for conn in expired:
             self.unregister(conn)
             conn.close_soon(protocol.UNAUTHORIZED, "token expired")
         return len(expired)
 
+    def beat(self, now: float) -> int:
+        """A heartbeat step for every socket (``now``: loop time); drops the silent ones."""
+        silent = [conn for conn in self.sockets if not conn.heartbeat(now, self.heartbeat)]
+        for conn in silent:
+            self.dropped_silent += 1
+            self.unregister(conn)
+            conn.drop()
+        return len(silent)
+
     async def _sweep_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = min(SWEEP_SECONDS, self.heartbeat / 2)
+        next_beat = loop.time() + self.heartbeat / 2
         while True:
-            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+            await asyncio.sleep(tick)
             try:
                 self.close_expired(time.time())
+                if loop.time() >= next_beat:
+                    next_beat = loop.time() + self.heartbeat / 2
+                    self.beat(loop.time())
             except Exception:  # a bug here must not end the sweeping for good
-                log.exception("token expiry sweep failed")
+                log.exception("socket sweep failed")
 
     # -- following the events channel ----------------------------------------------------------
 
     def start(self) -> None:
         self.subscriber.follow(self.channel, self)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(),
-                                                               name="ws-expiry")
+                                                               name="ws-sweep")
 
     async def stop(self) -> None:
         self.subscriber.unfollow(self.channel, self)
