@@ -33,6 +33,7 @@ from bench.lib import (
     load,
     percentiles,
     prepare_database,
+    rerun_on_non_durable,
     server,
     table,
     web_server,
@@ -340,6 +341,7 @@ def main() -> None:
     if "events" in parts:
         table(f"Postback to balance:updated, SALE_HOLD_SECONDS=0, {args.latency_samples} samples",
               [bench_event_latency(env, args.latency_samples)])
+    rerun_on_non_durable()  # the same tables on fsync=off, synchronous_commit=off
 
 
 if __name__ == "__main__":
