@@ -36,7 +36,14 @@ from bench.lib import (
     rss_kib,
     server_process,
 )
-from bench.ws_fanout import BARE_CHANNEL, Clients, Server, make_users, raise_fd_limit
+from bench.ws_fanout import (
+    BARE_CHANNEL,
+    FD_RESERVE,
+    Clients,
+    Server,
+    make_users,
+    raise_fd_limit,
+)
 
 SETTLE_SECONDS = 1.0
 TRACE_FRAMES = 6
@@ -146,7 +153,7 @@ def main() -> None:
     parser.add_argument("--where", default="",
                         help="with --trace: group by traceback, callers of lines in this file")
     args = parser.parse_args()
-    raise_fd_limit(2 * (args.sockets + args.warm) + 1024)  # inherited by the servers
+    raise_fd_limit(args.sockets + args.warm + FD_RESERVE)  # inherited by the servers
     if args.serve_traced:
         serve_traced(args.serve_traced, args.port)
         return
