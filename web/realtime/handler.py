@@ -152,11 +152,19 @@ async def _authenticate(app: web.Application, ws: web.WebSocketResponse,
 
 
 async def _auth_frame(ws: web.WebSocketResponse, timeout: float) -> dict[str, Any] | None:
-    """The data of the first frame if it is ``auth``; None on timeout or anything else."""
-    try:
-        msg = await ws.receive(timeout=timeout)
-    except TimeoutError:
-        return None
+    """The data of the first frame if it is ``auth``; None on timeout or anything else. Pings
+    before it are answered (the socket has ``autoping`` off: the hub keeps the heartbeat)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            msg = await ws.receive(timeout=max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return None
+        if msg.type is WSMsgType.PING:
+            await ws.pong(msg.data)
+        elif msg.type is not WSMsgType.PONG:
+            break
     if msg.type is not WSMsgType.TEXT:
         return None
     try:
