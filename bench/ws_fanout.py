@@ -334,8 +334,9 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, str]:
     return out
 
 
-# Descriptors a server or the clients need besides the sockets (listener, epoll, Redis, pools).
-FD_RESERVE = 64
+# Descriptors a server or the clients need besides the sockets: the listener, epoll, the
+# database pool, and the Redis pool (one connection per concurrent seat taken, while connecting).
+FD_RESERVE = 512
 
 
 def raise_fd_limit(need: int) -> int:
