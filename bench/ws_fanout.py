@@ -310,6 +310,7 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, str]:
     seq = [0]
     clients = Clients(server)
     rss_before = rss_kib(server.proc.pid)
+    fds_before = open_fds(server.proc.pid)
     for count in sorted(args.sockets):
         await clients.connect(count - len(clients.sockets))
         await asyncio.sleep(1.0)  # idle: let the server settle before reading its RSS
@@ -320,6 +321,10 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, str]:
         out[f"fan-out to {count} p50 ms"] = f"{p50:.1f}"
         out[f"fan-out to {count} p99 ms"] = f"{p99:.1f}"
     await clients.close()
+    # The server lets go of the closed sockets (and their seats) at its own pace: connecting
+    # more before it has would take it past its descriptor limit.
+    if not await wait_until(lambda: open_fds(server.proc.pid) <= fds_before + FD_RESERVE):
+        raise RuntimeError("the server kept the closed sockets' descriptors")
     clients = Clients(server)
     await clients.connect(args.stream_sockets)
     cpu = server.cpu_seconds()
@@ -337,6 +342,10 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, str]:
 # Descriptors a server or the clients need besides the sockets: the listener, epoll, the
 # database pool, and the Redis pool (one connection per concurrent seat taken, while connecting).
 FD_RESERVE = 512
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def raise_fd_limit(need: int) -> int:
