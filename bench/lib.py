@@ -4,6 +4,15 @@ and a table printer. Benchmarks print figures; they never pass or fail on a time
 Load comes from ``wrk`` (Debian's package) when it is installed, since a load generator written in
 Python would compete with the server for the same two cores; otherwise from a bounded aiohttp
 client loop. Every request goes to 127.0.0.1, bounded in count and time.
+
+What was measured is printed with the figures: ``prepare_database`` reads the server's version and
+durability settings (``fsync``, ``synchronous_commit``, ``full_page_writes``) and ``table`` prints
+them under every table. A write benchmark refuses a non-durable server (writes there are several
+times faster, docs/performance.md) unless it runs with ``--allow-non-durable``; the default
+DATABASE_URL, the machine's PostgreSQL on 127.0.0.1:5432, is durable.
+
+``BENCH_SMOKE=1`` (``bench/run_all --smoke``) caps every load at ``SMOKE_SECONDS``: CI runs each
+benchmark that way so that one a change broke fails, with figures nobody reads.
 """
 
 from __future__ import annotations
@@ -28,6 +37,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BENCH_DB = "savebucks_bench"
+# Benchmarks whose figures are writes: a server that does not flush them would flatter them.
+WRITE_BENCHMARKS = frozenset({"auth", "clicks", "money"})
+NON_DURABLE_FLAG = "--allow-non-durable"
+# Taken off the command line here, before each benchmark's own argparse sees it.
+ALLOW_NON_DURABLE = NON_DURABLE_FLAG in sys.argv
+if ALLOW_NON_DURABLE:
+    sys.argv.remove(NON_DURABLE_FLAG)
+SMOKE = os.environ.get("BENCH_SMOKE") == "1"
+SMOKE_SECONDS = 1
 
 
 def bench_env(database: str = BENCH_DB, **extra: str) -> dict[str, str]:
@@ -35,6 +53,8 @@ def bench_env(database: str = BENCH_DB, **extra: str) -> dict[str, str]:
     benchmarks never drop each other's), quiet logs, test secrets."""
     base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parts = urllib.parse.urlsplit(base)
+    # A run of its own (the smoke test's) suffixes its databases so that it never drops another's.
+    database += os.environ.get("BENCH_DB_SUFFIX", "")
     env = dict(os.environ)
     env.update(
         APP_ENV="test",
@@ -50,9 +70,56 @@ def bench_env(database: str = BENCH_DB, **extra: str) -> dict[str, str]:
     return env
 
 
-def prepare_database(env: dict[str, str], *, fresh: bool = True) -> str:
-    """Create (or recreate) the database ``env`` names and migrate it; returns its libpq URL."""
+@dataclass(frozen=True)
+class Durability:
+    """What a PostgreSQL server promises about a commit, as ``SHOW`` reports it."""
+
+    version: str
+    fsync: str
+    synchronous_commit: str
+    full_page_writes: str
+
+    @property
+    def durable(self) -> bool:
+        # synchronous_commit local/remote_write/remote_apply still flush the local WAL first.
+        return (self.fsync == "on" and self.synchronous_commit != "off"
+                and self.full_page_writes == "on")
+
+    def describe(self) -> str:
+        state = "durable" if self.durable else "NOT durable: writes are faster than in production"
+        return (f"database: PostgreSQL {self.version}, fsync={self.fsync}, "
+                f"synchronous_commit={self.synchronous_commit}, "
+                f"full_page_writes={self.full_page_writes} ({state})")
+
+
+def durability(url: str) -> Durability:
+    """The durability settings of the server ``url`` (any driver prefix) names."""
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True, connect_timeout=10) as conn:
+        shown = [conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+                 for name in ("server_version", "fsync", "synchronous_commit", "full_page_writes")]
+    return Durability(*shown)
+
+
+# The database this benchmark prepared: printed under each of its tables.
+DATABASE: Durability | None = None
+
+
+def check_durable(found: Durability, *, writes: bool, allowed: bool) -> None:
+    """Refuse to measure writes on a server that does not make them durable, unless allowed."""
+    if writes and not found.durable and not allowed:
+        raise SystemExit(f"{found.describe()}\nrefused: this benchmark measures writes; point "
+                         f"DATABASE_URL at a durable server or pass {NON_DURABLE_FLAG}")
+
+
+def prepare_database(env: dict[str, str], *, fresh: bool = True, writes: bool | None = None) -> str:
+    """Create (or recreate) the database ``env`` names and migrate it; returns its libpq URL.
+    Reads the server's durability first (``DATABASE``), and refuses a non-durable one for a write
+    benchmark (``writes``: by default, whether this script is one of ``WRITE_BENCHMARKS``)."""
+    global DATABASE
     from sqlalchemy import create_engine, text
+
 
     url = env["DATABASE_URL"]
     parts = urllib.parse.urlsplit(url.replace("+psycopg", ""))
@@ -68,9 +135,43 @@ def prepare_database(env: dict[str, str], *, fresh: bool = True) -> str:
         if fresh or not exists:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
+    # Read in the benchmark's database: a database's own settings (ALTER DATABASE) count too.
+    DATABASE = durability(url)
+    print(DATABASE.describe(), flush=True)
+    if writes is None:
+        writes = Path(sys.argv[0]).stem in WRITE_BENCHMARKS
+    check_durable(DATABASE, writes=writes, allowed=ALLOW_NON_DURABLE)
     subprocess.run([PYTHON, "-m", "common.cli", "migrate"], env=env, check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
     return parts.geturl()
+
+
+def rerun_on_non_durable(*, timeout: float = 30 * 60) -> None:
+    """Run this benchmark again, whole, on a throwaway private PostgreSQL with ``fsync``,
+    ``synchronous_commit`` and ``full_page_writes`` off (like the development and test clusters),
+    so that its tables appear twice and the cost of durability shows. Only after a durable run:
+    the rerun (or a run already on a non-durable server) does not start another, nor does a smoke
+    run (CI's own server is not durable anyway). The private cluster is stopped and its folder
+    removed afterwards."""
+    if DATABASE is None or not DATABASE.durable or SMOKE:
+        return
+    from tests.fixtures.servers import PrivatePostgres, pg_bin
+
+    if pg_bin() is None:
+        print("no PostgreSQL server binaries here: the non-durable rerun is skipped", flush=True)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="sb-bench-pg-"))
+    os.chmod(folder, 0o755)  # the postgres user must reach its data folder
+    cluster = PrivatePostgres(folder / "pg")
+    try:
+        cluster.start()
+        print(f"rerun on a private non-durable PostgreSQL (port {cluster.port})", flush=True)
+        subprocess.run([PYTHON, sys.argv[0], *sys.argv[1:], NON_DURABLE_FLAG], cwd=ROOT,
+                       env={**os.environ, "DATABASE_URL": cluster.url}, check=True,
+                       timeout=timeout)
+    finally:
+        cluster.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -121,6 +222,11 @@ def web_server(env: dict[str, str], **kwargs: object) -> contextlib.AbstractCont
     return server([PYTHON, "-m", "web"], env=env, **kwargs)  # type: ignore[arg-type]
 
 
+def smoke_seconds(seconds: float) -> float:
+    """``seconds`` of load, at most ``SMOKE_SECONDS`` in smoke mode."""
+    return min(seconds, SMOKE_SECONDS) if SMOKE else seconds
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -158,6 +264,8 @@ def wrk(name: str, url: str, *, connections: int = 64, seconds: int = 10, thread
         lua_script: str | None = None) -> Result:
     """Load ``url`` with wrk for a fixed time; latency percentiles from its ``--latency`` table.
     ``lua_script``: a script of the caller's own, instead of one made of method, headers, body."""
+    seconds = max(1, int(smoke_seconds(seconds)))  # wrk takes whole seconds
+    threads = max(1, min(threads, connections))  # wrk refuses more threads than connections
     lua = lua_script or ""
     if lua_script is None and (method != "GET" or body is not None or headers):
         lines = [f'wrk.method = "{method}"']
@@ -218,6 +326,7 @@ def client_load(name: str, url: str, *, connections: int = 64, seconds: float = 
                 max_requests: int = 200_000, method: str = "GET",
                 headers: dict[str, str] | None = None, body: bytes | None = None) -> Result:
     """The same measurement from a Python client, for when wrk is absent (or for odd requests)."""
+    seconds = smoke_seconds(seconds)
     return asyncio.run(_client_load(name, url, connections=connections, seconds=seconds,
                                     max_requests=max_requests, method=method, headers=headers,
                                     body=body))
@@ -256,7 +365,7 @@ def table(title: str, results: Sequence[Result], *, baseline: str | None = None)
     if base:
         head += ["vs baseline req/s", "vs baseline p99"]
     head += extra_keys
-    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [f"### {_titled(title)}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         row = [r.name, f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", str(r.errors)]
         if base:
@@ -264,7 +373,7 @@ def table(title: str, results: Sequence[Result], *, baseline: str | None = None)
                     f"{r.p99_ms / base.p99_ms:.2f}x" if base.p99_ms else "-"]
         row += [r.extra.get(k, "") for k in extra_keys]
         lines.append("| " + " | ".join(row) + " |")
-    text = "\n".join(lines) + "\n"
+    text = "\n".join([*lines, *_database_line()]) + "\n"
     print(text, flush=True)
     return text
 
@@ -285,3 +394,28 @@ def risk_rounds() -> list[tuple[str, dict[str, str]]]:
     tables' growth and the machine's other load fall on both alike."""
     on, off = RISK_VARIANTS.items()
     return [(f"{name} ({n})", env) for (name, env), n in ((on, 1), (off, 1), (off, 2), (on, 2))]
+
+
+def figures_table(title: str, rows: dict[str, dict[str, str]]) -> str:
+    """A markdown table of named figures (rows) for each variant (columns), for benchmarks whose
+    figures are not requests per second; the database line under it, as ``table``."""
+    names = list(rows)
+    keys = list(dict.fromkeys(k for figures in rows.values() for k in figures))
+    lines = [f"### {_titled(title)}", "", "| figure | " + " | ".join(names) + " |",
+             "|---|" + "---|" * len(names)]
+    lines += [f"| {k} | " + " | ".join(rows[n].get(k, "-") for n in names) + " |" for k in keys]
+    text = "\n".join([*lines, *_database_line()]) + "\n"
+    print(text, flush=True)
+    return text
+
+
+def _titled(title: str) -> str:
+    """A table's title, marked when its database did not make writes durable."""
+    if DATABASE is not None and not DATABASE.durable:
+        return f"{title} [database NOT durable]"
+    return title
+
+
+def _database_line() -> list[str]:
+    """The line under a table saying which server it measured (none for a database-less one)."""
+    return ["", DATABASE.describe()] if DATABASE is not None else []

@@ -36,6 +36,7 @@ from bench.lib import (
     load,
     percentiles,
     prepare_database,
+    rerun_on_non_durable,
     risk_rounds,
     server,
     table,
@@ -366,6 +367,7 @@ def main() -> None:
     if "events" in parts:
         table(f"Postback to balance:updated, SALE_HOLD_SECONDS=0, {args.latency_samples} samples",
               [bench_event_latency(env, args.latency_samples)])
+    rerun_on_non_durable()  # the same tables on fsync=off, synchronous_commit=off
 
 
 if __name__ == "__main__":

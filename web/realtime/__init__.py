@@ -37,12 +37,12 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context (between the subscriber's creation and its start, web.app)."""
     settings = app[SETTINGS]
     hub = Hub(app[SUBSCRIBER], events_channel(settings),
-              max_per_user=settings.ws_max_sockets_per_user)
+              max_per_user=settings.ws_max_sockets_per_user, heartbeat=settings.ws_heartbeat)
     app[HUB] = hub
     hub.start()
     yield
     await hub.close_all(protocol.GOING_AWAY, protocol.SHUTDOWN_HINT)
-    hub.stop()
+    await hub.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -7,6 +7,10 @@ wait in a bounded queue, drained by a writer task that waits for the kernel to t
 The hub never awaits a socket: when the queue is full the client is too slow and is closed
 (``TOO_SLOW``) instead of buffering without limit or slowing the others. Frames leave in the
 order they were delivered: the direct path is taken only while the queue is empty.
+
+An idle socket should cost little beyond aiohttp's own state (docs/performance.md "WebSockets"):
+the queue exists only while frames wait, the rooms are a shared empty set until a join, and the
+token's expiry and the heartbeat are numbers the hub's sweep reads rather than timers per socket.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT = 2.0
 # Bytes the transport may hold for a socket before its frames queue instead.
 WRITE_HIGH_WATER = 65_536
+# An empty, final, unmasked ping frame (RFC 6455 5.5.2): the same bytes for every socket.
+PING = b"\x89\x00"
+# Shared: since Python 3.10 every ``frozenset()`` call makes a new 216-byte object.
+NO_IDS: frozenset[int] = frozenset()
 
 
 class Connection:
@@ -34,12 +42,14 @@ class Connection:
         "_writer",
         "close_task",
         "closing",
-        "expiry",
+        "expires_at",
         "floor",
         "held",
         "limit",
+        "pinged",
         "request",
         "rooms",
+        "seen",
         "skip",
         "stream",
         "user_id",
@@ -52,18 +62,24 @@ class Connection:
         self.request = request
         self.stream = stream  # what ``ws.prepare`` returned: its ``drain`` is the backpressure
         self.user_id = user_id
-        self.rooms: set[int] = set()
+        # Replaced, not mutated, on join and leave (Hub): most sockets never join a room.
+        self.rooms: frozenset[int] = NO_IDS
         self.limit = limit
         # While the missed events are replayed, live events wait here (see ``release``).
         self.held: list[tuple[int | None, bytes]] | None = []
         # User events the client already has: those replayed, and (after ``sync:refetch``) every
         # id up to the refetch point. Pub/sub may still bring them after the replay.
-        self.skip: frozenset[int] = frozenset()
+        self.skip: frozenset[int] = NO_IDS
         self.floor = 0
         self.closing = False
         self.close_task: asyncio.Task[None] | None = None
-        self.expiry: asyncio.TimerHandle | None = None
-        self._frames: deque[bytes] = deque()
+        # When the token (plus the grace) runs out, in time.time(); the hub's sweep closes it then.
+        self.expires_at = float("inf")
+        # The heartbeat (loop time): the last frame the client sent, and the ping that waits for
+        # an answer (None when none does). See ``heartbeat``.
+        self.seen = asyncio.get_running_loop().time()
+        self.pinged: float | None = None
+        self._frames: deque[bytes] | None = None  # made when a frame has to wait
         self._writer: asyncio.Task[None] | None = None
 
     def deliver(self, framed: bytes, event_id: int | None = None) -> bool:
@@ -81,7 +97,9 @@ class Connection:
         if not self._frames and transport.get_write_buffer_size() <= WRITE_HIGH_WATER:
             transport.write(framed)
             return True
-        if len(self._frames) >= self.limit:
+        if self._frames is None:
+            self._frames = deque()
+        elif len(self._frames) >= self.limit:
             return False
         self._frames.append(framed)
         if self._writer is None:
@@ -101,6 +119,7 @@ class Connection:
     async def _write(self) -> None:
         """Drain the queue at the pace the client reads; exits when it is empty."""
         frames = self._frames
+        assert frames is not None
         try:
             while frames and not self.closing:
                 transport = self.request.transport
@@ -115,6 +134,32 @@ class Connection:
             frames.clear()
         finally:
             self._writer = None
+            if not frames:
+                self._frames = None  # an idle socket holds no queue
+
+    def heartbeat(self, now: float, interval: float) -> bool:
+        """One step of the heartbeat, every ``interval / 2`` (the hub's sweep), as aiohttp's own
+        would do it with a timer per socket: ping a client silent for ``interval``; False when it
+        sent nothing since the previous ping (a pong or any frame counts as an answer)."""
+        if self.pinged is not None:
+            if self.seen <= self.pinged:
+                return False
+            self.pinged = None
+        if now - self.seen >= interval and not self.closing:
+            transport = self.request.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(PING)
+                self.pinged = now
+        return True
+
+    def drop(self) -> None:
+        """End a peer that stopped answering: close the TCP connection (the read loop ends and
+        cleans up), as aiohttp does when a pong does not come."""
+        self.closing = True
+        self.stop()
+        transport = self.request.transport
+        if transport is not None:
+            transport.close()
 
     def close_soon(self, code: int, message: str) -> None:
         """Close from outside the socket's own task (hub, timers); idempotent."""
@@ -136,9 +181,6 @@ class Connection:
                 transport.abort()
 
     def stop(self) -> None:
-        """Stop the writer and the expiry timer (the socket is closing or closed)."""
-        if self.expiry is not None:
-            self.expiry.cancel()
-            self.expiry = None
+        """Stop the writer (the socket is closing or closed)."""
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()

@@ -8,6 +8,8 @@
 3. ``ready {userId}``, then the user's events after ``since`` (or ``sync:refetch``), then live
    events: the hub holds the live ones while the replay is sent, so each arrives once, in order.
 4. Client frames are answered one at a time; a bad frame gets ``error {message, code}``.
+5. The hub closes the socket (4401) once its token, plus ``WS_TOKEN_GRACE``, has expired; an
+   ``auth`` frame with a fresh token pushes that back.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from aiohttp.abc import AbstractStreamWriter
 from sqlalchemy import bindparam, select
 
 from common.errors import DomainError, Forbidden, Unauthorized
@@ -30,7 +31,7 @@ from common.sql import compile_query
 from web.keys import ACCOUNT_GATE, DB, HUB, SEATS, SETTINGS
 from web.own_origin import is_own_origin
 from web.realtime import chat, protocol
-from web.realtime.connection import WRITE_HIGH_WATER, Connection
+from web.realtime.connection import NO_IDS, WRITE_HIGH_WATER, Connection
 from web.realtime.protocol import FrameError
 from web.realtime.resume import missed_events, parse_since
 
@@ -45,7 +46,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if origin is not None and origin not in settings.allowed_origins and not is_own_origin(request, origin):
         raise Forbidden("Origin not allowed")
     ws = web.WebSocketResponse(
-        heartbeat=settings.ws_heartbeat,
+        # The hub keeps the heartbeat (one sweep, not timers per socket), so pings and pongs
+        # come to the read loop below.
+        autoping=False,
         max_msg_size=settings.ws_max_frame_bytes,
         # Deflate costs a compressor per socket (memory) and per frame per socket (CPU) on fan-out.
         compress=False,
@@ -58,8 +61,42 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         login = await _authenticate(app, ws, request)
     finally:
         hub.pending.discard(ws)
-    if login is not None:
-        await _serve(app, request, ws, stream, *login)
+    if login is None:
+        return ws
+    claims, since = login
+    conn = Connection(ws, request, stream, claims.user_id, limit=settings.ws_send_queue)
+    conn.expires_at = claims.expires_at + settings.ws_token_grace
+    del login, claims  # only the user id and the expiry are kept while the socket lives
+    # The read loop runs here rather than in a coroutine of its own: every frame an idle socket
+    # keeps suspended is memory held for as long as the socket lives.
+    if not await _register(app, conn):
+        return ws
+    loop = asyncio.get_running_loop()
+    try:
+        await _start(app, conn, since)
+        async for msg in ws:
+            conn.seen = loop.time()  # any frame answers the heartbeat
+            if msg.type is WSMsgType.TEXT:
+                reply = await _dispatch(app, conn, msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                reply = protocol.error("Frames must be JSON text", "bad_frame")
+            elif msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+                continue
+            elif msg.type is WSMsgType.PONG:
+                continue
+            else:  # ERROR: aiohttp has closed the socket (1009 for a frame over the limit)
+                break
+            if reply is not None and not conn.send(reply):
+                _too_slow(app, conn)
+    except (ConnectionError, RuntimeError):  # the peer vanished mid-replay
+        pass
+    finally:
+        hub.unregister(conn)
+        await app[SEATS].give_back(conn)
+        conn.stop()
+        if conn.close_task is not None:
+            await conn.close_task
     return ws
 
 
@@ -74,28 +111,16 @@ def _limit_buffers(request: web.Request, send_buffer: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
 
 
-async def _serve(app: web.Application, request: web.Request, ws: web.WebSocketResponse,
-                 stream: AbstractStreamWriter, claims: AccessClaims, since: int | None) -> None:
-    hub, seats, settings = app[HUB], app[SEATS], app[SETTINGS]
-    conn = Connection(ws, request, stream, claims.user_id, limit=settings.ws_send_queue)
+async def _register(app: web.Application, conn: Connection) -> bool:
+    """Take the socket's seat and register it with the hub; False once it was closed (4429)."""
+    hub, seats = app[HUB], app[SEATS]
     # The cap counts the user's sockets on every instance (seats), and on this one (hub).
     here = len(hub.users.get(conn.user_id, ()))
     if not await seats.take(conn, local_count=here) or not hub.register(conn):
         await seats.give_back(conn)
-        await _close(ws, protocol.TOO_MANY, "too many sockets")
-        return
-    try:
-        await _start(app, conn, since)
-        _expire_at(conn, claims.expires_at + settings.ws_token_grace)
-        await _read_loop(app, conn)
-    except (ConnectionError, RuntimeError):  # the peer vanished mid-replay
-        pass
-    finally:
-        hub.unregister(conn)
-        await seats.give_back(conn)
-        conn.stop()
-        if conn.close_task is not None:
-            await conn.close_task
+        await _close(conn.ws, protocol.TOO_MANY, "too many sockets")
+        return False
+    return True
 
 
 async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
@@ -108,8 +133,9 @@ async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
 async def _authenticate(app: web.Application, ws: web.WebSocketResponse,
                         request: web.Request) -> tuple[AccessClaims, int | None] | None:
     """The token's claims and ``since``, or None once the socket was closed with the reason."""
-    token: object = request.query.get("token")
-    since: object = request.query.get("since")
+    query = _query(request)
+    token: object = query.get("token")
+    since: object = query.get("since")
     if not token:
         first = await _auth_frame(ws, app[SETTINGS].ws_auth_timeout)
         if first is None:
@@ -128,11 +154,19 @@ async def _authenticate(app: web.Application, ws: web.WebSocketResponse,
 
 
 async def _auth_frame(ws: web.WebSocketResponse, timeout: float) -> dict[str, Any] | None:
-    """The data of the first frame if it is ``auth``; None on timeout or anything else."""
-    try:
-        msg = await ws.receive(timeout=timeout)
-    except TimeoutError:
-        return None
+    """The data of the first frame if it is ``auth``; None on timeout or anything else. Pings
+    before it are answered (the socket has ``autoping`` off: the hub keeps the heartbeat)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            msg = await ws.receive(timeout=max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return None
+        if msg.type is WSMsgType.PING:
+            await ws.pong(msg.data)
+        elif msg.type is not WSMsgType.PONG:
+            break
     if msg.type is not WSMsgType.TEXT:
         return None
     try:
@@ -165,14 +199,14 @@ async def _account_refusal(app: web.Application, claims: AccessClaims) -> int | 
     return None if row["status"] == "active" else protocol.FORBIDDEN
 
 
-def _expire_at(conn: Connection, deadline: float) -> None:
-    """Close the socket (4401) once its token, plus the grace, has expired."""
-    if conn.expiry is not None:
-        conn.expiry.cancel()
-    delay = max(0.0, deadline - time.time())
-    conn.expiry = asyncio.get_running_loop().call_later(
-        delay, conn.close_soon, protocol.UNAUTHORIZED, "token expired"
-    )
+def _query(request: web.Request) -> dict[str, str]:
+    """The query's parameters (the first of each name), parsed here: ``request.query`` would
+    keep a parsed copy, the token included, on the request for as long as the socket lives."""
+    params: dict[str, str] = {}
+    for name, value in urllib.parse.parse_qsl(request.rel_url.raw_query_string,
+                                              keep_blank_values=True):
+        params.setdefault(name, value)
+    return params
 
 
 # -- start and read loop ------------------------------------------------------------------------
@@ -181,7 +215,7 @@ async def _start(app: web.Application, conn: Connection, since: int | None) -> N
     """``ready``, the replay, then the live events held meanwhile (writer started)."""
     send = conn.ws.send_frame
     await send(protocol.encode("ready", {"userId": conn.user_id}), WSMsgType.TEXT)
-    replayed, floor = frozenset[int](), 0
+    replayed, floor = NO_IDS, 0
     if since is not None:
         replay = await missed_events(
             app[DB], user_id=conn.user_id, since=since, limit=app[SETTINGS].ws_history_limit
@@ -199,18 +233,6 @@ async def _start(app: web.Application, conn: Connection, since: int | None) -> N
 def _too_slow(app: web.Application, conn: Connection) -> None:
     app[HUB].unregister(conn)
     conn.close_soon(protocol.TOO_SLOW, "too slow")
-
-
-async def _read_loop(app: web.Application, conn: Connection) -> None:
-    async for msg in conn.ws:
-        if msg.type is WSMsgType.TEXT:
-            reply = await _dispatch(app, conn, msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            reply = protocol.error("Frames must be JSON text", "bad_frame")
-        else:  # ERROR: aiohttp has closed the socket (1009 for a frame over the limit)
-            return
-        if reply is not None and not conn.send(reply):
-            _too_slow(app, conn)
 
 
 async def _dispatch(app: web.Application, conn: Connection, raw: str) -> bytes | None:
@@ -240,7 +262,7 @@ async def _on_auth(app: web.Application, conn: Connection, data: dict[str, Any])
         raise FrameError("Invalid or expired token", "unauthorized")
     if claims.user_id != conn.user_id:
         raise FrameError("Token of another user", "forbidden")
-    _expire_at(conn, claims.expires_at + app[SETTINGS].ws_token_grace)
+    conn.expires_at = claims.expires_at + app[SETTINGS].ws_token_grace  # the hub's sweep reads it
     return protocol.encode("ready", {"userId": conn.user_id})
 
 

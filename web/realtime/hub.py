@@ -5,14 +5,22 @@ The hub follows ``common.redis.events_channel`` through the process's one Redis 
 each outbox event (``common.events.Event.wire``) to the sockets of ``user:{id}``, ``room:{id}``
 or everyone it holds. The outbox sweep may publish an event twice: the hub drops an id it has
 already routed.
+
+It also keeps its sockets' heartbeat (``WS_HEARTBEAT``: a ping to a client silent that long, the
+TCP connection dropped when nothing answers within half of it) and closes the sockets whose token
+has expired (``Connection.expires_at``), in one sweep every ``SWEEP_SECONDS`` (or half the
+heartbeat, when shorter) rather than with two timers per socket: an idle socket costs less memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -28,15 +36,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Ids of recently routed events kept to drop the sweep's republications.
 RECENT_IDS = 10_000
+# How often expired tokens are looked for: a socket outlives its token's grace by at most this.
+SWEEP_SECONDS = 1.0
 
 
 class Hub:
-    def __init__(self, subscriber: Subscriber, channel: str, *, max_per_user: int) -> None:
+    def __init__(self, subscriber: Subscriber, channel: str, *, max_per_user: int,
+                 heartbeat: float) -> None:
         self.subscriber = subscriber
         self.channel = channel
         self.max_per_user = max_per_user
+        self.heartbeat = heartbeat
+        self.dropped_silent = 0  # sockets whose peer answered no ping
         self.sockets: set[Connection] = set()
-        self.users: dict[int, set[Connection]] = {}
+        # A list per user: at most ``max_per_user`` sockets, and a list of one is a quarter of a set.
+        self.users: dict[int, list[Connection]] = {}
         self.rooms: dict[int, set[Connection]] = {}
         # Upgraded sockets that have not authenticated yet (closed on shutdown too).
         self.pending: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
@@ -46,33 +60,39 @@ class Hub:
         self._lost = False
         self.resumed_after_loss = 0
         self._closing: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- registry -------------------------------------------------------------------------------
 
     def register(self, conn: Connection) -> bool:
         """Add an authenticated socket; False when its user is at the per-user cap."""
-        mine = self.users.setdefault(conn.user_id, set())
-        if len(mine) >= self.max_per_user:
-            if not mine:
-                del self.users[conn.user_id]
+        mine = self.users.get(conn.user_id)
+        if mine is None:
+            self.users[conn.user_id] = [conn]
+        elif len(mine) >= self.max_per_user:
             return False
-        mine.add(conn)
+        elif conn not in mine:
+            mine.append(conn)
         self.sockets.add(conn)
         return True
 
     def unregister(self, conn: Connection) -> None:
         self.sockets.discard(conn)
-        _discard(self.users, conn.user_id, conn)
+        mine = self.users.get(conn.user_id)
+        if mine is not None and conn in mine:
+            mine.remove(conn)
+            if not mine:
+                del self.users[conn.user_id]
         for room_id in conn.rooms:
             _discard(self.rooms, room_id, conn)
 
     def join(self, conn: Connection, room_id: int) -> None:
         if conn in self.sockets:
-            conn.rooms.add(room_id)
+            conn.rooms |= {room_id}
             self.rooms.setdefault(room_id, set()).add(conn)
 
     def leave(self, conn: Connection, room_id: int) -> None:
-        conn.rooms.discard(room_id)
+        conn.rooms -= {room_id}
         _discard(self.rooms, room_id, conn)
 
     def stats(self) -> dict[str, int]:
@@ -109,7 +129,7 @@ class Hub:
             return
         EVENTS_RECEIVED.labels(target).inc()
 
-    def fan_out(self, conns: set[Connection] | None, event: str, data: Any,
+    def fan_out(self, conns: Collection[Connection] | None, event: str, data: Any,
                 event_id: int | None = None) -> None:
         if not conns:
             return
@@ -142,13 +162,53 @@ class Hub:
             self.unregister(conn)
             conn.close_soon(code, message)
 
+    # -- heartbeat and token expiry -------------------------------------------------------------
+
+    def close_expired(self, now: float) -> int:
+        """Close (4401) the sockets whose token, plus the grace, ran out by ``now`` (wall clock)."""
+        expired = [conn for conn in self.sockets if conn.expires_at <= now]
+        for conn in expired:
+            self.unregister(conn)
+            conn.close_soon(protocol.UNAUTHORIZED, "token expired")
+        return len(expired)
+
+    def beat(self, now: float) -> int:
+        """A heartbeat step for every socket (``now``: loop time); drops the silent ones."""
+        silent = [conn for conn in self.sockets if not conn.heartbeat(now, self.heartbeat)]
+        for conn in silent:
+            self.dropped_silent += 1
+            self.unregister(conn)
+            conn.drop()
+        return len(silent)
+
+    async def _sweep_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = min(SWEEP_SECONDS, self.heartbeat / 2)
+        next_beat = loop.time() + self.heartbeat / 2
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                self.close_expired(time.time())
+                if loop.time() >= next_beat:
+                    next_beat = loop.time() + self.heartbeat / 2
+                    self.beat(loop.time())
+            except Exception:  # a bug here must not end the sweeping for good
+                log.exception("socket sweep failed")
+
     # -- following the events channel ----------------------------------------------------------
 
     def start(self) -> None:
         self.subscriber.follow(self.channel, self)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(),
+                                                               name="ws-sweep")
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         self.subscriber.unfollow(self.channel, self)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
 
     def on_message(self, data: bytes) -> None:
         self.route(data)

@@ -65,7 +65,8 @@ class Seats:
         self.settings = settings
         self.cap = cap
         self.instance = uuid.uuid4().hex[:12]
-        self.held: dict[Connection, str] = {}
+        # The number of each socket's member (``<instance>:<n>``): an int per socket, not a string.
+        self.held: dict[Connection, int] = {}
         self.fallbacks = 0  # seats granted on this instance's own count (Redis unavailable)
         self._numbers = itertools.count(1)
         self._take = client.register_script(_TAKE)
@@ -75,13 +76,17 @@ class Seats:
     def _key(self, user_id: int) -> str:
         return key(self.settings, "ws", "seats", user_id)
 
+    def _member(self, number: int) -> str:
+        return f"{self.instance}:{number}"
+
     async def take(self, conn: Connection, *, local_count: int) -> bool:
         """A seat for ``conn`` (True), or False when its user holds the cap across instances.
         ``local_count``: the user's sockets on this instance, the cap when Redis cannot say."""
-        member = f"{self.instance}:{next(self._numbers)}"
+        number = next(self._numbers)
         try:
             taken = await asyncio.wait_for(
-                self._take(keys=[self._key(conn.user_id)], args=[member, self.cap, LEASE_SECONDS]),
+                self._take(keys=[self._key(conn.user_id)],
+                           args=[self._member(number), self.cap, LEASE_SECONDS]),
                 TAKE_TIMEOUT)
         except _REDIS_DOWN as exc:
             self.fallbacks += 1
@@ -89,15 +94,16 @@ class Seats:
                         extra={"error": type(exc).__name__})
             return local_count < self.cap
         if taken:
-            self.held[conn] = member
+            self.held[conn] = number
         return bool(taken)
 
     async def give_back(self, conn: Connection) -> None:
-        member = self.held.pop(conn, None)
-        if member is None:
+        number = self.held.pop(conn, None)
+        if number is None:
             return
         with contextlib.suppress(*_REDIS_DOWN):  # the lease then ends on its own
-            await asyncio.wait_for(self.client.zrem(self._key(conn.user_id), member), TAKE_TIMEOUT)
+            await asyncio.wait_for(self.client.zrem(self._key(conn.user_id), self._member(number)),
+                                   TAKE_TIMEOUT)
 
     async def renew(self) -> None:
         """Extend the leases of this instance's live sockets (re-adding them if Redis lost them);
@@ -106,10 +112,10 @@ class Seats:
         for start in range(0, len(held), RENEW_BATCH):
             batch = held[start:start + RENEW_BATCH]
             await self._renew(keys=[self._key(conn.user_id) for conn, _ in batch],
-                              args=[LEASE_SECONDS, *(member for _, member in batch)])
-        gone = [(conn, member) for conn, member in held if conn not in self.held]
-        for conn, member in gone:
-            await self.client.zrem(self._key(conn.user_id), member)
+                              args=[LEASE_SECONDS, *(self._member(n) for _, n in batch)])
+        gone = [(conn, number) for conn, number in held if conn not in self.held]
+        for conn, number in gone:
+            await self.client.zrem(self._key(conn.user_id), self._member(number))
 
     async def _renew_forever(self) -> None:
         while True:

@@ -165,6 +165,24 @@ async def test_a_peer_that_stops_answering_pings_is_reaped(start_app, ws_setting
     await ws.close()
 
 
+async def test_the_sweep_pings_a_silent_peer_and_keeps_one_that_answers(app_client, someone) -> None:
+    hub = app_client.app[HUB]
+    ws = await connect(app_client, someone())  # the client answers pings (autoping)
+    await eventually(lambda: len(hub.sockets) == 1)
+    conn = next(iter(hub.sockets))
+    loop = asyncio.get_running_loop()
+    # The sweep's steps driven by hand, the socket made to look silent for a whole heartbeat.
+    conn.seen -= hub.heartbeat
+    assert hub.beat(loop.time()) == 0 and conn.pinged is not None
+    pinged = conn.pinged
+    reading = asyncio.create_task(ws.receive())  # aiohttp's client answers pings as it reads
+    await eventually(lambda: conn.seen > pinged)  # the pong came back to the read loop
+    assert hub.beat(loop.time()) == 0
+    assert conn.pinged is None and conn in hub.sockets and hub.dropped_silent == 0
+    reading.cancel()
+    await ws.close()
+
+
 async def test_an_event_a_worker_publishes_reaches_the_socket(
     app_client, someone, sync_ctx, celery_worker
 ) -> None:

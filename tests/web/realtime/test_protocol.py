@@ -23,6 +23,21 @@ async def test_auth_frame_then_ready_ping_and_pong(app_client, someone) -> None:
     await ws.close()
 
 
+async def test_websocket_pings_are_answered_before_and_after_authentication(
+        app_client, someone) -> None:
+    me = someone()
+    ws = await app_client.ws_connect("/ws", autoping=False)
+    await ws.ping(b"early")
+    msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data) == (WSMsgType.PONG, b"early")
+    await ws.send_json({"event": "auth", "data": {"token": me.token}})
+    assert await next_frame(ws) == {"event": "ready", "data": {"userId": me.id}}
+    await ws.ping(b"later")
+    msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data) == (WSMsgType.PONG, b"later")
+    await ws.close()
+
+
 async def test_token_on_the_url(app_client, someone) -> None:
     me = someone()
     ws = await connect(app_client, me)
