@@ -434,6 +434,9 @@ class Cluster:
             RATE_LIMIT_POSTBACK="1000000/minute",
             RATE_LIMIT_POSTBACK_IP="1000000/minute",
             RATE_LIMIT_WITHDRAWAL="1000000/minute",
+            # Each drill member earns hundreds of conversions a minute by design; at the default
+            # (30 an hour) postback_velocity would hold their withdrawals for a risk review.
+            RISK_POSTBACK_VELOCITY="100000",
             PAYOUT_SANDBOX_LATENCY_MS="5",
             # What payouts.recover counts as stuck (a pending payment whose enqueue was lost).
             PAYOUT_STUCK_SECONDS="5",
