@@ -119,6 +119,10 @@ class Socket:
             params = {"token": self.member.token}
             if self.last_id is not None:
                 params["since"] = str(self.last_id)
+            elif self.connects:
+                # Away before its first event: without ``since`` the events of the gap are not
+                # replayed. ``0`` asks for the member's whole history (or ``sync:refetch``).
+                params["since"] = "0"
             try:
                 async with session.ws_connect(self.url, params=params, heartbeat=None,
                                               timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
