@@ -13,7 +13,7 @@ Redis outage left unpublished after newer events went out live. A client that re
 highest id it saw would skip those. So the replay is, besides every event above ``since``, every
 older one of the user that may have reached pub/sub after the ``since`` event did:
 
-- still unpublished (the sweep will send it; the hub then drops it for this socket), or
+- still unpublished (the sweep will send it; the socket then skips it as replayed), or
 - published at or after the ``since`` event's creation minus ``LOOKBACK``. The ``since`` event
   was created (``created_at`` is its transaction's start) before it was published, and anything
   the client missed was published after the client had it. ``published_at`` is the database's
