@@ -29,10 +29,12 @@ CLOSE_CODES = {
     str(protocol.TOO_MANY): "the user already has WS_MAX_SOCKETS_PER_USER sockets",
 }
 DESCRIPTION = (
-    "Frames are JSON text `{event, data}`; a user's own events also carry `id`, the `since` to "
-    "resume from. Authenticate with `?token=` on the upgrade or an `auth` frame within "
-    "WS_AUTH_TIMEOUT; the server answers `ready`, then replays the user's events after `since` "
-    "(or sends `sync:refetch` when it no longer holds them all). docs/api.md \"WebSocket\" "
+    "Frames are JSON text `{event, data}`; a user's own events also carry `id` (the highest "
+    "one held is the `since` to resume from). Authenticate with `?token=` on the upgrade or an "
+    "`auth` frame within WS_AUTH_TIMEOUT; the server answers `ready`, then replays the user's "
+    "events after `since`, and those below it published late, so a resume may repeat events: "
+    "drop them by `id` (or it sends `sync:refetch` when it no longer holds them all). "
+    "docs/api.md \"WebSocket\" "
     "explains resume and the close codes (`x-close-codes`)."
 )
 

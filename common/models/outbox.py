@@ -15,7 +15,8 @@ EVENT_TARGETS = ("user", "room", "all")
 class OutboxEvent(Base):
     """An event committed with the change that caused it, published to Redis after commit.
 
-    ``id`` is the event id clients see and resume from: it only grows.
+    ``id`` is the event id clients see and resume from. It is taken at insert, so events can
+    commit and be published out of id order (the resume allows for it).
     """
 
     __tablename__ = "outbox"
@@ -25,6 +26,10 @@ class OutboxEvent(Base):
         # The sweep reads only what is left unpublished; the partial index stays tiny.
         Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
         Index("ix_outbox_target_target_id_id", "target", "target_id", "id"),
+        # A resume replays a user's events published after the client's last one, whatever
+        # their id (web/realtime/resume.py).
+        Index("ix_outbox_user_published", "target_id", "published_at",
+              postgresql_where=text("target = 'user'")),
     )
 
     id: Mapped[BigId]

@@ -129,6 +129,7 @@ class Drill:
             answers=self.load.answers, accepted=accepted, payments=self.payments(),
             missing_events=self.missing_events(), delayed_events=self.delayed_events(),
             events=sum(len(set(s.ids)) for s in self.sockets),
+            repeated=sum(s.repeats for s in self.sockets),
             reconnects=reconnects, ledger_ok=check.returncode == 0,
             ledger_output=(check.stdout + check.stderr).strip(), notes=self.notes,
             settle_seconds=self.marks["settled"] - self.marks["over"])
@@ -142,6 +143,7 @@ class Report:
     missing_events: int
     delayed_events: int
     events: int
+    repeated: int  # events a resume sent again, dropped by id
     reconnects: list[float]
     ledger_ok: bool
     ledger_output: str
@@ -171,7 +173,7 @@ class Report:
                 f"other 5xx {self.server_errors}; "
                 f"withdrawals accepted {self.accepted}, payments {dict(self.payments)}; "
                 f"{reconnect}; events delivered {self.events}, delayed >1s {self.delayed_events}, "
-                f"missing {self.missing_events}; settled in {self.settle_seconds:.1f}s; "
+                f"missing {self.missing_events}, repeated on resume {self.repeated}; settled in {self.settle_seconds:.1f}s; "
                 f"ledger: {self.ledger_output}; {self.notes}")
 
     def assert_sound(self, *, instance_lost: bool = False) -> None:

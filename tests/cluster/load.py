@@ -91,11 +91,13 @@ def postback_path(member_id: int, *, offer: str = "cluster-offer", amount: str =
 @dataclass
 class Socket:
     """One member's WebSocket through the balancer: reconnects whenever it is closed or cut,
-    with ``since`` = the last event id it saw, until ``stop``."""
+    with ``since`` = the highest event id it saw, until ``stop``. A resume may repeat events it
+    has (docs/api.md "Resume"): those are dropped by id, as a client does, and counted."""
 
     url: str
     member: Member
     ids: list[int] = field(default_factory=list)
+    repeats: int = 0
     closes: Counter[int] = field(default_factory=Counter)
     connects: int = 0
     # Seconds from losing the socket to ``ready`` on a new one.
@@ -112,10 +114,15 @@ class Socket:
 
     async def run(self, session: aiohttp.ClientSession) -> None:
         lost_at: float | None = None
+        seen: set[int] = set()
         while not self._stop:
             params = {"token": self.member.token}
             if self.last_id is not None:
                 params["since"] = str(self.last_id)
+            elif self.connects:
+                # Away before its first event: without ``since`` the events of the gap are not
+                # replayed. ``0`` asks for the member's whole history (or ``sync:refetch``).
+                params["since"] = "0"
             try:
                 async with session.ws_connect(self.url, params=params, heartbeat=None,
                                               timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
@@ -130,7 +137,11 @@ class Socket:
                                 lost_at = None
                             self.ready.set()
                         if "id" in frame:
-                            self.ids.append(frame["id"])
+                            if frame["id"] in seen:
+                                self.repeats += 1
+                            else:
+                                seen.add(frame["id"])
+                                self.ids.append(frame["id"])
                     self.closes[ws.close_code or 0] += 1
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 self.errors[type(exc).__name__] += 1

@@ -217,12 +217,17 @@ class Hub:
         """Following the channel again after losing it: events published meanwhile never reached
         this instance's sockets, so each is closed with 1001 and resumes from its last event id
         (the replay reads the outbox, which has them all). Only after a loss: nothing was missed
-        on the first subscription."""
+        on the first subscription.
+
+        The sockets leave the hub now, not when the closing task runs: an event of the new
+        subscription routed to them first would raise their client's resume mark past an event
+        published while the subscriber was away, which the resume then might not look back to."""
         if self._lost:
             self._lost = False
             self.resumed_after_loss += 1
+            conns = self._detach()
             task = asyncio.get_running_loop().create_task(
-                self.close_all(protocol.GOING_AWAY, protocol.RESUME_HINT))
+                self._close(conns, protocol.GOING_AWAY, protocol.RESUME_HINT))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
@@ -241,9 +246,16 @@ class Hub:
 
     async def close_all(self, code: int, message: str) -> None:
         """Close every socket, authenticated or not (shutdown)."""
+        await self._close(self._detach(), code, message)
+
+    def _detach(self) -> list[Connection]:
+        """Every authenticated socket, out of the hub: no event reaches them any more."""
         conns = list(self.sockets)
         for conn in conns:
             self.unregister(conn)
+        return conns
+
+    async def _close(self, conns: list[Connection], code: int, message: str) -> None:
         pending = [ws.close(code=code, message=message.encode()) for ws in list(self.pending)]
         closing = [conn.close(code, message) for conn in conns]
         await asyncio.gather(*pending, *closing, return_exceptions=True)

@@ -5,29 +5,75 @@ is the per-user history: written once per event by the transaction that caused i
 number of web instances, and nothing to rebuild when Redis is lost. A replay is bounded by
 ``WS_HISTORY_LIMIT``; a client further behind than that, or behind rows the outbox no longer
 holds, gets ``sync:refetch`` and reloads its state over REST.
+
+Ids follow insertion, not publication. An outbox id is taken when the row is inserted, but the
+event reaches pub/sub after its transaction commits, from whichever process publishes it: a
+transaction that took id 118 may commit after 120 was delivered, and the sweep publishes what a
+Redis outage left unpublished after newer events went out live. A client that resumes from the
+highest id it saw would skip those. So the replay is, besides every event above ``since``, every
+older one of the user that may have reached pub/sub after the ``since`` event did:
+
+- still unpublished (the sweep will send it; the socket then skips it as replayed), or
+- published at or after the ``since`` event's creation minus ``LOOKBACK``. The ``since`` event
+  was created (``created_at`` is its transaction's start) before it was published, and anything
+  the client missed was published after the client had it. ``published_at`` is the database's
+  ``now()`` of the marking transaction: after the publication on the committing process's path,
+  but the sweep's transaction starts just before it publishes, hence the margin (longer than a
+  sweep's round trip to Redis, bounded by the Redis client timeouts).
+
+Some of those the client already has: a resume may repeat events below ``since``, and clients
+drop what they have by ``id`` (docs/api.md "Resume"). Weighed against this: making ids follow
+commit order per user (an advisory lock before the outbox insert) serialises one user's
+concurrent credits and still leaves the sweep publishing old ids after new ones; holding live
+events back until lower ids are published delays them without bound while Redis is away.
+
+Each part of the query has its index: ``(target, target_id, id)`` above ``since``, the partial
+unpublished index, and ``(target_id, published_at)`` for user rows (migration 0016), so a resume
+reads the recent rows, not the user's whole history.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import BindParameter, Interval, bindparam, func, literal_column, select, union_all
 
 from common.models.outbox import OutboxEvent
 from common.sql import compile_query
 from web.ids import MAX_ID
 from web.realtime import protocol
 
+# Longer than a sweep's transaction takes from its start (its ``published_at``) to the publish.
+LOOKBACK = dt.timedelta(seconds=10)
+
+_USER_EVENTS = (
+    # Inline, not a parameter: a generic plan can then use the index for user rows only.
+    OutboxEvent.target == literal_column("'user'"),
+    OutboxEvent.target_id == bindparam("user_id"),
+    *(OutboxEvent.event != name for name in sorted(protocol.INTERNAL_EVENTS)),
+)
+_SINCE: BindParameter[int] = bindparam("since")
+# When the ``since`` event was created: nothing the client missed was published before that.
+_SINCE_CREATED = (
+    select(OutboxEvent.created_at).where(OutboxEvent.id == _SINCE).scalar_subquery()
+)
+_COLUMNS = (OutboxEvent.id, OutboxEvent.event, OutboxEvent.data)
 _HISTORY = compile_query(
-    select(OutboxEvent.id, OutboxEvent.event, OutboxEvent.data)
-    .where(
-        OutboxEvent.target == "user",
-        OutboxEvent.target_id == bindparam("user_id"),
-        OutboxEvent.id > bindparam("since"),
-        *(OutboxEvent.event != name for name in sorted(protocol.INTERNAL_EVENTS)),
+    union_all(
+        select(*_COLUMNS).where(*_USER_EVENTS, OutboxEvent.id > _SINCE),
+        select(*_COLUMNS).where(*_USER_EVENTS, OutboxEvent.id < _SINCE,
+                                OutboxEvent.published_at.is_(None)),
+        select(*_COLUMNS).where(
+            *_USER_EVENTS,
+            # ``id + 0``: kept off the id index, which would walk the user's whole history; the
+            # publication index finds the few recent rows (a generic plan chose the id index).
+            OutboxEvent.id + literal_column("0") < _SINCE,
+            OutboxEvent.published_at >= _SINCE_CREATED - bindparam("lookback", type_=Interval),
+        ),
     )
-    .order_by(OutboxEvent.id)
+    .order_by("id")
     .limit(bindparam("limit"))
 )
 _BOUNDS = compile_query(
@@ -60,7 +106,8 @@ def parse_since(value: object) -> int | None:
 
 
 async def missed_events(db: Any, *, user_id: int, since: int, limit: int) -> Replay:
-    """The user's events after ``since``, in id order, or the refetch instruction."""
+    """The user's events after ``since`` and those that may have been published after it (see
+    the module's docstring), in id order, or the refetch instruction."""
     bounds = await db.fetch_one(_BOUNDS)
     low, high = (bounds or {}).get("low"), (bounds or {}).get("high")
     last = high or 0
@@ -68,7 +115,9 @@ async def missed_events(db: Any, *, user_id: int, since: int, limit: int) -> Rep
     # oldest row (history cleaned up): the replay cannot be trusted to be complete.
     if since < 0 or since > last or (low is not None and since < low - 1):
         return Replay(refetch={"reason": "unknown_since", "lastId": last})
-    rows = await db.fetch_all(_HISTORY, {"user_id": user_id, "since": since, "limit": limit + 1})
+    rows = await db.fetch_all(_HISTORY, {
+        "user_id": user_id, "since": since, "lookback": LOOKBACK, "limit": limit + 1,
+    })
     if len(rows) > limit:
         return Replay(refetch={"reason": "history_exceeded", "lastId": last})
     return Replay(frames=[(r["id"], protocol.encode(r["event"], r["data"], r["id"])) for r in rows])

@@ -202,3 +202,22 @@ async def test_an_event_a_worker_publishes_reaches_the_socket(
     assert frame == {"event": "payment:status", "id": lost.id,
                      "data": {"paymentId": 4, "status": "paid"}}
     await ws.close()
+
+
+async def test_after_a_lost_subscription_old_sockets_get_nothing_more(app_client, someone) -> None:
+    """Their client resumes from the last id it saw: an event routed to them after the
+    resubscription, ahead of one published while the subscriber was away, would raise that mark
+    past the lost one."""
+    from web.realtime import HUB, protocol
+
+    me = someone()
+    ws = await connect(app_client, me)
+    hub = app_client.app[HUB]
+    hub.on_lost()
+    hub.on_subscribed()
+    # The first message on the new subscription, routed before the closing task has run.
+    hub.route(orjson.dumps({"id": 10**12, "event": "balance:updated", "target": "user",
+                            "targetId": me.id, "data": {}}))
+    msg = await ws.receive(timeout=DEADLINE)
+    assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING), msg
+    assert ws.close_code == protocol.GOING_AWAY
