@@ -13,11 +13,16 @@ rule), run by one script of ours (``_HIT``) so that a request's limits, and the 
 one, cost a single round trip: a hot path pays for its limits once, not twice per limit.
 
 Redis failures fail open: losing the limiter must not take sign-in down with it (ARCHITECTURE.md:
-losing Redis loses nothing that matters); the failure is logged.
+losing Redis loses nothing that matters); the failure is logged. A Redis that stops answering
+fails open too, after ``TIMEOUT``: the whole call (connect, write, read) is bounded by one
+``asyncio.timeout`` rather than by redis-py's socket timeout, whose write timeout runs every
+command's write in a task of its own (``asyncio.wait_for``) and an extra turn of the event loop;
+a call cut short drops its connection (redis-py never reuses one a command was interrupted on).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -32,6 +37,7 @@ from common.config import Settings
 from common.errors import RateLimited
 
 log = logging.getLogger(__name__)
+TIMEOUT = 2.0  # seconds for one call to Redis, its connection included
 
 # KEYS: one moving window per limit, in order; ARGV: the time, then (limit, window seconds) per
 # key. A window holds the stamps of the last ``limit`` hits, newest first; the limit is spent
@@ -71,21 +77,21 @@ def _item(limit: str) -> RateLimitItem:
 
 
 class Limiter:
-    def __init__(self, storage: RedisStorage, prefix: str) -> None:
+    def __init__(self, storage: RedisStorage, prefix: str, timeout: float = TIMEOUT) -> None:
         self.storage = storage
         self.prefix = prefix
+        self.timeout = timeout
         self._client: Any = storage.bridge.storage  # type: ignore[attr-defined]
         self._script = self._client.register_script(_HIT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiter:
         prefix = f"{settings.redis_prefix}:ratelimit"
+        # No socket timeout (redis-py's default is 5 s per read and per write): each call is
+        # bounded as a whole instead (``TIMEOUT``).
+        timeouts: dict[str, Any] = {"socket_connect_timeout": TIMEOUT, "socket_timeout": None}
         storage = RedisStorage(
-            "async+" + settings.redis_url,
-            implementation="redispy",
-            key_prefix=prefix,
-            socket_connect_timeout=2,
-            socket_timeout=2,
+            "async+" + settings.redis_url, implementation="redispy", key_prefix=prefix, **timeouts
         )
         return cls(storage, prefix)
 
@@ -105,8 +111,9 @@ class Limiter:
         for item in items:
             args += (item.amount, item.get_expiry())
         try:
-            spent = await self._script(keys=keys, args=args)
-        except (redis.RedisError, OSError):
+            async with asyncio.timeout(self.timeout):
+                spent = await self._script(keys=keys, args=args)
+        except (redis.RedisError, OSError):  # OSError includes TimeoutError
             log.warning("rate limiter unavailable; request allowed",
                         extra={"limit": ",".join(c.name for c in checks)})
             return
@@ -121,7 +128,8 @@ class Limiter:
         )
 
     async def clear(self, name: str, limit: str, *identifiers: object) -> None:
-        await self._client.delete(self._key(_item(limit), Check(name, limit, identifiers)))
+        async with asyncio.timeout(self.timeout):
+            await self._client.delete(self._key(_item(limit), Check(name, limit, identifiers)))
 
     def _key(self, item: RateLimitItem, check: Check) -> str:
         # The ``limits`` library's key for the same limit (``RateLimitItem.key_for``).

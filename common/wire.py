@@ -13,8 +13,9 @@ there); a shape only the web answers with lives in ``web/``.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -61,13 +62,27 @@ def _absent(column: str) -> Any:
     raise KeyError(column)
 
 
+def _picker(columns: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A mapping's values of ``columns`` as a tuple, in one C call (``itemgetter``)."""
+    if len(columns) == 1:
+        only = columns[0]
+        return lambda row: (row[only],)
+    if not columns:
+        return lambda row: ()
+    return operator.itemgetter(*columns)
+
+
 class Shape(BaseModel):
     _columns: ClassVar[tuple[tuple[str, str], ...]] = ()
+    _names: ClassVar[tuple[str, ...]] = ()
+    _pick: ClassVar[Callable[[Mapping[str, Any]], tuple[Any, ...]]] = staticmethod(_picker(()))
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         cls._columns = tuple((name, column_of(name)) for name in cls.model_fields)
+        cls._names = tuple(name for name, _ in cls._columns)
+        cls._pick = staticmethod(_picker(tuple(column for _, column in cls._columns)))
 
     @classmethod
     def columns(cls) -> tuple[tuple[str, str], ...]:
@@ -78,6 +93,9 @@ class Shape(BaseModel):
     def of(cls, row: Mapping[str, Any] | object | None = None, /, **values: Any) -> dict[str, Any]:
         """The shape's dict in field order: a field named in ``values`` takes that value, any
         other the row's column (a mapping's key, or an object's attribute)."""
+        if not values and isinstance(row, Mapping):
+            # The hot reads' case (a whole row, nothing overridden): half the cost of the loop.
+            return dict(zip(cls._names, cls._pick(row), strict=True))
         if values:
             unknown = values.keys() - cls.model_fields.keys()
             if unknown:
