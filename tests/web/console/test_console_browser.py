@@ -91,7 +91,7 @@ def test_approve_a_pending_payment_and_see_it_paid(tabs, people, celery_worker, 
     while True:  # the list shows what the server says now: ask again until the worker paid it
         status.select_option("")
         cell = tab.page.get_by_test_id(f"payment-{payment_id}-status")
-        expect(cell).to_be_visible()
+        expect(cell).to_be_visible(timeout=15_000)  # a loaded machine: the list reloads slowly
         if cell.inner_text() == "paid":
             break
         assert time.monotonic() < deadline, "the payment was not paid in time"
