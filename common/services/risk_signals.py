@@ -32,6 +32,7 @@ from common.risk_rules import (
     blocked_networks,
     weights,
 )
+from common.services.referrals import signup_address
 from common.services.risk import announce_flagged
 
 
@@ -67,6 +68,7 @@ def record_listed_ip(session: Session, *, user_id: int, ip: str | None, seen_at:
     length, no query unless it is): once per member and address; ``seen_at`` says where
     (``signup``, ``login``, ``click``, ``withdrawal``)."""
     settings = resources(session).settings
+    ip = signup_address(ip)  # the key names the address, not how a socket spelled it
     network = blocked_networks(settings.risk_blocked_cidrs).match(ip) if settings.risk_enabled else None
     if network is None:
         return False
@@ -236,9 +238,9 @@ CLICK_RISK_CTE = f"""
     , risk_listed AS (
         INSERT INTO risk_signals (user_id, kind, detail, idempotency_key, weight)
         SELECT CAST(:user_id AS bigint), '{LISTED_IP}',
-               jsonb_build_object('ip', CAST(:ip AS text), 'network', CAST(:risk_listed AS text),
-                                  'seenAt', 'click'),
-               '{LISTED_IP}:' || CAST(:user_id AS bigint) || ':' || CAST(:ip AS text),
+               jsonb_build_object('ip', CAST(:risk_ip AS text),
+                                  'network', CAST(:risk_listed AS text), 'seenAt', 'click'),
+               '{LISTED_IP}:' || CAST(:user_id AS bigint) || ':' || CAST(:risk_ip AS text),
                CAST(:risk_listed_weight AS numeric)
         FROM click WHERE CAST(:risk_listed AS text) IS NOT NULL
         ON CONFLICT (idempotency_key) DO NOTHING
@@ -246,6 +248,9 @@ CLICK_RISK_CTE = f"""
 
 
 def click_risk_params(settings: Settings, ip: str | None) -> dict[str, Any]:
-    """The parameters ``CLICK_RISK_CTE`` reads: the listed network holding ``ip``, or None."""
+    """The parameters ``CLICK_RISK_CTE`` reads: the listed network holding ``ip``, or None; and
+    the address in the canonical form that sign-ins and withdrawals key the signal with (an
+    IPv4-mapped address is its IPv4 address), canonicalised only when it is listed."""
     listed = blocked_networks(settings.risk_blocked_cidrs).match(ip) if settings.risk_enabled else None
-    return {"risk_listed": listed, "risk_listed_weight": weight(settings, LISTED_IP)}
+    return {"risk_listed": listed, "risk_listed_weight": weight(settings, LISTED_IP),
+            "risk_ip": signup_address(ip) if listed is not None else None}

@@ -106,6 +106,17 @@ def test_listed_ip_at_signup_login_and_withdrawal_once_per_address(session: Sess
     assert [s.detail["seenAt"] for s in _signals(session, "listed_ip", funded.id)] == ["withdrawal"]
 
 
+def test_listed_ip_is_one_signal_however_the_socket_spelled_the_address(session: Session, risky) -> None:  # type: ignore[no-untyped-def]
+    risky(risk_blocked_cidrs="203.0.113.0/24")
+    user = make_funded_user(session, "50")
+    sign_in(session, user_id=user.id, refresh_ttl=3600, ip="203.0.113.10", trace_id=None)
+    request_withdrawal(session, user_id=user.id, amount=Decimal(10), method="paypal",
+                       destination="mapped@example.com", minimum=Decimal(5),
+                       auto_pay_limit=Decimal(100), ip="::ffff:203.0.113.10")  # dual-stack view
+    assert [s.detail["ip"] for s in _signals(session, "listed_ip", user.id)] == ["203.0.113.10"]
+    assert _score(session, user.id) == Decimal(50)
+
+
 def test_shared_payout_destination_flags_both_once(session: Session, risky) -> None:  # type: ignore[no-untyped-def]
     risky()
     a, b = make_funded_user(session, "100"), make_funded_user(session, "100")
