@@ -85,7 +85,7 @@ async def _serve(app: web.Application, request: web.Request, ws: web.WebSocketRe
         await _close(ws, protocol.TOO_MANY, "too many sockets")
         return
     try:
-        await _start(app, conn, since)
+        await _start(app, conn, since, admin=claims.role == "admin")
         _expire_at(conn, claims.expires_at + settings.ws_token_grace)
         await _read_loop(app, conn)
     except (ConnectionError, RuntimeError):  # the peer vanished mid-replay
@@ -177,15 +177,16 @@ def _expire_at(conn: Connection, deadline: float) -> None:
 
 # -- start and read loop ------------------------------------------------------------------------
 
-async def _start(app: web.Application, conn: Connection, since: int | None) -> None:
+async def _start(app: web.Application, conn: Connection, since: int | None, *,
+                 admin: bool) -> None:
     """``ready``, the replay, then the live events held meanwhile (writer started)."""
     send = conn.ws.send_frame
     await send(protocol.encode("ready", {"userId": conn.user_id}), WSMsgType.TEXT)
     replayed, floor = frozenset[int](), 0
     if since is not None:
         replay = await missed_events(
-            app[DB], user_id=conn.user_id, since=since, limit=app[SETTINGS].ws_history_limit
-        )
+            app[DB], user_id=conn.user_id, since=since, limit=app[SETTINGS].ws_history_limit,
+            admin=admin)
         if replay.refetch is not None:
             await send(protocol.encode(protocol.REFETCH, replay.refetch), WSMsgType.TEXT)
             floor = replay.refetch["lastId"]  # the refetched state already holds these

@@ -19,17 +19,23 @@ from common.sql import compile_query
 from web.ids import MAX_ID
 from web.realtime import protocol
 
-_HISTORY = compile_query(
-    select(OutboxEvent.id, OutboxEvent.event, OutboxEvent.data)
-    .where(
-        OutboxEvent.target == "user",
-        OutboxEvent.target_id == bindparam("user_id"),
-        OutboxEvent.id > bindparam("since"),
-        *(OutboxEvent.event != name for name in sorted(protocol.INTERNAL_EVENTS)),
+
+def _history(*hidden: str) -> Any:
+    return compile_query(
+        select(OutboxEvent.id, OutboxEvent.event, OutboxEvent.data)
+        .where(
+            OutboxEvent.target == "user",
+            OutboxEvent.target_id == bindparam("user_id"),
+            OutboxEvent.id > bindparam("since"),
+            *(OutboxEvent.event != name for name in sorted(hidden)),
+        )
+        .order_by(OutboxEvent.id)
+        .limit(bindparam("limit"))
     )
-    .order_by(OutboxEvent.id)
-    .limit(bindparam("limit"))
-)
+
+
+_HISTORY = _history(*protocol.INTERNAL_EVENTS)
+_MEMBER_HISTORY = _history(*protocol.INTERNAL_EVENTS, *protocol.ADMIN_EVENTS)
 _BOUNDS = compile_query(
     select(func.min(OutboxEvent.id).label("low"), func.max(OutboxEvent.id).label("high"))
 )
@@ -59,8 +65,10 @@ def parse_since(value: object) -> int | None:
     return -1
 
 
-async def missed_events(db: Any, *, user_id: int, since: int, limit: int) -> Replay:
-    """The user's events after ``since``, in id order, or the refetch instruction."""
+async def missed_events(db: Any, *, user_id: int, since: int, limit: int,
+                        admin: bool) -> Replay:
+    """The user's events after ``since``, in id order, or the refetch instruction; the events
+    only admins hear only when ``admin`` (the socket's token is an admin's, checked current)."""
     bounds = await db.fetch_one(_BOUNDS)
     low, high = (bounds or {}).get("low"), (bounds or {}).get("high")
     last = high or 0
@@ -68,7 +76,8 @@ async def missed_events(db: Any, *, user_id: int, since: int, limit: int) -> Rep
     # oldest row (history cleaned up): the replay cannot be trusted to be complete.
     if since < 0 or since > last or (low is not None and since < low - 1):
         return Replay(refetch={"reason": "unknown_since", "lastId": last})
-    rows = await db.fetch_all(_HISTORY, {"user_id": user_id, "since": since, "limit": limit + 1})
+    rows = await db.fetch_all(_HISTORY if admin else _MEMBER_HISTORY,
+                              {"user_id": user_id, "since": since, "limit": limit + 1})
     if len(rows) > limit:
         return Replay(refetch={"reason": "history_exceeded", "lastId": last})
     return Replay(frames=[(r["id"], protocol.encode(r["event"], r["data"], r["id"])) for r in rows])
