@@ -110,23 +110,43 @@ def record_signup(session: Session, *, user_id: int, address: str | None) -> Non
     announce_flagged(session, user_ids=flagged)
 
 
-# A destination another member asked to be paid to (compared folded, as referrals compare them):
-# a signal for both members of each pair, once per pair and member.
+# A destination other members asked to be paid to (compared folded, as referrals compare them),
+# looking only at those who named it before the requester first did (by payment id, the order
+# the requests were accepted in):
+# - the requester gets one signal per such member (once per pair): the later accounts of a farm
+#   add up;
+# - each such member gets one signal per destination, however many accounts name it after them:
+#   a payout address is no secret, and anyone could otherwise type a member's address into a few
+#   accounts of their own to push that member's withdrawals into review (the signal never
+#   decays). The member who named it first is not linked again when they use it again later.
 _SHARED_DESTINATION = text(
     f"""
-    WITH other AS (
-        SELECT DISTINCT user_id FROM payments
+    WITH peers AS (
+        SELECT user_id, min(id) AS first_id FROM payments
         WHERE lower(btrim(destination)) = lower(btrim(:destination)) AND user_id <> :user_id
-        LIMIT 100
+        GROUP BY user_id ORDER BY min(id) LIMIT 100
+    ), mine AS (
+        SELECT min(id) AS first_id FROM payments
+        WHERE user_id = :user_id AND lower(btrim(destination)) = lower(btrim(:destination))
+    ), before AS (
+        SELECT peers.user_id FROM peers, mine
+        WHERE mine.first_id IS NULL OR peers.first_id < mine.first_id
+    ), linked AS (
+        SELECT CAST(:user_id AS bigint) AS who, user_id AS peer,
+               '{SHARED_PAYOUT_DESTINATION}:' || :user_id || ':' || user_id AS key
+        FROM before
+        UNION ALL
+        SELECT user_id, CAST(:user_id AS bigint),
+               '{SHARED_PAYOUT_DESTINATION}:' || user_id || ':named:'
+                   || md5(lower(btrim(:destination)))
+        FROM before
     )
     INSERT INTO risk_signals (user_id, kind, detail, idempotency_key, weight)
-    SELECT p.who, '{SHARED_PAYOUT_DESTINATION}',
-           jsonb_build_object('otherUserId', p.peer, 'destination', CAST(:destination AS text)),
-           '{SHARED_PAYOUT_DESTINATION}:' || p.who || ':' || p.peer,
-           CAST(:weight AS numeric)
-    FROM other CROSS JOIN LATERAL (VALUES (CAST(:user_id AS bigint), other.user_id),
-                                          (other.user_id, CAST(:user_id AS bigint))) AS p(who, peer)
-    ORDER BY p.who, p.peer
+    SELECT who, '{SHARED_PAYOUT_DESTINATION}',
+           jsonb_build_object('otherUserId', peer, 'destination', CAST(:destination AS text)),
+           key, CAST(:weight AS numeric)
+    FROM linked
+    ORDER BY who, peer
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING user_id
     """
