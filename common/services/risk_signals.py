@@ -153,6 +153,15 @@ _SHARED_DESTINATION = text(
 )
 
 
+# Withdrawals naming one destination (folded) take turns until they commit: without it, accounts
+# asking at the same moment each miss the other's uncommitted payment and none is flagged (a farm
+# firing every account's withdrawal at once). A statement of its own: the comparison after it
+# needs a snapshot taken once the lock is held. Withdrawals to other destinations never wait.
+_DESTINATION_TURN = text(
+    "SELECT pg_advisory_xact_lock(hashtext('shared_payout_destination'), "
+    "hashtext(lower(btrim(:destination))))")
+
+
 def record_withdrawal(session: Session, *, user_id: int, destination: str,
                       ip: str | None) -> None:
     """A member asks for a payout to ``destination`` from ``ip``. Call before deciding whether
@@ -160,6 +169,8 @@ def record_withdrawal(session: Session, *, user_id: int, destination: str,
     settings = resources(session).settings
     if not settings.risk_enabled:
         return
+    # First, before any signal locks a member's row: the turn is always taken before row locks.
+    session.execute(_DESTINATION_TURN, {"destination": destination})
     record_listed_ip(session, user_id=user_id, ip=ip, seen_at="withdrawal")
     flagged = session.execute(_SHARED_DESTINATION, {
         "user_id": user_id, "destination": destination,
