@@ -135,7 +135,7 @@ def sign_in(
 ) -> SignedIn:
     """Start a session (a new refresh-token family) for a user whose password was checked."""
     user = _active_user(session, user_id)
-    record_listed_ip(session, user_id=user_id, ip=signup_address(ip), seen_at="login")
+    record_listed_ip(session, user_id=user_id, ip=ip, seen_at="login")
     return _sign_in(session, user, refresh_ttl=refresh_ttl, ip=ip, trace_id=trace_id)
 
 

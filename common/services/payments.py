@@ -86,16 +86,15 @@ def request_withdrawal(
     score is then at least RISK_REVIEW_SCORE waits for an admin (``needs_review``)."""
     validate_amount(amount, minimum=minimum)
     record_withdrawal(session, user_id=user_id, destination=destination, ip=ip)
+    record_shared_destination(session, user_id=user_id, destination=destination)
+    review = _review_needed(session, user_id)
     row = session.execute(
         insert(_p).values(user_id=user_id, amount=amount, method=method, destination=destination,
-                          needs_approval=amount > auto_pay_limit)
+                          needs_review=review, needs_approval=review or amount > auto_pay_limit)
         .returning(*_p.c)
     ).mappings().one()
     post_entry(session, user_id=user_id, amount=-amount, kind="payout_hold",
                key=f"payout_hold:{row['id']}", reference_type="payment", reference_id=row["id"])
-    if _review_needed(session, user_id):
-        row = session.execute(_HELD_FOR_REVIEW, {"id": row["id"]}).mappings().one()
-    record_shared_destination(session, user_id=user_id, destination=destination)
     _status_event(session, row)
     if not row["needs_approval"]:
         enqueue_after_commit(session, "payouts.pay", row["id"])
@@ -103,21 +102,28 @@ def request_withdrawal(
 
 
 FROZEN_MESSAGE = "Withdrawals are frozen on this account; please contact support"
-# Read after the hold: the hold's update locked the member's row, so this sees a freeze (or a
-# score) committed before it, and a freeze committing later waits for this withdrawal. The lock
-# is the hold's own, taken no earlier than before (concurrent withdrawals queue on it only that
-# long).
-_GATE = text("SELECT payouts_frozen, risk_score FROM users WHERE id = :user_id")
-_HELD_FOR_REVIEW = text(
-    "UPDATE payments SET needs_review = true, needs_approval = true WHERE id = :id RETURNING *")
+INACTIVE_MESSAGE = "Account is not active"
+# Read before anything is held, locking the member's row (the hold would lock it a statement
+# later anyway, so concurrent withdrawals queue on it barely longer): a frozen or banned member
+# gets 403 whatever their balance, and this sees a freeze, a ban or a score committed before it,
+# while one committing later waits for this withdrawal (a ban then cancels it). The score
+# includes the signals this request recorded just before (same transaction). NO KEY UPDATE, the
+# lock the hold's UPDATE takes: FOR UPDATE would also conflict with the KEY SHARE locks that
+# concurrent requests' inserts referencing the member (their idempotency claims) hold, and
+# deadlock with them.
+_GATE = text(
+    "SELECT status, payouts_frozen, risk_score FROM users WHERE id = :user_id FOR NO KEY UPDATE")
 
 
 def _review_needed(session: Session, user_id: int) -> bool:
-    """Whether a withdrawal of ``user_id`` waits for a risk review; ``Forbidden`` when frozen
-    (the caller's rollback gives the hold back: nothing stays held). Call holding the row's lock."""
+    """Whether a withdrawal of ``user_id`` waits for a risk review; ``Forbidden`` when frozen or
+    when the account is no longer active (a ban that committed while this request was on its
+    way, its access token still valid)."""
     gate = session.execute(_GATE, {"user_id": user_id}).first()
     if gate is None:
         raise NotFound("User not found")
+    if gate.status != "active":
+        raise Forbidden(INACTIVE_MESSAGE)
     if gate.payouts_frozen:
         raise Forbidden(FROZEN_MESSAGE)
     return bool(gate.risk_score >= resources(session).settings.risk_review_score)
@@ -259,11 +265,33 @@ _RENEW = text(
 )
 
 
+# Before a payout chain first takes a payment that no admin approved: a member whose withdrawals
+# were frozen, or whose score reached RISK_REVIEW_SCORE, after it was accepted (a signal between
+# acceptance and the worker, a queue's lag, a chain retried later) waits for an admin instead of
+# being paid. The payment's row is locked by this update, as the take's is; a score or a freeze
+# committed after it is too late for this payment, which is then on its way to the provider.
+_HOLD_FOR_REVIEW = text(
+    """
+    UPDATE payments p SET needs_review = true, needs_approval = true, updated_at = now()
+    FROM users u
+    WHERE p.id = :payment_id AND p.status = 'pending' AND p.approved_at IS NULL
+      AND u.id = p.user_id AND (u.payouts_frozen OR u.risk_score >= :review)
+      AND NOT (p.needs_review AND p.needs_approval)
+    RETURNING p.id
+    """
+)
+
+
 def start_payout(session: Session, *, payment_id: int, lease_seconds: float,
                  token: int | None = None) -> PayoutJob | None:
     """Take the payout lease for ``lease_seconds`` (``pending -> processing`` the first time; only
     once approved when approval is needed). None when there is nothing this chain may do: final,
-    cancelled, waiting for an admin, or leased by another live chain."""
+    cancelled, waiting for an admin (``_HOLD_FOR_REVIEW`` may have just sent it there), or
+    leased by another live chain."""
+    if session.execute(_HOLD_FOR_REVIEW, {
+            "payment_id": payment_id,
+            "review": resources(session).settings.risk_review_score}).first() is not None:
+        return None
     row = session.execute(_TAKE, {"payment_id": payment_id, "lease": lease_seconds,
                                   "token": -1 if token is None else token}).mappings().first()
     if row is None:

@@ -91,13 +91,15 @@ def flag_crossed(session: Session) -> int:
 
 # The members a rebuild looks at, a batch of ids after ``:after``: those with a signal (a score
 # comes only from signals), found through the signals' (user_id, created_at) index, never by
-# reading every member.
+# reading every member. NO KEY UPDATE, the lock a signal's trigger takes to add its weight (which
+# is what must wait): FOR UPDATE would also stall, for the whole batch, every click, payment or
+# other insert whose foreign key names one of these members (they take KEY SHARE).
 _BATCH = text(
     """
     SELECT id FROM users WHERE id IN (
         SELECT DISTINCT user_id FROM risk_signals WHERE user_id > :after
         ORDER BY user_id LIMIT :limit)
-    ORDER BY id FOR UPDATE
+    ORDER BY id FOR NO KEY UPDATE
     """
 )
 # The absolute scores of ``:ids`` from their signals with today's weights (``:weights``, a JSON

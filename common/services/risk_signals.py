@@ -32,6 +32,7 @@ from common.risk_rules import (
     blocked_networks,
     weights,
 )
+from common.services.referrals import signup_address
 from common.services.risk import announce_flagged
 
 
@@ -67,6 +68,7 @@ def record_listed_ip(session: Session, *, user_id: int, ip: str | None, seen_at:
     length, no query unless it is): once per member and address; ``seen_at`` says where
     (``signup``, ``login``, ``click``, ``withdrawal``)."""
     settings = resources(session).settings
+    ip = signup_address(ip)  # the key names the address, not how a socket spelled it
     network = blocked_networks(settings.risk_blocked_cidrs).match(ip) if settings.risk_enabled else None
     if network is None:
         return False
@@ -108,27 +110,56 @@ def record_signup(session: Session, *, user_id: int, address: str | None) -> Non
     announce_flagged(session, user_ids=flagged)
 
 
-# A destination another member asked to be paid to (compared folded, as referrals compare them):
-# a signal for both members of each pair, once per pair and member.
+# A destination other members asked to be paid to (compared folded, as referrals compare them),
+# looking only at those who named it before the requester first did (by payment id, the order
+# the requests were accepted in):
+# - the requester gets one signal per such member (once per pair): the later accounts of a farm
+#   add up;
+# - each such member gets one signal per destination, however many accounts name it after them:
+#   a payout address is no secret, and anyone could otherwise type a member's address into a few
+#   accounts of their own to push that member's withdrawals into review (the signal never
+#   decays). The member who named it first is not linked again when they use it again later.
 _SHARED_DESTINATION = text(
     f"""
-    WITH other AS (
-        SELECT DISTINCT user_id FROM payments
+    WITH peers AS (
+        SELECT user_id, min(id) AS first_id FROM payments
         WHERE lower(btrim(destination)) = lower(btrim(:destination)) AND user_id <> :user_id
-        LIMIT 100
+        GROUP BY user_id ORDER BY min(id) LIMIT 100
+    ), mine AS (
+        SELECT min(id) AS first_id FROM payments
+        WHERE user_id = :user_id AND lower(btrim(destination)) = lower(btrim(:destination))
+    ), before AS (
+        SELECT peers.user_id FROM peers, mine
+        WHERE mine.first_id IS NULL OR peers.first_id < mine.first_id
+    ), linked AS (
+        SELECT CAST(:user_id AS bigint) AS who, user_id AS peer,
+               '{SHARED_PAYOUT_DESTINATION}:' || :user_id || ':' || user_id AS key
+        FROM before
+        UNION ALL
+        SELECT user_id, CAST(:user_id AS bigint),
+               '{SHARED_PAYOUT_DESTINATION}:' || user_id || ':named:'
+                   || md5(lower(btrim(:destination)))
+        FROM before
     )
     INSERT INTO risk_signals (user_id, kind, detail, idempotency_key, weight)
-    SELECT p.who, '{SHARED_PAYOUT_DESTINATION}',
-           jsonb_build_object('otherUserId', p.peer, 'destination', CAST(:destination AS text)),
-           '{SHARED_PAYOUT_DESTINATION}:' || p.who || ':' || p.peer,
-           CAST(:weight AS numeric)
-    FROM other CROSS JOIN LATERAL (VALUES (CAST(:user_id AS bigint), other.user_id),
-                                          (other.user_id, CAST(:user_id AS bigint))) AS p(who, peer)
-    ORDER BY p.who, p.peer
+    SELECT who, '{SHARED_PAYOUT_DESTINATION}',
+           jsonb_build_object('otherUserId', peer, 'destination', CAST(:destination AS text)),
+           key, CAST(:weight AS numeric)
+    FROM linked
+    ORDER BY who, peer
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING user_id
     """
 )
+
+
+# Withdrawals naming one destination (folded) take turns until they commit: without it, accounts
+# asking at the same moment each miss the other's uncommitted payment and none is flagged (a farm
+# firing every account's withdrawal at once). A statement of its own: the comparison after it
+# needs a snapshot taken once the lock is held. Withdrawals to other destinations never wait.
+_DESTINATION_TURN = text(
+    "SELECT pg_advisory_xact_lock(hashtext('shared_payout_destination'), "
+    "hashtext(lower(btrim(:destination))))")
 
 
 def record_withdrawal(session: Session, *, user_id: int, destination: str,
@@ -138,6 +169,8 @@ def record_withdrawal(session: Session, *, user_id: int, destination: str,
     settings = resources(session).settings
     if not settings.risk_enabled:
         return
+    # First, before any signal locks a member's row: the turn is always taken before row locks.
+    session.execute(_DESTINATION_TURN, {"destination": destination})
     record_listed_ip(session, user_id=user_id, ip=ip, seen_at="withdrawal")
     flagged = session.execute(_SHARED_DESTINATION, {
         "user_id": user_id, "destination": destination,
@@ -236,9 +269,9 @@ CLICK_RISK_CTE = f"""
     , risk_listed AS (
         INSERT INTO risk_signals (user_id, kind, detail, idempotency_key, weight)
         SELECT CAST(:user_id AS bigint), '{LISTED_IP}',
-               jsonb_build_object('ip', CAST(:ip AS text), 'network', CAST(:risk_listed AS text),
-                                  'seenAt', 'click'),
-               '{LISTED_IP}:' || CAST(:user_id AS bigint) || ':' || CAST(:ip AS text),
+               jsonb_build_object('ip', CAST(:risk_ip AS text),
+                                  'network', CAST(:risk_listed AS text), 'seenAt', 'click'),
+               '{LISTED_IP}:' || CAST(:user_id AS bigint) || ':' || CAST(:risk_ip AS text),
                CAST(:risk_listed_weight AS numeric)
         FROM click WHERE CAST(:risk_listed AS text) IS NOT NULL
         ON CONFLICT (idempotency_key) DO NOTHING
@@ -246,6 +279,9 @@ CLICK_RISK_CTE = f"""
 
 
 def click_risk_params(settings: Settings, ip: str | None) -> dict[str, Any]:
-    """The parameters ``CLICK_RISK_CTE`` reads: the listed network holding ``ip``, or None."""
+    """The parameters ``CLICK_RISK_CTE`` reads: the listed network holding ``ip``, or None; and
+    the address in the canonical form that sign-ins and withdrawals key the signal with (an
+    IPv4-mapped address is its IPv4 address), canonicalised only when it is listed."""
     listed = blocked_networks(settings.risk_blocked_cidrs).match(ip) if settings.risk_enabled else None
-    return {"risk_listed": listed, "risk_listed_weight": weight(settings, LISTED_IP)}
+    return {"risk_listed": listed, "risk_listed_weight": weight(settings, LISTED_IP),
+            "risk_ip": signup_address(ip) if listed is not None else None}

@@ -66,6 +66,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     claims, since = login
     conn = Connection(ws, request, stream, claims.user_id, limit=settings.ws_send_queue)
     conn.expires_at = claims.expires_at + settings.ws_token_grace
+    admin = claims.role == "admin"  # checked current by _authenticate's account gate
     del login, claims  # only the user id and the expiry are kept while the socket lives
     # The read loop runs here rather than in a coroutine of its own: every frame an idle socket
     # keeps suspended is memory held for as long as the socket lives.
@@ -73,7 +74,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         return ws
     loop = asyncio.get_running_loop()
     try:
-        await _start(app, conn, since)
+        await _start(app, conn, since, admin=admin)
         async for msg in ws:
             conn.seen = loop.time()  # any frame answers the heartbeat
             if msg.type is WSMsgType.TEXT:
@@ -211,15 +212,16 @@ def _query(request: web.Request) -> dict[str, str]:
 
 # -- start and read loop ------------------------------------------------------------------------
 
-async def _start(app: web.Application, conn: Connection, since: int | None) -> None:
+async def _start(app: web.Application, conn: Connection, since: int | None, *,
+                 admin: bool) -> None:
     """``ready``, the replay, then the live events held meanwhile (writer started)."""
     send = conn.ws.send_frame
     await send(protocol.encode("ready", {"userId": conn.user_id}), WSMsgType.TEXT)
     replayed, floor = NO_IDS, 0
     if since is not None:
         replay = await missed_events(
-            app[DB], user_id=conn.user_id, since=since, limit=app[SETTINGS].ws_history_limit
-        )
+            app[DB], user_id=conn.user_id, since=since, limit=app[SETTINGS].ws_history_limit,
+            admin=admin)
         if replay.refetch is not None:
             await send(protocol.encode(protocol.REFETCH, replay.refetch), WSMsgType.TEXT)
             floor = replay.refetch["lastId"]  # the refetched state already holds these

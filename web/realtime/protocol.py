@@ -27,6 +27,9 @@ TOO_MANY = 4429  # the user already has ``WS_MAX_SOCKETS_PER_USER`` sockets (all
 REFETCH = "sync:refetch"
 # Events that steer the web processes (web/account_gate.py, the hub) and never reach a client.
 INTERNAL_EVENTS = frozenset({"account:status", "account:role"})
+# Events sent to admins only (they name other members): a resume replays them only to a socket
+# whose token is an admin's now, never to a member who was an admin when they were sent.
+ADMIN_EVENTS = frozenset({"risk:flagged"})
 
 
 class FrameError(Exception):

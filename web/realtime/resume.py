@@ -47,35 +47,45 @@ from web.realtime import protocol
 
 # Longer than a sweep's transaction takes from its start (its ``published_at``) to the publish.
 LOOKBACK = dt.timedelta(seconds=10)
-
-_USER_EVENTS = (
-    # Inline, not a parameter: a generic plan can then use the index for user rows only.
-    OutboxEvent.target == literal_column("'user'"),
-    OutboxEvent.target_id == bindparam("user_id"),
-    *(OutboxEvent.event != name for name in sorted(protocol.INTERNAL_EVENTS)),
-)
 _SINCE: BindParameter[int] = bindparam("since")
 # When the ``since`` event was created: nothing the client missed was published before that.
 _SINCE_CREATED = (
     select(OutboxEvent.created_at).where(OutboxEvent.id == _SINCE).scalar_subquery()
 )
 _COLUMNS = (OutboxEvent.id, OutboxEvent.event, OutboxEvent.data)
-_HISTORY = compile_query(
-    union_all(
-        select(*_COLUMNS).where(*_USER_EVENTS, OutboxEvent.id > _SINCE),
-        select(*_COLUMNS).where(*_USER_EVENTS, OutboxEvent.id < _SINCE,
-                                OutboxEvent.published_at.is_(None)),
-        select(*_COLUMNS).where(
-            *_USER_EVENTS,
-            # ``id + 0``: kept off the id index, which would walk the user's whole history; the
-            # publication index finds the few recent rows (a generic plan chose the id index).
-            OutboxEvent.id + literal_column("0") < _SINCE,
-            OutboxEvent.published_at >= _SINCE_CREATED - bindparam("lookback", type_=Interval),
-        ),
+
+
+def _history(*hidden: str) -> Any:
+    """The replay statement, leaving out the events named ``hidden``."""
+    user_events = (
+        # Inline, not a parameter: a generic plan can then use the index for user rows only.
+        OutboxEvent.target == literal_column("'user'"),
+        OutboxEvent.target_id == bindparam("user_id"),
+        *(OutboxEvent.event != name for name in sorted(hidden)),
     )
-    .order_by("id")
-    .limit(bindparam("limit"))
-)
+    return compile_query(
+        union_all(
+            select(*_COLUMNS).where(*user_events, OutboxEvent.id > _SINCE),
+            select(*_COLUMNS).where(*user_events, OutboxEvent.id < _SINCE,
+                                    OutboxEvent.published_at.is_(None)),
+            select(*_COLUMNS).where(
+                *user_events,
+                # ``id + 0``: kept off the id index, which would walk the user's whole history;
+                # the publication index finds the few recent rows (a generic plan chose the id
+                # index).
+                OutboxEvent.id + literal_column("0") < _SINCE,
+                OutboxEvent.published_at >= _SINCE_CREATED - bindparam("lookback", type_=Interval),
+            ),
+        )
+        .order_by("id")
+        .limit(bindparam("limit"))
+    )
+
+
+_HISTORY = _history(*protocol.INTERNAL_EVENTS)
+# A member's replay leaves out what only admins hear: a demoted admin keeps those rows in the
+# outbox under their id.
+_MEMBER_HISTORY = _history(*protocol.INTERNAL_EVENTS, *protocol.ADMIN_EVENTS)
 _BOUNDS = compile_query(
     select(func.min(OutboxEvent.id).label("low"), func.max(OutboxEvent.id).label("high"))
 )
@@ -105,9 +115,11 @@ def parse_since(value: object) -> int | None:
     return -1
 
 
-async def missed_events(db: Any, *, user_id: int, since: int, limit: int) -> Replay:
+async def missed_events(db: Any, *, user_id: int, since: int, limit: int,
+                        admin: bool) -> Replay:
     """The user's events after ``since`` and those that may have been published after it (see
-    the module's docstring), in id order, or the refetch instruction."""
+    the module's docstring), in id order, or the refetch instruction; the events only admins
+    hear only when ``admin`` (the socket's token is an admin's, checked current)."""
     bounds = await db.fetch_one(_BOUNDS)
     low, high = (bounds or {}).get("low"), (bounds or {}).get("high")
     last = high or 0
@@ -115,7 +127,7 @@ async def missed_events(db: Any, *, user_id: int, since: int, limit: int) -> Rep
     # oldest row (history cleaned up): the replay cannot be trusted to be complete.
     if since < 0 or since > last or (low is not None and since < low - 1):
         return Replay(refetch={"reason": "unknown_since", "lastId": last})
-    rows = await db.fetch_all(_HISTORY, {
+    rows = await db.fetch_all(_HISTORY if admin else _MEMBER_HISTORY, {
         "user_id": user_id, "since": since, "lookback": LOOKBACK, "limit": limit + 1,
     })
     if len(rows) > limit:

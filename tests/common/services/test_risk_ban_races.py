@@ -88,3 +88,60 @@ def test_a_ban_releases_every_pending_withdrawal_once(committed: Engine) -> None
             _ban(session, user_id)
     assert _state(committed, user_id, first) == ("cancelled", Decimal("50.00"), 1)
     assert _state(committed, user_id, second)[2] == 1
+
+
+def test_a_ban_first_refuses_the_withdrawal_that_was_on_its_way(committed: Engine) -> None:
+    # The member's access token outlives the ban: their request reaches the withdrawal while the
+    # ban holds the member's row. It must not be accepted after the ban's cancellation ran.
+    from common.errors import Forbidden
+    from common.services.payments import request_withdrawal
+    from tests.fixtures.money_factories import make_funded_user
+
+    with Session(committed, expire_on_commit=False) as session, session.begin():
+        user_id = make_funded_user(session, "50").id
+    ban = Session(committed, expire_on_commit=False)
+    ban.begin()
+    _ban(ban, user_id)  # holds the member's row, not committed
+    withdrawal = Background(committed, lambda s: request_withdrawal(
+        s, user_id=user_id, amount=Decimal(10), method="paypal", destination="me@example.com",
+        minimum=Decimal(5), auto_pay_limit=Decimal(100))).start()
+    wait_until_blocked(committed, withdrawal.pid)
+    ban.commit()
+    ban.close()
+    withdrawal.join()
+    assert isinstance(withdrawal.error, Forbidden)
+    with committed.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM payments")).scalar_one() == 0
+        assert conn.execute(text("SELECT balance FROM users WHERE id = :id"),
+                            {"id": user_id}).scalar_one() == Decimal("50.00")
+
+
+def test_accounts_asking_for_one_destination_at_once_are_still_linked(committed: Engine) -> None:
+    # Each request compares its destination with the payments it can see: two at the same moment
+    # would each miss the other's uncommitted one, so the second waits for the first to commit.
+    from common.services.payments import request_withdrawal
+    from tests.fixtures.money_factories import make_funded_user
+
+    with Session(committed, expire_on_commit=False) as session, session.begin():
+        first, second = (make_funded_user(session, "50").id for _ in range(2))
+
+    def withdraw(session: Session, user_id: int) -> object:
+        return request_withdrawal(session, user_id=user_id, amount=Decimal(10), method="paypal",
+                                  destination="farm@example.com", minimum=Decimal(5),
+                                  auto_pay_limit=Decimal(100))
+
+    one = Session(committed, expire_on_commit=False)
+    one.begin()
+    withdraw(one, first)  # not committed
+    other = Background(committed, lambda s: withdraw(s, second)).start()
+    try:
+        wait_until_blocked(committed, other.pid, timeout=3)
+        one.commit()
+    finally:
+        one.close()
+        other.join()
+    assert other.error is None
+    with committed.connect() as conn:
+        linked = conn.execute(text("SELECT user_id FROM risk_signals WHERE kind = "
+                                   "'shared_payout_destination' ORDER BY user_id")).scalars().all()
+    assert linked == [first, second]

@@ -106,6 +106,17 @@ def test_listed_ip_at_signup_login_and_withdrawal_once_per_address(session: Sess
     assert [s.detail["seenAt"] for s in _signals(session, "listed_ip", funded.id)] == ["withdrawal"]
 
 
+def test_listed_ip_is_one_signal_however_the_socket_spelled_the_address(session: Session, risky) -> None:  # type: ignore[no-untyped-def]
+    risky(risk_blocked_cidrs="203.0.113.0/24")
+    user = make_funded_user(session, "50")
+    sign_in(session, user_id=user.id, refresh_ttl=3600, ip="203.0.113.10", trace_id=None)
+    request_withdrawal(session, user_id=user.id, amount=Decimal(10), method="paypal",
+                       destination="mapped@example.com", minimum=Decimal(5),
+                       auto_pay_limit=Decimal(100), ip="::ffff:203.0.113.10")  # dual-stack view
+    assert [s.detail["ip"] for s in _signals(session, "listed_ip", user.id)] == ["203.0.113.10"]
+    assert _score(session, user.id) == Decimal(50)
+
+
 def test_shared_payout_destination_flags_both_once(session: Session, risky) -> None:  # type: ignore[no-untyped-def]
     risky()
     a, b = make_funded_user(session, "100"), make_funded_user(session, "100")
@@ -124,6 +135,28 @@ def test_shared_payout_destination_flags_both_once(session: Session, risky) -> N
     assert sorted((s.user_id, s.detail["otherUserId"]) for s in flagged) == sorted(
         [(a.id, b.id), (b.id, a.id)])
     assert _score(session, a.id) == _score(session, b.id) == Decimal(40)
+
+
+def test_others_naming_a_members_destination_cannot_send_them_to_review(session: Session, risky) -> None:  # type: ignore[no-untyped-def]
+    # A member's PayPal address is no secret: accounts naming it later weigh on them once (one
+    # shared destination, under RISK_REVIEW_SCORE alone), while each later account is linked to
+    # every account that named it before it (a farm's accounts still add up).
+    settings = risky()
+    victim, *accounts = (make_funded_user(session, "100") for _ in range(4))
+
+    def withdraw(user: User, destination: str) -> dict[str, Any]:
+        return request_withdrawal(session, user_id=user.id, amount=Decimal(10), method="paypal",
+                                  destination=destination, minimum=Decimal(5),
+                                  auto_pay_limit=Decimal(100))
+
+    withdraw(victim, "victim@example.com")
+    for account in accounts:
+        withdraw(account, " Victim@Example.com")
+    assert _score(session, victim.id) == Decimal(40)
+    assert [_score(session, a.id) for a in accounts] == [Decimal(80), Decimal(120), Decimal(120)]
+    assert withdraw(victim, "victim@example.com")["needs_review"] is False  # still their own
+    assert _score(session, victim.id) < settings.risk_review_score
+    assert withdraw(accounts[-1], "victim@example.com")["needs_review"] is True
 
 
 def test_fast_conversion_from_the_click_to_the_credit(session: Session, risky) -> None:  # type: ignore[no-untyped-def]

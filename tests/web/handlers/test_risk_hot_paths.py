@@ -60,3 +60,24 @@ async def test_risk_off_records_nothing_on_the_hot_paths(aiohttp_client, money_s
     user = make_user(session)
     await _click_and_credit(client, money_settings, session, user)
     assert _signals(session) == []
+
+
+async def test_a_listed_click_keys_the_address_as_sign_in_does(aiohttp_client, money_settings: Settings, bound_db, session: Session) -> None:  # type: ignore[no-untyped-def]
+    # Behind our proxy the click's address is an IPv4-mapped one (a dual-stack listener's view);
+    # the sign-in saw the same client as plain IPv4: one fact, one signal, one weight.
+    from common.services.auth import sign_in
+
+    client = await _app(aiohttp_client, money_settings, bound_db,
+                        risk_blocked_cidrs="203.0.113.0/24", trusted_proxies=("127.0.0.1", "::1"))
+    user = make_user(session)
+    sign_in(session, user_id=user.id, refresh_ttl=3600, ip="203.0.113.5", trace_id=None)
+    offer_id = make_offer(session, tracking_url=TRACKING_URL, network="testnet", external_id="o1")
+    session.commit()
+    clicked = await client.post(f"/api/offers/{offer_id}/click",
+                                headers={**auth_headers(money_settings, user),
+                                         "X-Forwarded-For": "::ffff:203.0.113.5"})
+    assert clicked.status == 201
+    found = _signals(session)
+    assert [(who, kind, detail["ip"]) for who, kind, detail in found] == [
+        (user.id, "listed_ip", "203.0.113.5")]
+    assert session.get(User, user.id).risk_score == 50  # type: ignore[union-attr]

@@ -3,7 +3,10 @@ beyond the history gets ``sync:refetch``."""
 
 from __future__ import annotations
 
-from tests.web.realtime.conftest import connect, next_frame
+from sqlalchemy import text
+
+from common.security.tokens import issue_access_token
+from tests.web.realtime.conftest import Someone, connect, next_frame
 
 
 async def test_missed_events_arrive_once_and_in_order(app_client, someone, publish) -> None:
@@ -72,4 +75,33 @@ async def test_history_cleaned_up_gets_refetch(app_client, someone, publish, com
         conn.execute(text("DELETE FROM outbox WHERE id < :k"), {"k": kept})
     ws = await connect(app_client, me, since=str(old))
     assert (await next_frame(ws))["event"] == "sync:refetch"
+    await ws.close()
+
+
+async def test_a_demoted_admin_is_not_replayed_what_only_admins_hear(app_client, someone, publish, sync_ctx, ws_settings) -> None:  # type: ignore[no-untyped-def]
+    # risk:flagged names other members and their scores; the outbox keeps it under the admin's
+    # id, so a resume after a demotion must not hand it to the member they now are.
+    was_admin = someone(role="admin")
+    start = publish("balance:updated", {"n": 0}, user_id=was_admin.id)
+    publish("risk:flagged", {"userId": 1, "name": "Another Member", "score": 60.0},
+            user_id=was_admin.id)
+    with sync_ctx.transaction() as session:
+        session.execute(text("UPDATE users SET role = 'user' WHERE id = :id"), {"id": was_admin.id})
+    own = publish("balance:updated", {"n": 1}, user_id=was_admin.id)
+    member = Someone(was_admin.id, issue_access_token(
+        ws_settings, user_id=was_admin.id, email="demoted@example.com", role="user"), was_admin.name)
+    ws = await connect(app_client, member, since=str(start))
+    assert (await next_frame(ws))["id"] == own
+    await ws.send_json({"event": "ping"})
+    assert (await next_frame(ws))["event"] == "pong"  # nothing else was replayed
+    await ws.close()
+
+
+async def test_an_admin_is_replayed_what_admins_hear(app_client, someone, publish) -> None:  # type: ignore[no-untyped-def]
+    admin = someone(role="admin")
+    start = publish("balance:updated", {"n": 0}, user_id=admin.id)
+    flagged = publish("risk:flagged", {"userId": 1, "name": "Another Member", "score": 60.0},
+                      user_id=admin.id)
+    ws = await connect(app_client, admin, since=str(start))
+    assert (await next_frame(ws))["id"] == flagged
     await ws.close()
