@@ -42,10 +42,15 @@ BENCH_DB = "savebucks_bench"
 # Benchmarks whose figures are writes: a server that does not flush them would flatter them.
 WRITE_BENCHMARKS = frozenset({"auth", "clicks", "money"})
 NON_DURABLE_FLAG = "--allow-non-durable"
-# Taken off the command line here, before each benchmark's own argparse sees it.
-ALLOW_NON_DURABLE = NON_DURABLE_FLAG in sys.argv
-if ALLOW_NON_DURABLE:
+# Taken off the command line here, before each benchmark's own argparse sees it, and handed on
+# through the environment: a benchmark's helper processes (bench/auth.py's sign-in workers, ...)
+# import this module too, and must not refuse what their parent was allowed.
+_NON_DURABLE_ENV = "BENCH_ALLOW_NON_DURABLE"
+ALLOW_NON_DURABLE = NON_DURABLE_FLAG in sys.argv or os.environ.get(_NON_DURABLE_ENV) == "1"
+if NON_DURABLE_FLAG in sys.argv:
     sys.argv.remove(NON_DURABLE_FLAG)
+if ALLOW_NON_DURABLE:
+    os.environ[_NON_DURABLE_ENV] = "1"
 SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 SMOKE_SECONDS = 1
 
