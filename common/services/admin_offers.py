@@ -1,4 +1,4 @@
-"""Admin offer management (docs/api.md "Admin", docs/api.md "Admin").
+"""Admin offer management (docs/api.md "Admin").
 
 Created offers are ``pending``; approval makes them ``active`` and emits ``offer:new`` to
 everyone; rejection keeps its reason in ``rejection_reason``. DELETE is soft: the offer becomes

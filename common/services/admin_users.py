@@ -1,4 +1,4 @@
-"""Admin reads of users and balance adjustments (docs/api.md "Admin", docs/api.md "Admin").
+"""Admin reads of users and balance adjustments (docs/api.md "Admin").
 
 Status changes are ``common.services.accounts.set_user_status`` (it revokes refresh tokens,
 audits and emits ``account:status``); this module does not re-implement them.

@@ -1,4 +1,4 @@
-"""Real time: ``GET /ws`` and the hub behind it (docs/api.md "WebSocket", docs/api.md "WebSocket").
+"""Real time: ``GET /ws`` and the hub behind it (docs/api.md "WebSocket").
 
 - ``protocol``: frames, close codes, event names;
 - ``connection``: one socket's bounded send queue and writer;

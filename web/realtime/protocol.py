@@ -1,4 +1,4 @@
-"""The wire format of ``/ws`` (docs/api.md "WebSocket", docs/api.md "WebSocket"): JSON text frames
+"""The wire format of ``/ws`` (docs/api.md "WebSocket"): JSON text frames
 ``{"event", "data"}``, with ``"id"`` on events that belong to a user, and the close codes."""
 
 from __future__ import annotations
