@@ -90,13 +90,13 @@ def serve_traced(kind: str, port: int) -> None:
         total = sum(s.size_diff for s in stats)
         lines = [f"{kind}: total {total / count:.0f} B per socket over {count} sockets"]
         for stat in stats[:TRACE_TOP]:
-            frame = stat.traceback[0]
+            # A traceback lists its frames oldest first: the allocating line is the last.
+            frame, *callers = reversed(stat.traceback)
             where = f"{Path(frame.filename).name}:{frame.lineno}"
             lines.append(f"{stat.size_diff / count:8.0f} B  {stat.count_diff / count:6.2f} blocks  "
                          f"{where}  {_source(frame.filename, frame.lineno)}")
             if request.query.get("where", "-") in where:  # the callers of the lines asked about
-                lines += [f"           from {Path(f.filename).name}:{f.lineno}"
-                          for f in list(stat.traceback)[1:]]
+                lines += [f"           from {Path(f.filename).name}:{f.lineno}" for f in callers]
         return web.Response(text="\n".join(lines))
 
     app.router.add_get("/_bench/snapshot", snapshot)

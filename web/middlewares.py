@@ -93,20 +93,24 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             _add_headers(request, response)
         return response
     finally:
-        elapsed = time.perf_counter() - started
-        observe_request(request, status, elapsed)
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": status,
-                    "ms": round(elapsed * 1000, 2),
-                    "ip": request[CLIENT_IP],
-                },
-            )
+        _record(request, status, time.perf_counter() - started, request[CLIENT_IP])
         trace_id_var.reset(token)
+
+
+def _record(request: web.Request, status: int, elapsed: float, ip: str) -> None:
+    """The request's metrics and its access log line."""
+    observe_request(request, status, elapsed)
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "ms": round(elapsed * 1000, 2),
+                "ip": ip,
+            },
+        )
 
 
 async def _answer(request: web.Request, handler: Handler, trace_id: str) -> web.StreamResponse:
@@ -203,4 +207,52 @@ def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
         response.enable_compression(web.ContentCoding.gzip)
 
 
-MIDDLEWARES = [api_middleware]
+# -- routes that hold their connection (GET /ws) ------------------------------------------------
+# A WebSocket's handler runs for as long as its socket lives, and every coroutine frame around it
+# is held that long with its locals: api_middleware's and _answer's, with the trace id's context
+# token and the request's state, were about 1 KB per idle socket (docs/performance.md
+# "WebSockets"). Such a handler is marked ``holds_connection``: the outermost middleware hands
+# aiohttp its coroutine directly, and the handler does api_middleware's duties itself with the
+# three functions after it (trace id; the envelope and headers of an answer that is not the
+# upgrade; metrics and the access log when it ends).
+
+_HOLDERS: set[Handler] = set()
+
+
+def holds_connection(handler: Handler) -> Handler:
+    _HOLDERS.add(handler)
+    return handler
+
+
+@web.middleware
+def held_connections(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """A plain function, not a coroutine function: aiohttp awaits what it returns, and for every
+    other route that is the next middleware's coroutine, with no frame of this one around it."""
+    target = request.match_info.handler
+    return target(request) if target in _HOLDERS else handler(request)
+
+
+def begin_held(request: web.Request) -> str:
+    """The trace id, set for the logs of the request's task. Not reset (and no token kept):
+    aiohttp runs each request in a task of its own, whose context ends with it."""
+    trace_id = accept_trace_id(request.headers.get("X-Trace-ID"))
+    trace_id_var.set(trace_id)
+    return trace_id
+
+
+async def answer_held(request: web.Request, handler: Handler, trace_id: str) -> web.StreamResponse:
+    """``handler``'s response (the upgrade), or the envelope of its error with the headers that
+    api_middleware adds; awaited only until the upgrade, so that its frames are not kept."""
+    response = await _answer(request, handler, trace_id)
+    if not response.prepared:
+        response.headers["X-Trace-ID"] = trace_id
+        _add_headers(request, response)
+    return response
+
+
+def end_held(request: web.Request, status: int, started: float) -> None:
+    """Metrics and the access log, as api_middleware writes them (the address read only now)."""
+    _record(request, status, time.perf_counter() - started, client_ip(request))
+
+
+MIDDLEWARES = [held_connections, api_middleware]

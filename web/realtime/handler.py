@@ -10,13 +10,19 @@
 4. Client frames are answered one at a time; a bad frame gets ``error {message, code}``.
 5. The hub closes the socket (4401) once its token, plus ``WS_TOKEN_GRACE``, has expired; an
    ``auth`` frame with a fresh token pushes that back.
+
+The handler is reached with no middleware frame around it (``web.middlewares.holds_connection``)
+and does the middleware's duties itself: a trace id for its logs, the envelope and headers of an
+answer that is not the upgrade, metrics and the access log line when the socket ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +35,7 @@ from common.models.users import User
 from common.security.tokens import AccessClaims, InvalidToken, decode_access_token
 from common.sql import compile_query
 from web.keys import ACCOUNT_GATE, DB, HUB, SEATS, SETTINGS
+from web.middlewares import answer_held, begin_held, end_held, holds_connection
 from web.own_origin import is_own_origin
 from web.realtime import chat, protocol
 from web.realtime.connection import NO_IDS, WRITE_HIGH_WATER, Connection
@@ -40,14 +47,59 @@ EventHandler = Callable[[web.Application, Connection, dict[str, Any]], Awaitable
 _STATUS = compile_query(select(User.status).where(User.id == bindparam("user_id")))
 
 
+@holds_connection
 async def websocket(request: web.Request) -> web.StreamResponse:
+    """Reached with no middleware frame around it (``web.middlewares.held_connections``): the
+    socket's whole life runs in this one frame, which does the middleware's duties itself."""
+    # Its locals are memory held as long as the socket: as few as will do.
+    started, status = time.perf_counter(), 500
+    try:
+        opened: list[Connection] = []
+        # Everything up to the live events goes through the middleware's error handling, as any
+        # handler's: an error before the upgrade is answered in the envelope.
+        ws = await answer_held(request, functools.partial(_open, opened), begin_held(request))
+        status = ws.status
+        if not opened:
+            return ws
+        conn = opened.pop()
+        # The read loop runs here rather than in a coroutine of its own: every frame an idle
+        # socket keeps suspended is memory held for as long as the socket lives.
+        app, ws, loop = request.app, conn.ws, asyncio.get_running_loop()
+        try:
+            async for msg in ws:
+                conn.seen = loop.time()  # any frame answers the heartbeat
+                if msg.type is WSMsgType.TEXT:
+                    reply = await _dispatch(app, conn, msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    reply = protocol.error("Frames must be JSON text", "bad_frame")
+                elif msg.type is WSMsgType.PING:
+                    await ws.pong(msg.data)
+                    continue
+                elif msg.type is WSMsgType.PONG:
+                    continue
+                else:  # ERROR: aiohttp has closed the socket (1009 for a frame over the limit)
+                    break
+                if reply is not None and not conn.send(reply):
+                    _too_slow(app, conn)
+        except (ConnectionError, RuntimeError):  # the peer vanished
+            pass
+        finally:
+            await _end(app, conn)
+        return ws
+    finally:
+        end_held(request, status, started)
+
+
+async def _open(opened: list[Connection], request: web.Request) -> web.StreamResponse:
+    """The upgrade, authentication, registration and the replay; the registered socket is
+    appended to ``opened`` (nothing is when it was refused or closed)."""
     app, settings = request.app, request.app[SETTINGS]
     origin = request.headers.get("Origin")
     if origin is not None and origin not in settings.allowed_origins and not is_own_origin(request, origin):
         raise Forbidden("Origin not allowed")
     ws = web.WebSocketResponse(
         # The hub keeps the heartbeat (one sweep, not timers per socket), so pings and pongs
-        # come to the read loop below.
+        # come to the read loop.
         autoping=False,
         max_msg_size=settings.ws_max_frame_bytes,
         # Deflate costs a compressor per socket (memory) and per frame per socket (CPU) on fan-out.
@@ -67,38 +119,26 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     conn = Connection(ws, request, stream, claims.user_id, limit=settings.ws_send_queue)
     conn.expires_at = claims.expires_at + settings.ws_token_grace
     admin = claims.role == "admin"  # checked current by _authenticate's account gate
-    del login, claims  # only the user id and the expiry are kept while the socket lives
-    # The read loop runs here rather than in a coroutine of its own: every frame an idle socket
-    # keeps suspended is memory held for as long as the socket lives.
     if not await _register(app, conn):
         return ws
-    loop = asyncio.get_running_loop()
     try:
         await _start(app, conn, since, admin=admin)
-        async for msg in ws:
-            conn.seen = loop.time()  # any frame answers the heartbeat
-            if msg.type is WSMsgType.TEXT:
-                reply = await _dispatch(app, conn, msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                reply = protocol.error("Frames must be JSON text", "bad_frame")
-            elif msg.type is WSMsgType.PING:
-                await ws.pong(msg.data)
-                continue
-            elif msg.type is WSMsgType.PONG:
-                continue
-            else:  # ERROR: aiohttp has closed the socket (1009 for a frame over the limit)
-                break
-            if reply is not None and not conn.send(reply):
-                _too_slow(app, conn)
     except (ConnectionError, RuntimeError):  # the peer vanished mid-replay
-        pass
-    finally:
-        hub.unregister(conn)
-        await app[SEATS].give_back(conn)
-        conn.stop()
-        if conn.close_task is not None:
-            await conn.close_task
+        await _end(app, conn)
+        return ws
+    except BaseException:
+        await _end(app, conn)
+        raise
+    opened.append(conn)
     return ws
+
+
+async def _end(app: web.Application, conn: Connection) -> None:
+    app[HUB].unregister(conn)
+    await app[SEATS].give_back(conn)
+    conn.stop()
+    if conn.close_task is not None:
+        await conn.close_task
 
 
 def _limit_buffers(request: web.Request, send_buffer: int) -> None:
