@@ -49,7 +49,7 @@ SETTLE_SECONDS = 1.0
 TRACE_FRAMES = 6
 # Starting under tracemalloc takes a while on a busy machine.
 TRACED_START_TIMEOUT = 180.0
-TRACE_TOP = 40
+TRACE_TOP = 60
 
 
 def serve_traced(kind: str, port: int) -> None:

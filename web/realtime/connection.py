@@ -47,7 +47,6 @@ class Connection:
         "held",
         "limit",
         "pinged",
-        "request",
         "rooms",
         "seen",
         "skip",
@@ -56,11 +55,12 @@ class Connection:
         "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request,
-                 stream: AbstractStreamWriter, user_id: int, *, limit: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, stream: AbstractStreamWriter, user_id: int, *,
+                 limit: int) -> None:
         self.ws = ws
-        self.request = request
-        self.stream = stream  # what ``ws.prepare`` returned: its ``drain`` is the backpressure
+        # What ``ws.prepare`` returned: its ``drain`` is the backpressure, its ``transport`` the
+        # socket's (the request's, which is not kept here).
+        self.stream = stream
         self.user_id = user_id
         # Replaced, not mutated, on join and leave (Hub): most sockets never join a room.
         self.rooms: frozenset[int] = NO_IDS
@@ -91,7 +91,7 @@ class Connection:
         if self.held is not None:
             self.held.append((event_id, framed))
             return len(self.held) <= self.limit
-        transport = self.request.transport
+        transport = self.stream.transport
         if transport is None or transport.is_closing():
             return True  # the reader sees the end of the socket and unregisters it
         if not self._frames and transport.get_write_buffer_size() <= WRITE_HIGH_WATER:
@@ -122,7 +122,7 @@ class Connection:
         assert frames is not None
         try:
             while frames and not self.closing:
-                transport = self.request.transport
+                transport = self.stream.transport
                 if transport is None or transport.is_closing():
                     frames.clear()
                     return
@@ -146,7 +146,7 @@ class Connection:
                 return False
             self.pinged = None
         if now - self.seen >= interval and not self.closing:
-            transport = self.request.transport
+            transport = self.stream.transport
             if transport is not None and not transport.is_closing():
                 transport.write(PING)
                 self.pinged = now
@@ -157,7 +157,7 @@ class Connection:
         cleans up), as aiohttp does when a pong does not come."""
         self.closing = True
         self.stop()
-        transport = self.request.transport
+        transport = self.stream.transport
         if transport is not None:
             transport.close()
 
@@ -176,7 +176,7 @@ class Connection:
             await asyncio.wait_for(closing, CLOSE_TIMEOUT)
         except (TimeoutError, ConnectionError, RuntimeError):
             # A peer that reads nothing never takes the close frame: drop the TCP connection.
-            transport = self.request.transport
+            transport = self.stream.transport
             if transport is not None:
                 transport.abort()
 

@@ -62,6 +62,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         if not opened:
             return ws
         conn = opened.pop()
+        del opened  # the empty list would be kept with the frame
         # The read loop runs here rather than in a coroutine of its own: every frame an idle
         # socket keeps suspended is memory held for as long as the socket lives.
         app, ws, loop = request.app, conn.ws, asyncio.get_running_loop()
@@ -116,7 +117,7 @@ async def _open(opened: list[Connection], request: web.Request) -> web.StreamRes
     if login is None:
         return ws
     claims, since = login
-    conn = Connection(ws, request, stream, claims.user_id, limit=settings.ws_send_queue)
+    conn = Connection(ws, stream, claims.user_id, limit=settings.ws_send_queue)
     conn.expires_at = claims.expires_at + settings.ws_token_grace
     admin = claims.role == "admin"  # checked current by _authenticate's account gate
     if not await _register(app, conn):
