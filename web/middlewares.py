@@ -1,5 +1,6 @@
 """What every request passes through: the trace id, errors turned into the envelope, security
-headers, CORS, gzip for large JSON, request metrics and the JSON access log."""
+headers, CORS, gzip for large JSON, request metrics and the JSON access log. A route that holds
+its connection (``GET /ws``) does the same in its own frame, with the functions at the end."""
 
 from __future__ import annotations
 
