@@ -72,8 +72,19 @@ class Check(NamedTuple):
 
 
 @functools.lru_cache(maxsize=64)
-def _item(limit: str) -> RateLimitItem:
+def limit_item(limit: str) -> RateLimitItem:
+    """The parsed ``limits`` string (parsed once per string)."""
     return parse(limit)
+
+
+def refusal(item: RateLimitItem, oldest: float | None, now: float) -> RateLimited:
+    """The 429 of a spent moving window whose oldest stamp is ``oldest`` (epoch seconds; None
+    when unknown): the wait until that stamp leaves the window, at least 1 s and at most the
+    window (stamps can come back slightly rounded)."""
+    expiry = item.get_expiry()
+    wait = expiry if oldest is None else min(expiry, max(1, math.ceil(oldest + expiry - now)))
+    return RateLimited("Too many requests, try again later", retry_after=wait, limit=item.amount,
+                       reset=wait)
 
 
 class Limiter:
@@ -105,7 +116,7 @@ class Limiter:
     async def hit_all(self, *checks: Check) -> None:
         """Count one request against each check in order (one round trip); raise
         ``RateLimited`` for the first that is spent, leaving the later ones uncounted."""
-        items = [_item(c.limit) for c in checks]
+        items = [limit_item(c.limit) for c in checks]
         keys = [self._key(item, c) for item, c in zip(items, checks, strict=True)]
         args: list[object] = [time.time()]
         for item in items:
@@ -119,17 +130,11 @@ class Limiter:
             return
         if not spent:
             return
-        item = items[int(spent[0]) - 1]
-        # Clamped to the window: the stored stamps come back from Lua slightly rounded.
-        wait = min(item.get_expiry(),
-                   max(1, math.ceil(float(spent[1]) + item.get_expiry() - time.time())))
-        raise RateLimited(
-            "Too many requests, try again later", retry_after=wait, limit=item.amount, reset=wait
-        )
+        raise refusal(items[int(spent[0]) - 1], float(spent[1]), time.time())
 
     async def clear(self, name: str, limit: str, *identifiers: object) -> None:
         async with asyncio.timeout(self.timeout):
-            await self._client.delete(self._key(_item(limit), Check(name, limit, identifiers)))
+            await self._client.delete(self._key(limit_item(limit), Check(name, limit, identifiers)))
 
     def _key(self, item: RateLimitItem, check: Check) -> str:
         # The ``limits`` library's key for the same limit (``RateLimitItem.key_for``).

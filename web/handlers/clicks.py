@@ -1,8 +1,9 @@
 """Clicks (docs/money.md "Clicks"): ``POST /offers/{id}/click`` starts an offer through us, and
 ``GET /clicks`` lists the member's own.
 
-The click is the hot path: the rate limit (``RATE_LIMIT_CLICK`` per user), then ONE statement on
-the autocommit pool (``common/services/clicks.py`` ``CLICK``), no thread.
+The click is the hot path: ONE statement on the autocommit pool (``common/services/clicks.py``
+``CLICK``) counts the member's rate limit (``RATE_LIMIT_CLICK``), reads the offer and stores the
+click; no Redis call, no thread.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ from common.config import Settings
 from common.errors import Conflict, NotFound
 from common.models import Claim, Click, Offer, Sale
 from common.services.claims import claim_refusal, converted
-from common.services.clicks import CLICK, new_click_id, tracking_link
+from common.services.clicks import (
+    CLICK,
+    OLDEST_STAMP,
+    click_limit_params,
+    click_refusal,
+    new_click_id,
+    tracking_link,
+)
 from common.services.risk_signals import click_risk_params
 from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import ok, pagination
 from web.ids import IdPath, path_id
-from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS
+from web.keys import CLIENT_IP, DB, SETTINGS
 from web.money_schemas import ClickCreatedOut, ClickOut
 from web.openapi import describe
 from web.paging import fetch_page
@@ -32,6 +40,7 @@ from web.validation import parse_query
 
 _c, _o, _s, _cl = Click.__table__, Offer.__table__, Sale.__table__, Claim.__table__
 HOT_CLICK = compile_query(CLICK)
+_OLDEST = compile_query(OLDEST_STAMP)
 _PAGE = compile_query(
     select(_c.c.public_id, _c.c.offer_id, _o.c.title.label("offer_title"), _c.c.created_at,
            _s.c.id.label("sale_id"), _s.c.status.label("sale_status"),
@@ -63,15 +72,21 @@ class OfferNotTrackable(Conflict):
 @require_user
 async def click(request: web.Request) -> web.Response:
     settings, user_id = request.app[SETTINGS], current_user(request).user_id
-    await request.app[LIMITER].hit("click:user", settings.rate_limit_click, user_id)
     offer_id = path_id(request, "Offer")
     agent = request.headers.get("User-Agent")
-    row = await request.app[DB].fetch_one(HOT_CLICK, {
+    now, db = dt.datetime.now(dt.UTC), request.app[DB]
+    row = await db.fetch_one(HOT_CLICK, {
         "offer_id": offer_id, "public_id": new_click_id(), "user_id": user_id,
         "ip": request[CLIENT_IP], "user_agent": agent[:MAX_USER_AGENT] if agent else None,
+        **click_limit_params(settings.rate_limit_click, now),
         **click_risk_params(settings, request[CLIENT_IP]),
     })
-    if row is None or row["status"] != "active":
+    assert row is not None  # the statement always answers one row
+    if not row["counted"]:
+        spent = await db.fetch_one(_OLDEST, {"user_id": user_id,
+                                             **click_limit_params(settings.rate_limit_click, now)})
+        raise click_refusal(settings.rate_limit_click, spent["oldest"] if spent else None, now)
+    if row["status"] != "active":
         raise NotFound("Offer not found")
     if row["public_id"] is None:
         raise OfferNotTrackable("This offer cannot be started yet: it has no tracking URL")

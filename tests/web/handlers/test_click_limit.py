@@ -1,0 +1,132 @@
+"""The click's rate limit (``RATE_LIMIT_CLICK`` per member, docs/money.md "Clicks"): counted by
+the click's own statement in the member's ``click_windows`` row. A moving window, as every limit
+of ours; every attempt counts, a refused one stores nothing; exact under concurrent clicks through
+several web instances."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+from freezegun import freeze_time
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
+
+from common.config import Settings
+from common.models import Click, ClickWindow
+from common.security.tokens import issue_access_token
+from tests.fixtures.factories import auth_headers, make_user
+from tests.fixtures.money import money_settings  # noqa: F401
+from tests.fixtures.money_factories import TRACKING_URL, make_offer
+
+
+def _clicks(session: Session) -> int:
+    session.expire_all()
+    return session.scalar(select(func.count()).select_from(Click)) or 0
+
+
+async def _click(client: Any, headers: dict[str, str], offer_id: int) -> tuple[int, Any]:
+    resp = await client.post(f"/api/offers/{offer_id}/click", headers=headers)
+    return resp.status, resp
+
+
+async def test_the_window_moves_stamp_by_stamp(aiohttp_client, bound_db, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from web.app import create_app
+
+    client = await aiohttp_client(create_app(
+        money_settings.model_copy(update={"rate_limit_click": "2/minute"}), db=bound_db))
+    user = make_user(session)
+    offer_id = make_offer(session, tracking_url=TRACKING_URL)
+    session.commit()
+    headers = auth_headers(money_settings, user)
+    start = dt.datetime.now(dt.UTC)
+    with freeze_time(start, real_asyncio=True) as frozen:
+        assert (await _click(client, headers, offer_id))[0] == 201  # stamps t0
+        frozen.tick(10)
+        assert (await _click(client, headers, offer_id))[0] == 201  # stamps t0+10
+        frozen.tick(20)
+        status, refused = await _click(client, headers, offer_id)  # t0+30: t0 still inside
+        body = await refused.json()
+        assert (status, body["code"]) == (429, "rate_limited")
+        assert refused.headers["Retry-After"] == "30"  # when t0 leaves the window
+        assert refused.headers["RateLimit-Limit"] == "2"
+        assert refused.headers["RateLimit-Remaining"] == "0"
+        assert _clicks(session) == 2  # a refused click stores nothing
+        frozen.move_to(start + dt.timedelta(seconds=60))  # t0 exactly a window old: still inside
+        assert (await _click(client, headers, offer_id))[0] == 429
+        frozen.move_to(start + dt.timedelta(seconds=60, milliseconds=1))  # t0 out, t0+10 in
+        assert (await _click(client, headers, offer_id))[0] == 201
+        status, refused = await _click(client, headers, offer_id)
+        assert status == 429 and refused.headers["Retry-After"] == "10"  # t0+10 leaves at t0+70
+        frozen.move_to(start + dt.timedelta(seconds=121))  # both stamps out: a whole window again
+        assert [(await _click(client, headers, offer_id))[0] for _ in range(3)] == [201, 201, 429]
+    assert _clicks(session) == 5
+    window = session.get(ClickWindow, user.id)
+    assert window is not None and len(window.stamps) == 2  # never more stamps than the limit
+
+
+async def test_every_attempt_counts_whatever_the_offer(aiohttp_client, bound_db, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from web.app import create_app
+
+    client = await aiohttp_client(create_app(
+        money_settings.model_copy(update={"rate_limit_click": "3/minute"}), db=bound_db))
+    user = make_user(session)
+    live = make_offer(session, tracking_url=TRACKING_URL)
+    untracked = make_offer(session, external_id="o2", tracking_url=None)
+    session.commit()
+    headers = auth_headers(money_settings, user)
+    assert (await _click(client, headers, live + 1000))[0] == 404  # no such offer: counted
+    assert (await _click(client, headers, untracked))[0] == 409  # not trackable: counted
+    assert (await _click(client, headers, live))[0] == 201
+    assert (await _click(client, headers, live))[0] == 429  # the fourth attempt in the window
+    assert (await _click(client, headers, live + 1000))[0] == 429  # spent before any offer check
+    assert _clicks(session) == 1
+
+
+async def test_a_limit_made_smaller_applies_at_once(aiohttp_client, bound_db, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from web.app import create_app
+
+    user = make_user(session)
+    offer_id = make_offer(session, tracking_url=TRACKING_URL)
+    session.commit()
+    headers = auth_headers(money_settings, user)
+    roomy = await aiohttp_client(create_app(
+        money_settings.model_copy(update={"rate_limit_click": "5/minute"}), db=bound_db))
+    assert [(await _click(roomy, headers, offer_id))[0] for _ in range(3)] == [201] * 3
+    tight = await aiohttp_client(create_app(
+        money_settings.model_copy(update={"rate_limit_click": "2/minute"}), db=bound_db))
+    assert (await _click(tight, headers, offer_id))[0] == 429  # 3 stamps inside, 2 allowed
+    assert (await _click(roomy, headers, offer_id))[0] == 201  # 4th of 5 under the old limit
+    assert _clicks(session) == 4
+
+
+async def test_concurrent_clicks_through_two_instances_never_pass_the_limit_together(aiohttp_client, money_settings: Settings, committed: Engine) -> None:  # type: ignore[no-untyped-def]
+    """40 clicks of one member at once, half through each of two web processes' apps (each with
+    its own pool): exactly the limit's 5 are stored, and the row keeps 5 stamps. A limit that
+    counted from the statement's snapshot would let several concurrent clicks in together."""
+    from web.app import create_app
+
+    settings = money_settings.model_copy(update={"rate_limit_click": "5/minute",
+                                                 "web_db_pool_timeout": 10.0})
+    with committed.begin() as conn:
+        user_id = conn.execute(text(
+            "INSERT INTO users (email, password_hash, name) VALUES ('c@example.com', 'x', 'C') "
+            "RETURNING id")).scalar_one()
+        offer_id = conn.execute(text(
+            "INSERT INTO offers (title, category, network, external_id, status, network_payout, "
+            "payout, tracking_url) VALUES ('T', 'games', 'testnet', 'o1', 'active', 10, 7, :url) "
+            "RETURNING id"), {"url": TRACKING_URL}).scalar_one()
+    one = await aiohttp_client(create_app(settings))
+    two = await aiohttp_client(create_app(settings))
+    token = issue_access_token(settings, user_id=user_id, email="c@example.com", role="user")
+    headers = {"Authorization": f"Bearer {token}"}
+    statuses = await asyncio.gather(*(
+        _click(one if n % 2 else two, headers, offer_id) for n in range(40)))
+    assert Counter(status for status, _ in statuses) == {201: 5, 429: 35}
+    with committed.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM clicks")).scalar_one() == 5
+        stamps = conn.execute(text("SELECT cardinality(stamps) FROM click_windows")).scalar_one()
+        assert stamps == 5
+
