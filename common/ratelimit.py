@@ -63,6 +63,35 @@ return 0
 """
 
 
+class SpentWindows:
+    """Whose moving window is spent, and until when, as this process last learnt it: the refusal
+    of a window's store, remembered so that a member who keeps knocking is refused without asking
+    the store again. Exact, not a cache that can be stale: a spent window frees up only when its
+    oldest stamp leaves it (``until``), and nobody adds a stamp to a spent window meanwhile, so
+    until then the store would refuse too. At most ``size`` entries, the oldest dropped first."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._until: dict[object, float] = {}
+
+    def refusal(self, item: RateLimitItem, key: object, now: float) -> RateLimited | None:
+        """The 429 for ``key`` if its window is known to be spent at ``now``, else None."""
+        until = self._until.get(key)
+        if until is None:
+            return None
+        if now > until:
+            del self._until[key]
+            return None
+        return refusal(item, until - item.get_expiry(), now)
+
+    def remember(self, key: object, oldest: float | None, item: RateLimitItem, now: float) -> None:
+        """The store refused ``key`` at ``now``; its oldest stamp is ``oldest`` (None: unknown,
+        the whole window from now)."""
+        if len(self._until) >= self.size:
+            del self._until[next(iter(self._until))]
+        self._until[key] = (now if oldest is None else oldest) + item.get_expiry()
+
+
 class Check(NamedTuple):
     """One limit of a request: its name, its ``limits`` string, whose budget it counts."""
 

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from common.errors import InvalidInput, RateLimited
-from common.ratelimit import limit_item, refusal
+from common.ratelimit import SpentWindows, limit_item, refusal
 from common.services.risk_signals import CLICK_RISK_CTE
 
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -124,10 +124,19 @@ def click_limit_params(limit: str, now: dt.datetime) -> dict[str, Any]:
     return {"now": now, "limit": item.amount, "window": float(item.get_expiry())}
 
 
-def click_refusal(limit: str, oldest: Decimal | float | None, now: dt.datetime) -> RateLimited:
+def click_refusal(spent: SpentWindows, limit: str, user_id: int, oldest: Decimal | float | None,
+                  now: dt.datetime) -> RateLimited:
     """The 429 of a spent click limit, with the wait until its oldest stamp (``OLDEST_STAMP``)
-    leaves the window."""
-    return refusal(limit_item(limit), None if oldest is None else float(oldest), now.timestamp())
+    leaves the window; remembered in ``spent`` until then, so that the member's next clicks are
+    refused without a statement (``known_refusal``)."""
+    item, oldest_s = limit_item(limit), None if oldest is None else float(oldest)
+    spent.remember(user_id, oldest_s, item, now.timestamp())
+    return refusal(item, oldest_s, now.timestamp())
+
+
+def known_refusal(spent: SpentWindows, limit: str, user_id: int, now: dt.datetime) -> RateLimited | None:
+    """The 429 of a click limit this process knows to be spent at ``now``, else None."""
+    return spent.refusal(limit_item(limit), user_id, now.timestamp())
 
 
 # Clicks past retention that nothing names, oldest first, a bounded batch per statement (a run

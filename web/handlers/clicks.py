@@ -23,6 +23,7 @@ from common.services.clicks import (
     OLDEST_STAMP,
     click_limit_params,
     click_refusal,
+    known_refusal,
     new_click_id,
     tracking_link,
 )
@@ -31,7 +32,7 @@ from common.sql import compile_query
 from web.auth import current_user, require_user
 from web.envelope import ok, pagination
 from web.ids import IdPath, path_id
-from web.keys import CLIENT_IP, DB, SETTINGS
+from web.keys import CLICK_LIMITS, CLIENT_IP, DB, SETTINGS
 from web.money_schemas import ClickCreatedOut, ClickOut
 from web.openapi import describe
 from web.paging import fetch_page
@@ -74,7 +75,10 @@ async def click(request: web.Request) -> web.Response:
     settings, user_id = request.app[SETTINGS], current_user(request).user_id
     offer_id = path_id(request, "Offer")
     agent = request.headers.get("User-Agent")
-    now, db = dt.datetime.now(dt.UTC), request.app[DB]
+    now, db, spent = dt.datetime.now(dt.UTC), request.app[DB], request.app[CLICK_LIMITS]
+    known = known_refusal(spent, settings.rate_limit_click, user_id, now)
+    if known is not None:
+        raise known
     row = await db.fetch_one(HOT_CLICK, {
         "offer_id": offer_id, "public_id": new_click_id(), "user_id": user_id,
         "ip": request[CLIENT_IP], "user_agent": agent[:MAX_USER_AGENT] if agent else None,
@@ -83,9 +87,10 @@ async def click(request: web.Request) -> web.Response:
     })
     assert row is not None  # the statement always answers one row
     if not row["counted"]:
-        spent = await db.fetch_one(_OLDEST, {"user_id": user_id,
+        oldest = await db.fetch_one(_OLDEST, {"user_id": user_id,
                                              **click_limit_params(settings.rate_limit_click, now)})
-        raise click_refusal(settings.rate_limit_click, spent["oldest"] if spent else None, now)
+        raise click_refusal(spent, settings.rate_limit_click, user_id,
+                            oldest["oldest"] if oldest else None, now)
     if row["status"] != "active":
         raise NotFound("Offer not found")
     if row["public_id"] is None:

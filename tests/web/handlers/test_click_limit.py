@@ -130,3 +130,47 @@ async def test_concurrent_clicks_through_two_instances_never_pass_the_limit_toge
         stamps = conn.execute(text("SELECT cardinality(stamps) FROM click_windows")).scalar_one()
         assert stamps == 5
 
+
+
+async def test_a_member_refused_keeps_being_refused_without_a_statement(aiohttp_client, bound_db, session: Session, money_settings: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Once the statement refused a member, this process refuses their next clicks itself until
+    the window's oldest stamp leaves it (nothing can free the window sooner), with the same
+    Retry-After; a flood of refused clicks costs the database nothing."""
+    from web.app import create_app
+
+    client = await aiohttp_client(create_app(
+        money_settings.model_copy(update={"rate_limit_click": "1/minute"}), db=bound_db))
+    user = make_user(session)
+    offer_id = make_offer(session, tracking_url=TRACKING_URL)
+    session.commit()
+    headers = auth_headers(money_settings, user)
+    statements: list[str] = []
+    real = bound_db.fetch_one
+
+    async def counted(query, params=None):  # type: ignore[no-untyped-def]
+        if "click_windows" in query.sql:  # not the account gate's reads
+            statements.append(query.sql)
+        return await real(query, params)
+
+    monkeypatch.setattr(bound_db, "fetch_one", counted)
+    start = dt.datetime.now(dt.UTC)
+    with freeze_time(start, real_asyncio=True) as frozen:
+        assert (await _click(client, headers, offer_id))[0] == 201
+        frozen.tick(20)
+        status, first = await _click(client, headers, offer_id)
+        assert status == 429 and first.headers["Retry-After"] == "40"
+        asked = len(statements)  # the click's statement, then the refusal's read of the stamp
+        assert asked == 3  # the first click's, then those two
+        frozen.tick(10)
+        for _ in range(5):
+            status, again = await _click(client, headers, offer_id)
+            assert status == 429 and again.headers["Retry-After"] == "30"
+            assert again.headers["RateLimit-Limit"] == "1"
+        assert len(statements) == asked  # refused in process
+        frozen.move_to(start + dt.timedelta(seconds=60))  # the stamp is exactly a window old
+        assert (await _click(client, headers, offer_id))[0] == 429
+        assert len(statements) == asked
+        frozen.move_to(start + dt.timedelta(seconds=60, milliseconds=1))
+        assert (await _click(client, headers, offer_id))[0] == 201
+        assert len(statements) == asked + 1
+    assert _clicks(session) == 2
