@@ -149,6 +149,8 @@ def click_app(pool_size: int, *, limited: bool = True) -> web.Application:
                     "user_id": int(q["user_id"]), "ip": "127.0.0.1", "user_agent": "bench",
                     **limit, **click_risk_params(settings, "127.0.0.1"),
                 })).fetchone()
+            if limited and row and not row["counted"]:  # refused, as the app would: an error
+                return web.Response(status=429)
             return _rows(row)
 
         return handler

@@ -124,6 +124,10 @@ def main() -> None:
                 name, url, rotate=tokens, **common)))
     table(f"Clicks, {args.connections} connections, {args.seconds}s each (pool {pool}; "
           f"{args.members} members a round; {_clicks(env)} clicks stored)", results, baseline=BARE)
+    alone = next(r for r in results if r.name == BARE_INSERT)
+    print(f"against the insert alone ({alone.rps:,.0f} req/s, p99 {alone.p99_ms:.2f} ms): " + ", ".join(
+        f"{r.rps / alone.rps:.0%} p99 {r.p99_ms / alone.p99_ms:.2f}x" for r in results
+        if r.name.startswith("POST") and alone.rps and alone.p99_ms))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,12 @@ a call cut short drops its connection (redis-py never reuses one a command was i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import redis
@@ -68,11 +70,16 @@ class SpentWindows:
     of a window's store, remembered so that a member who keeps knocking is refused without asking
     the store again. Exact, not a cache that can be stale: a spent window frees up only when its
     oldest stamp leaves it (``until``), and nobody adds a stamp to a spent window meanwhile, so
-    until then the store would refuse too. At most ``size`` entries, the oldest dropped first."""
+    until then the store would refuse too. At most ``size`` entries, the oldest dropped first.
+
+    ``turn`` lets one request per key at a time ask the store (the others of that key wait for
+    its answer, then look here again): a burst of one member's requests then holds one database
+    connection, not one each while they queue on the member's row."""
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
         self._until: dict[object, float] = {}
+        self._asking: dict[object, asyncio.Future[None]] = {}
 
     def refusal(self, item: RateLimitItem, key: object, now: float) -> RateLimited | None:
         """The 429 for ``key`` if its window is known to be spent at ``now``, else None."""
@@ -86,10 +93,24 @@ class SpentWindows:
 
     def remember(self, key: object, oldest: float | None, item: RateLimitItem, now: float) -> None:
         """The store refused ``key`` at ``now``; its oldest stamp is ``oldest`` (None: unknown,
-        the whole window from now)."""
+        the whole window from now). Never longer than a window from now: a stamp from a clock
+        ahead of ours must not shut the member out here for longer."""
         if len(self._until) >= self.size:
             del self._until[next(iter(self._until))]
-        self._until[key] = (now if oldest is None else oldest) + item.get_expiry()
+        expiry = item.get_expiry()
+        self._until[key] = now + expiry if oldest is None else min(oldest, now) + expiry
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: object) -> AsyncIterator[None]:
+        """Wait until no other request of ``key`` in this process is asking the store, then ask."""
+        while (asking := self._asking.get(key)) is not None:
+            await asyncio.shield(asking)  # a waiter cancelled must not wake the others
+        done = self._asking[key] = asyncio.get_running_loop().create_future()
+        try:
+            yield
+        finally:
+            del self._asking[key]
+            done.set_result(None)
 
 
 class Check(NamedTuple):

@@ -110,18 +110,10 @@ async def test_concurrent_clicks_through_two_instances_never_pass_the_limit_toge
 
     settings = money_settings.model_copy(update={"rate_limit_click": "5/minute",
                                                  "web_db_pool_timeout": 10.0})
-    with committed.begin() as conn:
-        user_id = conn.execute(text(
-            "INSERT INTO users (email, password_hash, name) VALUES ('c@example.com', 'x', 'C') "
-            "RETURNING id")).scalar_one()
-        offer_id = conn.execute(text(
-            "INSERT INTO offers (title, category, network, external_id, status, network_payout, "
-            "payout, tracking_url) VALUES ('T', 'games', 'testnet', 'o1', 'active', 10, 7, :url) "
-            "RETURNING id"), {"url": TRACKING_URL}).scalar_one()
+    user_id, offer_id = _member_and_offer(committed)
     one = await aiohttp_client(create_app(settings))
     two = await aiohttp_client(create_app(settings))
-    token = issue_access_token(settings, user_id=user_id, email="c@example.com", role="user")
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = _bearer(settings, user_id)
     statuses = await asyncio.gather(*(
         _click(one if n % 2 else two, headers, offer_id) for n in range(40)))
     assert Counter(status for status, _ in statuses) == {201: 5, 429: 35}
@@ -174,3 +166,77 @@ async def test_a_member_refused_keeps_being_refused_without_a_statement(aiohttp_
         assert (await _click(client, headers, offer_id))[0] == 201
         assert len(statements) == asked + 1
     assert _clicks(session) == 2
+
+
+async def test_one_members_burst_asks_the_database_one_click_at_a_time(aiohttp_client, money_settings: Settings, committed: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """40 clicks of one member at once through one process: their statements run one after
+    another (one pool connection, not one each queued on the member's row), the limit's 5 pass,
+    and once the first refusal is known the rest are refused without a statement."""
+    from web.app import create_app
+    from web.keys import DB
+
+    settings = money_settings.model_copy(update={"rate_limit_click": "5/minute"})
+    user_id, offer_id = _member_and_offer(committed)
+    app = create_app(settings)
+    client = await aiohttp_client(app)
+    in_flight, most, statements = 0, 0, 0
+    real = app[DB].fetch_one
+
+    async def watched(query, params=None):  # type: ignore[no-untyped-def]
+        nonlocal in_flight, most, statements
+        if "click_windows" not in query.sql:
+            return await real(query, params)
+        in_flight, statements = in_flight + 1, statements + 1
+        most = max(most, in_flight)
+        try:
+            return await real(query, params)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(app[DB], "fetch_one", watched)
+    headers = _bearer(settings, user_id)
+    statuses = await asyncio.gather(*(_click(client, headers, offer_id) for _ in range(40)))
+    assert Counter(status for status, _ in statuses) == {201: 5, 429: 35}
+    assert most == 1
+    assert statements == 7  # five clicks, one refused statement and its read of the stamp
+
+
+async def test_a_token_whose_member_is_gone_is_a_401(aiohttp_client, money_settings: Settings, committed: Engine) -> None:  # type: ignore[no-untyped-def]
+    from web.app import create_app
+
+    user_id, offer_id = _member_and_offer(committed)
+    with committed.begin() as conn:  # no path of ours deletes a member: a restore, by hand
+        conn.execute(text("DELETE FROM users WHERE id = :id"), {"id": user_id})
+    client = await aiohttp_client(create_app(money_settings))
+    for target in (offer_id, offer_id + 1000):
+        status, resp = await _click(client, _bearer(money_settings, user_id), target)
+        assert status == 401 and (await resp.json())["code"] == "unauthorized"
+    with committed.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM click_windows")).scalar_one() == 0
+
+
+def test_a_stamp_from_a_clock_ahead_never_shuts_a_member_out_longer_than_a_window() -> None:
+    from common.ratelimit import SpentWindows, limit_item
+
+    spent, item = SpentWindows(), limit_item("2/minute")
+    spent.remember(7, oldest=1_000_000.0 + 3600, item=item, now=1_000_000.0)
+    refused = spent.refusal(item, 7, 1_000_000.0 + 30)
+    assert refused is not None and refused.retry_after == 30
+    assert spent.refusal(item, 7, 1_000_000.0 + 60.001) is None
+
+
+def _member_and_offer(engine: Engine) -> tuple[int, int]:
+    with engine.begin() as conn:
+        user_id = conn.execute(text(
+            "INSERT INTO users (email, password_hash, name) VALUES ('c@example.com', 'x', 'C') "
+            "RETURNING id")).scalar_one()
+        offer_id = conn.execute(text(
+            "INSERT INTO offers (title, category, network, external_id, status, network_payout, "
+            "payout, tracking_url) VALUES ('T', 'games', 'testnet', 'o1', 'active', 10, 7, :url) "
+            "RETURNING id"), {"url": TRACKING_URL}).scalar_one()
+    return int(user_id), int(offer_id)
+
+
+def _bearer(settings: Settings, user_id: int) -> dict[str, str]:
+    token = issue_access_token(settings, user_id=user_id, email="c@example.com", role="user")
+    return {"Authorization": f"Bearer {token}"}
