@@ -5,9 +5,11 @@
   URL's ``id`` query parameter) on a raw psycopg ``AsyncConnectionPool`` and answers its rows;
 - ``postback``: a credit postback's two statements (``HOT_LOOKUP`` then ``HOT_CREDIT``) on such a
   pool, without the app's checks (no signature, no rate limit, no middlewares);
-- ``click``: a click's one statement (``CLICK``, the offer's state and the conditional insert)
-  on such a pool, with a fresh random id, answering the id; no token check, rate limit or
-  middlewares.
+- ``click``: a click's one statement (``CLICK``: the member's rate limit counted, the offer's
+  state and the conditional insert) on such a pool, with a fresh random id, answering the row; no
+  token check or middlewares;
+- ``click-insert``: the same without the rate limit in the statement (the click's statement as
+  it was while the limit lived in Redis), to show what the limit costs the database.
 """
 
 from __future__ import annotations
@@ -110,27 +112,45 @@ def postback_app(pool_size: int) -> web.Application:
     return _pool_app(pool_size, "/api/postbacks/bench", make_handler)
 
 
-def click_app(pool_size: int) -> web.Application:
+def click_app(pool_size: int, *, limited: bool = True) -> web.Application:
+    import datetime as dt
     import secrets
 
+    from sqlalchemy import text
+
     from common.config import get_settings
-    from common.services.clicks import CLICK
-    from common.services.risk_signals import click_risk_params
+    from common.services.clicks import CLICK, click_limit_params
+    from common.services.risk_signals import CLICK_RISK_CTE, click_risk_params
     from common.sql import compile_query
 
     settings = get_settings()
-
-    sql = compile_query(CLICK).sql
+    # Without the limit: the offer's state and the conditional insert alone.
+    insert_alone = text("""
+        WITH offer AS (
+            SELECT id, status, tracking_url FROM offers WHERE id = :offer_id
+        ), click AS (
+            INSERT INTO clicks (public_id, user_id, offer_id, ip, user_agent)
+            SELECT :public_id, :user_id, offer.id, :ip, :user_agent FROM offer
+            WHERE offer.status = 'active' AND offer.tracking_url IS NOT NULL
+            RETURNING public_id, created_at
+        )""" + CLICK_RISK_CTE + """
+        SELECT offer.status, offer.tracking_url, click.public_id, click.created_at
+        FROM offer LEFT JOIN click ON true
+    """)
+    sql = compile_query(CLICK if limited else insert_alone).sql
 
     def make_handler(pool: AsyncConnectionPool):  # type: ignore[no-untyped-def]
         async def handler(request: web.Request) -> web.Response:
             q = request.query
+            limit = click_limit_params(settings.rate_limit_click, dt.datetime.now(dt.UTC)) if limited else {}
             async with pool.connection() as conn:
                 row = await (await conn.execute(sql, {
                     "offer_id": int(q["offer_id"]), "public_id": secrets.token_urlsafe(16),
                     "user_id": int(q["user_id"]), "ip": "127.0.0.1", "user_agent": "bench",
-                    **click_risk_params(settings, "127.0.0.1"),
+                    **limit, **click_risk_params(settings, "127.0.0.1"),
                 })).fetchone()
+            if limited and row and not row["counted"]:  # refused, as the app would: an error
+                return web.Response(status=429)
             return _rows(row)
 
         return handler
@@ -140,13 +160,15 @@ def click_app(pool_size: int) -> web.Application:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["json", "sql", "postback", "click"], default="json")
+    parser.add_argument("--mode", choices=["json", "sql", "postback", "click", "click-insert"],
+                        default="json")
     parser.add_argument("--sql", default="SELECT 1 AS one")
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     apps = {"json": json_app, "sql": lambda: sql_app(args.sql, args.pool),
-            "postback": lambda: postback_app(args.pool), "click": lambda: click_app(args.pool)}
+            "postback": lambda: postback_app(args.pool), "click": lambda: click_app(args.pool),
+            "click-insert": lambda: click_app(args.pool, limited=False)}
     app = apps[args.mode]()
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None,
                 loop=uvloop.new_event_loop())

@@ -34,7 +34,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -310,11 +310,14 @@ def _ms(text: str) -> float:
 
 def wrk(name: str, url: str, *, connections: int = 64, seconds: int = 10, threads: int = 2,
         method: str = "GET", headers: dict[str, str] | None = None, body: str | None = None,
-        lua_script: str | None = None) -> Result:
+        lua_script: str | None = None, rotate: Sequence[Variant] | None = None) -> Result:
     """Load ``url`` with wrk for a fixed time; latency percentiles from its ``--latency`` table.
-    ``lua_script``: a script of the caller's own, instead of one made of method, headers, body."""
+    ``lua_script``: a script of the caller's own, instead of one made of method, headers, body.
+    ``rotate``: each request takes one of these (query, headers) at random (``Variant``)."""
     seconds = max(1, int(smoke_seconds(seconds)))  # wrk takes whole seconds
     threads = max(1, min(threads, connections))  # wrk refuses more threads than connections
+    if rotate:
+        lua_script = _rotating_lua(urllib.parse.urlsplit(url).path, method, headers or {}, rotate, body)
     lua = lua_script or ""
     if lua_script is None and (method != "GET" or body is not None or headers):
         lines = [f'wrk.method = "{method}"']
@@ -345,8 +348,49 @@ def wrk(name: str, url: str, *, connections: int = 64, seconds: int = 10, thread
     return Result(name, total, took, p50, p99, errors)
 
 
+class Variant(NamedTuple):
+    """One kind of request of a rotating load: a query string (without ``?``; empty for none)
+    and headers, added to the load's own. Many members' requests, for instance: one token each."""
+
+    query: str
+    headers: dict[str, str]
+
+
+def _lua_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _rotating_lua(path: str, method: str, headers: dict[str, str], rotate: Sequence[Variant],
+                  body: str | None) -> str:
+    """A wrk script whose every request takes one of ``rotate`` at random (each thread its own
+    seed, so two threads do not walk the same sequence)."""
+    rows = ",\n".join(
+        "{" + _lua_string(f"{path}?{v.query}" if v.query else path) + ", {"
+        + ", ".join(f"[{_lua_string(k)}] = {_lua_string(val)}" for k, val in v.headers.items())
+        + "}}" for v in rotate)
+    base = ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items())
+    return f"""local variants = {{
+{rows}
+}}
+local base = {{{base}}}
+local threads = 0
+function setup(thread) thread:set("seed", threads + 1); threads = threads + 1 end
+function init(args) math.randomseed(1000 * seed + 7) end
+function request()
+    local v = variants[math.random(#variants)]
+    local h = {{}}
+    for k, value in pairs(base) do h[k] = value end
+    for k, value in pairs(v[2]) do h[k] = value end
+    return wrk.format({_lua_string(method)}, v[1], h{", " + _lua_string(body) if body is not None else ""})
+end
+"""
+
+
 async def _client_load(name: str, url: str, *, connections: int, seconds: float, max_requests: int,
-                       method: str, headers: dict[str, str] | None, body: bytes | None) -> Result:
+                       method: str, headers: dict[str, str] | None, body: bytes | None,
+                       rotate: Sequence[Variant] | None = None) -> Result:
+    import random
+
     import aiohttp
 
     latencies: list[float] = []
@@ -357,7 +401,12 @@ async def _client_load(name: str, url: str, *, connections: int, seconds: float,
         nonlocal errors
         while time.monotonic() < deadline and len(latencies) < max_requests:
             started = time.perf_counter()
-            async with session.request(method, url, headers=headers, data=body) as resp:
+            target, sent = url, headers
+            if rotate:
+                variant = random.choice(rotate)
+                target = f"{url}?{variant.query}" if variant.query else url
+                sent = {**(headers or {}), **variant.headers}
+            async with session.request(method, target, headers=sent, data=body) as resp:
                 await resp.read()
                 if resp.status >= 400:
                     errors += 1
@@ -373,12 +422,13 @@ async def _client_load(name: str, url: str, *, connections: int, seconds: float,
 
 def client_load(name: str, url: str, *, connections: int = 64, seconds: float = 10.0,
                 max_requests: int = 200_000, method: str = "GET",
-                headers: dict[str, str] | None = None, body: bytes | None = None) -> Result:
+                headers: dict[str, str] | None = None, body: bytes | None = None,
+                rotate: Sequence[Variant] | None = None) -> Result:
     """The same measurement from a Python client, for when wrk is absent (or for odd requests)."""
     seconds = smoke_seconds(seconds)
     return asyncio.run(_client_load(name, url, connections=connections, seconds=seconds,
                                     max_requests=max_requests, method=method, headers=headers,
-                                    body=body))
+                                    body=body, rotate=rotate))
 
 
 def load(name: str, url: str, **kwargs: object) -> Result:

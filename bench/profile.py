@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import auth, clicks, money
 from bench.auth import _cpu_seconds, _server_pid
-from bench.lib import PYTHON, ROOT, Result, load, prepare_database, server, web_server
+from bench.lib import PYTHON, ROOT, Result, Variant, load, prepare_database, server, web_server
 from bench.postback_urls import postback_load
 
 RATE = 500  # samples per second
@@ -41,24 +41,30 @@ def _py_spy() -> str:
     return found
 
 
-def _target(path: str) -> tuple[dict[str, str], str, dict[str, object]]:
-    """The environment (database prepared), URL path and load options of one hot path."""
+Target = tuple[dict[str, str], str, dict[str, object], dict[str, object]]
+
+
+def _target(path: str) -> Target:
+    """The environment (database prepared), URL path and load options of one hot path, and the
+    load options of its bare baseline."""
     if path == "me":
         env = auth._env()
         user_id = auth._prepare(env)
         headers = {"Authorization": f"Bearer {auth._token(env, user_id)}"}
-        return env, "/api/auth/me", {"headers": headers}
-    if path == "click":
+        return env, "/api/auth/me", {"headers": headers}, {"headers": headers}
+    if path == "click":  # many members, as bench/clicks.py loads it
         env = clicks._env()
-        user_id, offer_id = clicks._prepare(env)
-        headers = {"Authorization": f"Bearer {clicks._token(env, user_id)}"}
-        return env, f"/api/offers/{offer_id}/click", {"headers": headers, "method": "POST"}
+        member_sets, offer_id = clicks._prepare(env, 4096)
+        bare = [Variant(f"offer_id={offer_id}&user_id={u}", {}) for u in member_sets[0]]
+        return (env, f"/api/offers/{offer_id}/click",
+                {"method": "POST", "rotate": clicks._members(env, member_sets[1])},
+                {"method": "POST", "rotate": bare})
     env = money._env(RATE_LIMIT_POSTBACK="10000000/minute",
                      RATE_LIMIT_POSTBACK_IP="10000000/minute")
     money._seed(prepare_database(env), users=1500)
     if path == "offers":
-        return env, "/api/offers?category=games&limit=20", {}
-    return env, "", {}
+        return env, "/api/offers?category=games&limit=20", {}, {}
+    return env, "", {}, {}
 
 
 @contextlib.contextmanager
@@ -70,8 +76,7 @@ def _bare(path: str, env: dict[str, str], route: str) -> Iterator[str]:
         argv, bare_route = ["--mode", "sql", "--sql", money.offers_sql()], (
             "/bare?category=games&limit=20&offset=0")
     elif path == "click":
-        offer_id = route.split("/")[3]
-        argv, bare_route = ["--mode", "click"], f"/bare?offer_id={offer_id}&user_id=1"
+        argv, bare_route = ["--mode", "click"], "/bare"
     else:
         argv, bare_route = ["--mode", "postback"], ""
     with server([PYTHON, "bench/bare.py", *argv], env=env) as base:
@@ -129,8 +134,10 @@ def main() -> None:
     parser.add_argument("--bare", action="store_true",
                         help="profile the bare baseline of the path instead (bench/bare.py)")
     args = parser.parse_args()
-    env, route, options = _target(args.path)
+    env, route, options, bare_options = _target(args.path)
     serve = _bare(args.path, env, route) if args.bare else web_server(env)
+    if args.bare:
+        options = bare_options
     with serve as base, tempfile.TemporaryDirectory() as tmp:
         if args.bare:
             base, route = base.split("|", 1)

@@ -13,6 +13,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
+from limits import parse as parse_limit
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -31,6 +32,8 @@ _DEV_DATABASE_URL = "postgresql+psycopg://savebucks@127.0.0.1:54329/savebucks"
 # The ``network`` of a sale made by an approved missing-credit claim: no configured network may
 # have this name, so a network's transaction id can never collide with a claim's sale.
 CLAIM_NETWORK = "claim"
+# RATE_LIMIT_CLICK's largest amount (common/services/clicks.py keeps a stamp per allowed click).
+MAX_CLICK_LIMIT = 1000
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # RabbitMQ, through py-amqp (installed with Celery).
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
@@ -129,7 +132,9 @@ class Settings(BaseSettings):
     # replayed in a loop); docs/api.md "Rate limits".
     rate_limit_refresh: str = "30/minute"
     rate_limit_refresh_token: str = "5/minute"
-    # POST /offers/{id}/click per user (docs/money.md "Clicks").
+    # POST /offers/{id}/click per user (docs/money.md "Clicks"): its window is a row of stamps,
+    # one per click it allows, rewritten by every click, so its amount is kept to what a person
+    # clicking could reach (at most MAX_CLICK_LIMIT).
     rate_limit_click: str = "30/minute"
 
     # Clicks and missing-credit claims (docs/money.md "Attribution and claims"): a click may be
@@ -234,6 +239,17 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(_REDIS_SCHEMES + AMQP_SCHEMES):
             raise ValueError("must be a redis://, rediss://, unix://, amqp://, amqps:// or "
                              "pyamqp:// URL")
+        return value
+
+    @field_validator("rate_limit_click")
+    @classmethod
+    def _click_limit(cls, value: str) -> str:
+        try:
+            item = parse_limit(value)
+        except ValueError:
+            raise ValueError("must be a limits string such as 30/minute") from None
+        if not 1 <= item.amount <= MAX_CLICK_LIMIT:
+            raise ValueError(f"must allow between 1 and {MAX_CLICK_LIMIT} clicks per window")
         return value
 
     @field_validator("database_prepare_threshold", mode="before")

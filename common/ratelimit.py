@@ -23,10 +23,12 @@ a call cut short drops its connection (redis-py never reuses one a command was i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import redis
@@ -63,6 +65,54 @@ return 0
 """
 
 
+class SpentWindows:
+    """Whose moving window is spent, and until when, as this process last learnt it: the refusal
+    of a window's store, remembered so that a member who keeps knocking is refused without asking
+    the store again. Exact, not a cache that can be stale: a spent window frees up only when its
+    oldest stamp leaves it (``until``), and nobody adds a stamp to a spent window meanwhile, so
+    until then the store would refuse too. At most ``size`` entries, the oldest dropped first.
+
+    ``turn`` lets one request per key at a time ask the store (the others of that key wait for
+    its answer, then look here again): a burst of one member's requests then holds one database
+    connection, not one each while they queue on the member's row."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._until: dict[object, float] = {}
+        self._asking: dict[object, asyncio.Future[None]] = {}
+
+    def refusal(self, item: RateLimitItem, key: object, now: float) -> RateLimited | None:
+        """The 429 for ``key`` if its window is known to be spent at ``now``, else None."""
+        until = self._until.get(key)
+        if until is None:
+            return None
+        if now > until:
+            del self._until[key]
+            return None
+        return refusal(item, until - item.get_expiry(), now)
+
+    def remember(self, key: object, oldest: float | None, item: RateLimitItem, now: float) -> None:
+        """The store refused ``key`` at ``now``; its oldest stamp is ``oldest`` (None: unknown,
+        the whole window from now). Never longer than a window from now: a stamp from a clock
+        ahead of ours must not shut the member out here for longer."""
+        if len(self._until) >= self.size:
+            del self._until[next(iter(self._until))]
+        expiry = item.get_expiry()
+        self._until[key] = now + expiry if oldest is None else min(oldest, now) + expiry
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: object) -> AsyncIterator[None]:
+        """Wait until no other request of ``key`` in this process is asking the store, then ask."""
+        while (asking := self._asking.get(key)) is not None:
+            await asyncio.shield(asking)  # a waiter cancelled must not wake the others
+        done = self._asking[key] = asyncio.get_running_loop().create_future()
+        try:
+            yield
+        finally:
+            del self._asking[key]
+            done.set_result(None)
+
+
 class Check(NamedTuple):
     """One limit of a request: its name, its ``limits`` string, whose budget it counts."""
 
@@ -72,8 +122,19 @@ class Check(NamedTuple):
 
 
 @functools.lru_cache(maxsize=64)
-def _item(limit: str) -> RateLimitItem:
+def limit_item(limit: str) -> RateLimitItem:
+    """The parsed ``limits`` string (parsed once per string)."""
     return parse(limit)
+
+
+def refusal(item: RateLimitItem, oldest: float | None, now: float) -> RateLimited:
+    """The 429 of a spent moving window whose oldest stamp is ``oldest`` (epoch seconds; None
+    when unknown): the wait until that stamp leaves the window, at least 1 s and at most the
+    window (stamps can come back slightly rounded)."""
+    expiry = item.get_expiry()
+    wait = expiry if oldest is None else min(expiry, max(1, math.ceil(oldest + expiry - now)))
+    return RateLimited("Too many requests, try again later", retry_after=wait, limit=item.amount,
+                       reset=wait)
 
 
 class Limiter:
@@ -105,7 +166,7 @@ class Limiter:
     async def hit_all(self, *checks: Check) -> None:
         """Count one request against each check in order (one round trip); raise
         ``RateLimited`` for the first that is spent, leaving the later ones uncounted."""
-        items = [_item(c.limit) for c in checks]
+        items = [limit_item(c.limit) for c in checks]
         keys = [self._key(item, c) for item, c in zip(items, checks, strict=True)]
         args: list[object] = [time.time()]
         for item in items:
@@ -119,17 +180,11 @@ class Limiter:
             return
         if not spent:
             return
-        item = items[int(spent[0]) - 1]
-        # Clamped to the window: the stored stamps come back from Lua slightly rounded.
-        wait = min(item.get_expiry(),
-                   max(1, math.ceil(float(spent[1]) + item.get_expiry() - time.time())))
-        raise RateLimited(
-            "Too many requests, try again later", retry_after=wait, limit=item.amount, reset=wait
-        )
+        raise refusal(items[int(spent[0]) - 1], float(spent[1]), time.time())
 
     async def clear(self, name: str, limit: str, *identifiers: object) -> None:
         async with asyncio.timeout(self.timeout):
-            await self._client.delete(self._key(_item(limit), Check(name, limit, identifiers)))
+            await self._client.delete(self._key(limit_item(limit), Check(name, limit, identifiers)))
 
     def _key(self, item: RateLimitItem, check: Check) -> str:
         # The ``limits`` library's key for the same limit (``RateLimitItem.key_for``).

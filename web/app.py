@@ -9,7 +9,7 @@ from aiohttp import web
 
 from common.config import Settings
 from common.db import make_sync_engine
-from common.ratelimit import Limiter
+from common.ratelimit import Limiter, SpentWindows
 from common.redis import events_channel, make_async_redis, make_redis
 from web.account_gate import account_gate_context
 from web.broker import make_broker
@@ -17,7 +17,7 @@ from web.console import setup_console
 from web.db import Database, PooledDatabase
 from web.docs import setup_docs
 from web.health import HealthChecks
-from web.keys import DB, HEALTH, LIMITER, OFFER_PAGES, REDIS, SETTINGS, STARTED_AT
+from web.keys import CLICK_LIMITS, DB, HEALTH, LIMITER, OFFER_PAGES, REDIS, SETTINGS, STARTED_AT
 from web.middlewares import MIDDLEWARES
 from web.page_cache import PageCache
 from web.passwords import passwords_context
@@ -32,6 +32,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> web.Applica
     app[SETTINGS] = settings
     app[STARTED_AT] = time.monotonic()
     app[OFFER_PAGES] = PageCache(settings.offers_cache_seconds)
+    app[CLICK_LIMITS] = SpentWindows()
     app.cleanup_ctx.append(_redis)
     # The one pub/sub connection: made before the account gate and the hub follow it, started
     # after them (last), and so stopped before them.

@@ -12,7 +12,7 @@ import redis.asyncio as aredis
 from aiohttp import web
 
 from common.config import Settings
-from common.ratelimit import Limiter
+from common.ratelimit import Limiter, SpentWindows
 from common.security.tokens import AccessClaims
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ REDIS = web.AppKey("redis", aredis.Redis)
 HEALTH: web.AppKey[HealthChecks] = web.AppKey("health")
 STARTED_AT = web.AppKey("started_at", float)
 LIMITER = web.AppKey("limiter", Limiter)
+# Members whose click limit this process saw spent, and until when (common/services/clicks.py).
+CLICK_LIMITS = web.AppKey("click_limits", SpentWindows)
 PASSWORDS: web.AppKey[PasswordHasher] = web.AppKey("passwords")
 # The process's one Redis pub/sub connection (web.pubsub), and the two that follow it.
 SUBSCRIBER: web.AppKey[Subscriber] = web.AppKey("subscriber")

@@ -4,7 +4,7 @@ from common.models.analytics import AnalyticsDay, AnalyticsFillState, AnalyticsO
 from common.models.audit import AuditLog
 from common.models.auth import RefreshToken
 from common.models.chat import ChatMember, ChatMessage, ChatRoom
-from common.models.clicks import Claim, Click
+from common.models.clicks import Claim, Click, ClickWindow
 from common.models.ledger import LedgerEntry
 from common.models.notifications import Notification
 from common.models.offers import Offer
@@ -15,7 +15,7 @@ from common.models.sales import PostbackLog, Sale
 from common.models.users import User
 
 __all__ = [
-    "AnalyticsDay", "AnalyticsFillState", "AnalyticsOfferDay", "AuditLog", "ChatMember", "ChatMessage", "ChatRoom", "Claim", "Click", "IdempotencyKey", "LedgerEntry",
+    "AnalyticsDay", "AnalyticsFillState", "AnalyticsOfferDay", "AuditLog", "ChatMember", "ChatMessage", "ChatRoom", "Claim", "Click", "ClickWindow", "IdempotencyKey", "LedgerEntry",
     "Notification", "Offer", "OutboxEvent", "Payment",
     "PostbackLog", "RefreshToken", "RiskSignal", "Sale", "SandboxPayout", "User",
 ]

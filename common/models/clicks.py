@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import Base, BigId, CreatedAt
@@ -31,6 +31,19 @@ class Click(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[CreatedAt]
+
+
+class ClickWindow(Base):
+    """A member's click rate limit (``RATE_LIMIT_CLICK``): the stamps of their latest clicks,
+    newest first, at most the limit's amount of them. The click statement updates this row in
+    the same statement that stores the click, so the limit costs no round trip of its own and is
+    exact across web instances: concurrent clicks of one member queue on this row, and each sees
+    the stamps the one before it committed (docs/money.md "Clicks")."""
+
+    __tablename__ = "click_windows"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    stamps: Mapped[list[dt.datetime]] = mapped_column(ARRAY(DateTime(timezone=True)))
 
 
 class Claim(Base):

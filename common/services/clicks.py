@@ -9,15 +9,18 @@ and fills the offer's tracking URL with it (``tracking_link``).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 import urllib.parse
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from common.errors import InvalidInput
+from common.errors import InvalidInput, RateLimited
+from common.ratelimit import SpentWindows, limit_item, refusal
 from common.services.risk_signals import CLICK_RISK_CTE
 
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -71,22 +74,70 @@ def _fill(url: str, click_id: str, user_id: int) -> str:
             .replace("{userId}", urllib.parse.quote(str(user_id), safe="")))
 
 
-# One round trip: the offer's state, and the click inserted only when the offer is active and has
-# a tracking URL. No row: no such offer.
+# One round trip: the member's click limit counted, the offer's state, and the click inserted
+# only when the limit took it and the offer is active and has a tracking URL. Always one row;
+# ``counted`` false: the limit is spent (nothing stored); no offer status: no such offer.
+#
+# The limit is the ``limits`` library's moving window (common/ratelimit.py), kept in the member's
+# ``click_windows`` row instead of Redis: the stamps of the latest ``limit`` clicks, newest first;
+# spent while the oldest of them is still inside the window. Every attempt is counted, whatever
+# the offer, as the Redis limiter counted every request. The upsert waits for a concurrent click
+# of the same member and then re-checks the row as that click committed it, so concurrent clicks
+# through any number of web instances can never pass the limit together.
 CLICK = text(
     """
     WITH offer AS (
         SELECT id, status, tracking_url FROM offers WHERE id = :offer_id
+    ), counted AS (
+        INSERT INTO click_windows AS w (user_id, stamps)
+        SELECT CAST(:user_id AS bigint), ARRAY[CAST(:now AS timestamptz)]
+        WHERE CAST(:limit AS integer) > 0
+        ON CONFLICT (user_id) DO UPDATE
+        SET stamps = (ARRAY[CAST(:now AS timestamptz)] || w.stamps)[1:CAST(:limit AS integer)]
+        WHERE cardinality(w.stamps) < CAST(:limit AS integer)
+           OR w.stamps[CAST(:limit AS integer)]
+              < CAST(:now AS timestamptz) - make_interval(secs => CAST(:window AS double precision))
+        RETURNING w.user_id
     ), click AS (
         INSERT INTO clicks (public_id, user_id, offer_id, ip, user_agent)
-        SELECT :public_id, :user_id, offer.id, :ip, :user_agent FROM offer
+        SELECT :public_id, :user_id, offer.id, :ip, :user_agent FROM offer, counted
         WHERE offer.status = 'active' AND offer.tracking_url IS NOT NULL
         RETURNING public_id, created_at
     )""" + CLICK_RISK_CTE + """
-    SELECT offer.status, offer.tracking_url, click.public_id, click.created_at
-    FROM offer LEFT JOIN click ON true
+    SELECT offer.status, offer.tracking_url, click.public_id, click.created_at,
+           EXISTS (SELECT FROM counted) AS counted
+    FROM (VALUES (1)) AS one (x) LEFT JOIN offer ON true LEFT JOIN click ON true
     """
 )
+
+# Read only once the limit refused a click: when its oldest stamp leaves the window.
+OLDEST_STAMP = text(
+    "SELECT extract(epoch FROM stamps[CAST(:limit AS integer)]) AS oldest "
+    "FROM click_windows WHERE user_id = :user_id"
+)
+
+
+def click_limit_params(limit: str, now: dt.datetime) -> dict[str, Any]:
+    """The parameters of ``CLICK``'s limit: ``now`` stamps the click (the app's clock, as the
+    Redis limiter's stamps were, so tests move it with freezegun)."""
+    item = limit_item(limit)
+    return {"now": now, "limit": item.amount, "window": float(item.get_expiry())}
+
+
+def click_refusal(spent: SpentWindows, limit: str, user_id: int, oldest: Decimal | float | None,
+                  now: dt.datetime) -> RateLimited:
+    """The 429 of a spent click limit, with the wait until its oldest stamp (``OLDEST_STAMP``)
+    leaves the window; remembered in ``spent`` until then, so that the member's next clicks are
+    refused without a statement (``known_refusal``)."""
+    item, oldest_s = limit_item(limit), None if oldest is None else float(oldest)
+    spent.remember(user_id, oldest_s, item, now.timestamp())
+    return refusal(item, oldest_s, now.timestamp())
+
+
+def known_refusal(spent: SpentWindows, limit: str, user_id: int, now: dt.datetime) -> RateLimited | None:
+    """The 429 of a click limit this process knows to be spent at ``now``, else None."""
+    return spent.refusal(limit_item(limit), user_id, now.timestamp())
+
 
 # Clicks past retention that nothing names, oldest first, a bounded batch per statement (a run
 # that stops half way leaves only whole batches done; the next run goes on). The hour of grace

@@ -266,7 +266,8 @@ _RENEW = text(
 
 
 # Before a payout chain first takes a payment that no admin approved: a member whose withdrawals
-# were frozen, or whose score reached RISK_REVIEW_SCORE, after it was accepted (a signal between
+# were frozen, whose account was suspended (a ban cancels instead), or whose score reached
+# RISK_REVIEW_SCORE, after it was accepted (a signal between
 # acceptance and the worker, a queue's lag, a chain retried later) waits for an admin instead of
 # being paid. The payment's row is locked by this update, as the take's is; a score or a freeze
 # committed after it is too late for this payment, which is then on its way to the provider.
@@ -275,7 +276,8 @@ _HOLD_FOR_REVIEW = text(
     UPDATE payments p SET needs_review = true, needs_approval = true, updated_at = now()
     FROM users u
     WHERE p.id = :payment_id AND p.status = 'pending' AND p.approved_at IS NULL
-      AND u.id = p.user_id AND (u.payouts_frozen OR u.risk_score >= :review)
+      AND u.id = p.user_id
+      AND (u.payouts_frozen OR u.status <> 'active' OR u.risk_score >= :review)
       AND NOT (p.needs_review AND p.needs_approval)
     RETURNING p.id
     """

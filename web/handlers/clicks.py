@@ -1,8 +1,9 @@
 """Clicks (docs/money.md "Clicks"): ``POST /offers/{id}/click`` starts an offer through us, and
 ``GET /clicks`` lists the member's own.
 
-The click is the hot path: the rate limit (``RATE_LIMIT_CLICK`` per user), then ONE statement on
-the autocommit pool (``common/services/clicks.py`` ``CLICK``), no thread.
+The click is the hot path: ONE statement on the autocommit pool (``common/services/clicks.py``
+``CLICK``) counts the member's rate limit (``RATE_LIMIT_CLICK``), reads the offer and stores the
+click; no Redis call, no thread.
 """
 
 from __future__ import annotations
@@ -10,20 +11,31 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from aiohttp import web
 from sqlalchemy import bindparam, func, literal_column, select
 
 from common.config import Settings
-from common.errors import Conflict, NotFound
+from common.errors import Conflict, NotFound, Unauthorized
 from common.models import Claim, Click, Offer, Sale
 from common.services.claims import claim_refusal, converted
-from common.services.clicks import CLICK, new_click_id, tracking_link
+from common.services.clicks import (
+    CLICK,
+    OLDEST_STAMP,
+    click_limit_params,
+    click_refusal,
+    known_refusal,
+    new_click_id,
+    tracking_link,
+)
 from common.services.risk_signals import click_risk_params
 from common.sql import compile_query
 from web.auth import current_user, require_user
+from web.db import Row
 from web.envelope import ok, pagination
 from web.ids import IdPath, path_id
-from web.keys import CLIENT_IP, DB, LIMITER, SETTINGS
+from web.keys import CLICK_LIMITS, CLIENT_IP, DB, SETTINGS
 from web.money_schemas import ClickCreatedOut, ClickOut
 from web.openapi import describe
 from web.paging import fetch_page
@@ -32,6 +44,7 @@ from web.validation import parse_query
 
 _c, _o, _s, _cl = Click.__table__, Offer.__table__, Sale.__table__, Claim.__table__
 HOT_CLICK = compile_query(CLICK)
+_OLDEST = compile_query(OLDEST_STAMP)
 _PAGE = compile_query(
     select(_c.c.public_id, _c.c.offer_id, _o.c.title.label("offer_title"), _c.c.created_at,
            _s.c.id.label("sale_id"), _s.c.status.label("sale_status"),
@@ -47,6 +60,9 @@ _PAGE = compile_query(
 )
 _COUNT = compile_query(select(func.count().label("total")).where(_c.c.user_id == bindparam("user_id")))
 MAX_USER_AGENT = 512
+# The click's only foreign keys a request can miss are its member's (the offer is read by the
+# same statement): raw on the web's pool, wrapped by SQLAlchemy on a bound test database.
+_NO_MEMBER = (psycopg.errors.ForeignKeyViolation, sqlalchemy.exc.IntegrityError)
 
 
 class OfferNotTrackable(Conflict):
@@ -63,20 +79,42 @@ class OfferNotTrackable(Conflict):
 @require_user
 async def click(request: web.Request) -> web.Response:
     settings, user_id = request.app[SETTINGS], current_user(request).user_id
-    await request.app[LIMITER].hit("click:user", settings.rate_limit_click, user_id)
-    offer_id = path_id(request, "Offer")
-    agent = request.headers.get("User-Agent")
-    row = await request.app[DB].fetch_one(HOT_CLICK, {
-        "offer_id": offer_id, "public_id": new_click_id(), "user_id": user_id,
-        "ip": request[CLIENT_IP], "user_agent": agent[:MAX_USER_AGENT] if agent else None,
-        **click_risk_params(settings, request[CLIENT_IP]),
-    })
-    if row is None or row["status"] != "active":
+    limit, spent = settings.rate_limit_click, request.app[CLICK_LIMITS]
+    async with spent.turn(user_id):
+        now = dt.datetime.now(dt.UTC)
+        known = known_refusal(spent, limit, user_id, now)
+        if known is not None:
+            raise known
+        row = await _stored_click(request, user_id, now)
+        if not row["counted"]:
+            oldest = await request.app[DB].fetch_one(
+                _OLDEST, {"user_id": user_id, **click_limit_params(limit, now)})
+            raise click_refusal(spent, limit, user_id, oldest["oldest"] if oldest else None, now)
+    if row["status"] != "active":
         raise NotFound("Offer not found")
     if row["public_id"] is None:
         raise OfferNotTrackable("This offer cannot be started yet: it has no tracking URL")
     url = tracking_link(row["tracking_url"], click_id=row["public_id"], user_id=user_id)
     return ok(ClickCreatedOut.of(row, clickId=row["public_id"], url=url), status=201)
+
+
+async def _stored_click(request: web.Request, user_id: int, now: dt.datetime) -> Row:
+    """The click's one statement (always one row). An id that cannot name an offer (0, beyond
+    64 bits) is a 404 before it, not counted. A token whose member no longer exists (no path of
+    ours deletes one: a restore, a manual delete) names no account: 401."""
+    settings, offer_id = request.app[SETTINGS], path_id(request, "Offer")
+    agent = request.headers.get("User-Agent")
+    try:
+        row = await request.app[DB].fetch_one(HOT_CLICK, {
+            "offer_id": offer_id, "public_id": new_click_id(), "user_id": user_id,
+            "ip": request[CLIENT_IP], "user_agent": agent[:MAX_USER_AGENT] if agent else None,
+            **click_limit_params(settings.rate_limit_click, now),
+            **click_risk_params(settings, request[CLIENT_IP]),
+        })
+    except _NO_MEMBER:
+        raise Unauthorized("Invalid or expired token") from None
+    assert row is not None
+    return row
 
 
 def click_json(row: dict[str, Any], settings: Settings, now: dt.datetime) -> dict[str, Any]:

@@ -53,7 +53,8 @@ def test_a_member_banned_while_their_request_was_on_its_way_is_refused(session: 
         LedgerEntry.user_id == user.id, LedgerEntry.kind == "payout_hold")).all() == []
 
 
-@pytest.mark.parametrize("after_acceptance", ["risk_score = 60", "payouts_frozen = true"])
+@pytest.mark.parametrize("after_acceptance", ["risk_score = 60", "payouts_frozen = true",
+                                              "status = 'suspended'"])
 def test_the_payout_worker_holds_a_payment_the_member_became_risky_after(session: Session, after_acceptance: str) -> None:
     user = make_funded_user(session, "50")
     payment = _withdraw(session, user.id)
