@@ -71,6 +71,13 @@ def ok(
     return web.Response(body=dumps(body), status=status, content_type=JSON, headers=headers)
 
 
+def ok_data(data: str) -> web.Response:
+    """``ok(data)`` for ``data`` already written as JSON (by PostgreSQL: ``common.wire_sql``)."""
+    body = (b'{"success":true,"data":' + data.encode() + b',"timestamp":"' + now_iso().encode()
+            + b'"}')
+    return web.Response(body=body, content_type=JSON)
+
+
 def ok_fields(data: Any, page: dict[str, int] | None = None) -> bytes:
     """The fields ``ok`` writes between ``success`` and ``timestamp``, as JSON (``ok_from``)."""
     body: dict[str, Any] = {"data": data}

@@ -79,22 +79,39 @@ class RequestStats(Collector):
     ``Counter``/``Histogram`` take a lock per series per call and cost about five times as much
     (bench/health.py, docs/operations.md). Rendered as ``savebucks_http_requests_total`` and
     ``savebucks_http_request_duration_seconds``. The keys are bounded by the route table.
+
+    Each (method, route, status) has one entry holding its count and its (method, route)
+    latency series, shared by that route's statuses: a request costs one lookup, with the
+    status as the number it is (made text only when rendered).
     """
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str], int] = {}
+        self.seen: dict[tuple[str, str, int], list[Any]] = {}  # [count, latency series]
         self.latency: dict[tuple[str, str], list[float]] = {}  # bucket counts..., sum
 
+    @property
+    def requests(self) -> dict[tuple[str, str, str], int]:
+        return {(method, route, str(status)): entry[0]
+                for (method, route, status), entry in list(self.seen.items())}
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, str(status))
-        self.requests[key] = self.requests.get(key, 0) + 1
-        if status == 101:  # an upgraded socket's "latency" would be its whole lifetime
+        entry = self.seen.get((method, route, status))
+        if entry is None:
+            entry = self.seen[(method, route, status)] = [0, self._series(method, route, status)]
+        entry[0] += 1
+        series = entry[1]
+        if series is None:  # an upgraded socket (101): its "latency" would be its whole lifetime
             return
+        series[bisect.bisect_left(HTTP_BUCKETS, seconds)] += 1
+        series[-1] += seconds
+
+    def _series(self, method: str, route: str, status: int) -> list[float] | None:
+        if status == 101:
+            return None
         series = self.latency.get((method, route))
         if series is None:
             series = self.latency[(method, route)] = [0.0] * (len(HTTP_BUCKETS) + 2)
-        series[bisect.bisect_left(HTTP_BUCKETS, seconds)] += 1
-        series[-1] += seconds
+        return series
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(

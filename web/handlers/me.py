@@ -1,7 +1,8 @@
 """The signed-in user's own account: ``GET/PATCH /auth/me`` and ``POST /auth/password``.
 
 ``GET /auth/me`` is a hot read: token check in process, the account gate in memory, one compiled
-query (bench/auth.py measures it against a bare psycopg handler).
+query whose one value is the profile's JSON, written by PostgreSQL (``common.wire_sql``) and
+spliced into the envelope (bench/auth.py measures it against a bare psycopg handler).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from common.errors import InvalidInput, Unauthorized, declare_codes
 from common.models import User
 from common.services.auth import change_password, update_profile
 from common.sql import compile_query
+from common.wire_sql import shape_json
 from web.auth import current_user, require_user
-from web.envelope import ok
+from web.envelope import ok, ok_data
 from web.handlers.auth import (
     GivenPassword,
     Name,
@@ -34,10 +36,9 @@ from web.validation import parse_body
 
 _u = User.__table__
 declare_codes("wrong_password")
+# The profile as the JSON ``dumps(UserProfile.of(row))`` would write (tests/common/test_wire_sql.py).
 _PROFILE = compile_query(
-    select(_u.c.id, _u.c.email, _u.c.name, _u.c.avatar, _u.c.role, _u.c.status, _u.c.balance,
-           _u.c.pending_balance, _u.c.created_at, _u.c.referral_code, _u.c.payouts_frozen)
-    .where(_u.c.id == bindparam("id"))
+    select(shape_json(UserProfile, _u.c).label("profile")).where(_u.c.id == bindparam("id"))
 )
 _PASSWORD_HASH = compile_query(select(_u.c.password_hash).where(_u.c.id == bindparam("id")))
 
@@ -62,7 +63,7 @@ async def me(request: web.Request) -> web.Response:
     row = await request.app[DB].fetch_one(_PROFILE, {"id": current_user(request).user_id})
     if row is None:  # the account is gone; its token names nobody
         raise Unauthorized("Invalid or expired token")
-    return ok(UserProfile.of(row))
+    return ok_data(row["profile"])
 
 
 @describe("Change the signed-in user's name or avatar", tags=["auth"], body=ProfileBody,

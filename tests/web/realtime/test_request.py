@@ -97,3 +97,18 @@ async def test_a_socket_is_counted_and_logged_once_it_ends_without_its_token(
     assert trace == TRACE
     assert me.token not in str(fields) and me.token not in record.getMessage()
     assert REQUESTS.requests[key] == before + 1
+
+
+async def test_the_sockets_access_line_has_the_fields_of_any_other(
+        app_client, someone, access_lines: _Lines) -> None:
+    """Written by the socket's handler, not by the middleware: the same line all the same."""
+    standard = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+    me = someone()
+    assert (await app_client.get("/health")).status in (200, 503)
+    ws = await connect(app_client, me)
+    await ws.close()
+    await eventually(lambda: len(access_lines.lines) >= 2)
+    lines = {r.__dict__["path"]: r for r, _ in access_lines.lines}
+    fields = {path: set(r.__dict__) - standard for path, r in lines.items()}
+    assert fields["/ws"] == fields["/health"] == {"method", "path", "status", "ms", "ip"}
+    assert lines["/ws"].getMessage() == lines["/health"].getMessage()
