@@ -23,12 +23,10 @@ a call cut short drops its connection (redis-py never reuses one a command was i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import redis
@@ -100,17 +98,28 @@ class SpentWindows:
         expiry = item.get_expiry()
         self._until[key] = now + expiry if oldest is None else min(oldest, now) + expiry
 
-    @contextlib.asynccontextmanager
-    async def turn(self, key: object) -> AsyncIterator[None]:
-        """Wait until no other request of ``key`` in this process is asking the store, then ask."""
-        while (asking := self._asking.get(key)) is not None:
+    def turn(self, key: object) -> _Turn:
+        """``async with windows.turn(key)``: wait until no other request of ``key`` in this
+        process is asking the store, then ask."""
+        return _Turn(self._asking, key)
+
+
+class _Turn:
+    """``SpentWindows.turn`` (a class rather than a generator: it is on the click's hot path)."""
+
+    __slots__ = ("_asking", "_done", "_key")
+
+    def __init__(self, asking: dict[object, asyncio.Future[None]], key: object) -> None:
+        self._asking, self._key = asking, key
+
+    async def __aenter__(self) -> None:
+        while (asking := self._asking.get(self._key)) is not None:
             await asyncio.shield(asking)  # a waiter cancelled must not wake the others
-        done = self._asking[key] = asyncio.get_running_loop().create_future()
-        try:
-            yield
-        finally:
-            del self._asking[key]
-            done.set_result(None)
+        self._done = self._asking[self._key] = asyncio.get_running_loop().create_future()
+
+    async def __aexit__(self, *exc: object) -> None:
+        del self._asking[self._key]
+        self._done.set_result(None)
 
 
 class Check(NamedTuple):

@@ -44,7 +44,8 @@ from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from common.wire import Shape
 
 # ``iso``: the fraction's ``MS`` is the milliseconds truncated, as ``microsecond // 1000``.
-_ISO: ColumnElement[str] = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'""", Text)
+ISO_FORMAT = """'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'"""  # for to_char of a UTC timestamp, as SQL text
+_ISO: ColumnElement[str] = literal_column(ISO_FORMAT, Text)
 _UTC: ColumnElement[str] = literal_column("'UTC'", Text)
 _MAX_MONEY_DIGITS = 15  # a double holds any decimal of 15 digits exactly (DBL_DIG)
 _MAX_MONEY_SCALE = 4  # orjson writes 0.0001 without an exponent

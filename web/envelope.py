@@ -71,11 +71,11 @@ def ok(
     return web.Response(body=dumps(body), status=status, content_type=JSON, headers=headers)
 
 
-def ok_data(data: str) -> web.Response:
+def ok_data(data: str, *, status: int = 200) -> web.Response:
     """``ok(data)`` for ``data`` already written as JSON (by PostgreSQL: ``common.wire_sql``)."""
     body = (b'{"success":true,"data":' + data.encode() + b',"timestamp":"' + now_iso().encode()
             + b'"}')
-    return web.Response(body=body, content_type=JSON)
+    return web.Response(body=body, status=status, content_type=JSON)
 
 
 def ok_fields(data: Any, page: dict[str, int] | None = None) -> bytes:

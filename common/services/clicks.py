@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from common.errors import InvalidInput, RateLimited
 from common.ratelimit import SpentWindows, limit_item, refusal
 from common.services.risk_signals import CLICK_RISK_CTE
+from common.wire_sql import ISO_FORMAT
 
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 MACROS = ("{clickId}", "{userId}")
@@ -74,6 +75,17 @@ def _fill(url: str, click_id: str, user_id: int) -> str:
             .replace("{userId}", urllib.parse.quote(str(user_id), safe="")))
 
 
+# The 201's data, ``ClickCreatedOut`` as ``web.envelope.dumps`` writes it, by PostgreSQL (as
+# ``common.wire_sql`` writes a shape): ``to_json`` escapes text as orjson does, the instant is
+# ``iso``, and the URL is ``tracking_link``'s: the macros replaced in the same order, with values
+# that URL-encoding leaves as they are (a click id's 22 URL-safe characters, a user id's digits).
+# NULL when no click was stored. tests/web/handlers/test_clicks.py compares it byte for byte.
+_ANSWER = f"""(
+        '{{"clickId":' || to_json(click.public_id)::text
+        || ',"url":' || to_json(replace(replace(offer.tracking_url, '{{clickId}}', click.public_id),
+                                         '{{userId}}', CAST(:user_id AS bigint)::text))::text
+        || ',"createdAt":"' || to_char(timezone('UTC', click.created_at), {ISO_FORMAT}) || '"}}')"""
+
 # One round trip: the member's click limit counted, the offer's state, and the click inserted
 # only when the limit took it and the offer is active and has a tracking URL. Always one row;
 # ``counted`` false: the limit is spent (nothing stored); no offer status: no such offer.
@@ -105,7 +117,7 @@ CLICK = text(
         RETURNING public_id, created_at
     )""" + CLICK_RISK_CTE + """
     SELECT offer.status, offer.tracking_url, click.public_id, click.created_at,
-           EXISTS (SELECT FROM counted) AS counted
+           EXISTS (SELECT FROM counted) AS counted, """ + _ANSWER + """ AS answer
     FROM (VALUES (1)) AS one (x) LEFT JOIN offer ON true LEFT JOIN click ON true
     """
 )

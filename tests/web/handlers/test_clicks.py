@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from common.config import Settings
 from common.models import Click, PostbackLog, Sale
-from common.services.clicks import is_click_id, purge_expired_clicks
+from common.services.clicks import is_click_id, purge_expired_clicks, tracking_link
 from common.services.sales import ClickMismatch, credit_sale
 from tests.fixtures.factories import auth_headers, make_user
 from tests.fixtures.money import money_client, money_settings  # noqa: F401
@@ -255,3 +255,31 @@ def test_the_beat_task_purges_clicks(committed) -> None:  # type: ignore[no-unty
     assert purge_clicks() == 0  # restartable: nothing left to do
     with committed.connect() as conn:
         assert conn.execute(text("SELECT public_id FROM clicks")).scalars().all() == [kept]
+
+
+@pytest.mark.parametrize("url", [
+    TRACKING_URL,
+    "https://t.example/{userId}/x?c={clickId}&d={clickId}",
+    'https://t.example/é/ünï/日本?q="quoted"&b=back\\slash&c={clickId}',
+    "https://t.example/?c={clickId}&u={userId}&emoji=\U0001f600&tab=%09&amp=a&lt=<&gt=>",
+])
+async def test_the_201_is_byte_for_byte_what_the_envelope_writes(money_client, session: Session, money_settings: Settings, url: str) -> None:  # type: ignore[no-untyped-def]
+    """The click's 201 data is written by its statement; it must be exactly what
+    ``dumps(ClickCreatedOut.of(...))`` writes, the URL filled by ``tracking_link``."""
+    from web.envelope import dumps
+    from web.money_schemas import ClickCreatedOut
+
+    user = make_user(session)
+    offer_id = make_offer(session, tracking_url=url)
+    session.commit()
+    resp = await _click(money_client, money_settings, user, offer_id)
+    raw = await resp.read()
+    assert resp.status == 201
+    head = b'{"success":true,"data":'
+    assert raw.startswith(head)
+    data = raw[len(head):raw.rindex(b',"timestamp":"')]
+    stored = session.query(Click).one()
+    expected = dumps(ClickCreatedOut.of(
+        {"created_at": stored.created_at}, clickId=stored.public_id,
+        url=tracking_link(url, click_id=stored.public_id, user_id=user.id)))
+    assert data == expected
