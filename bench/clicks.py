@@ -4,7 +4,8 @@
 that counts the member's rate limit, reads the offer and inserts the click, the tracking URL
 filled), with the risk rules on (a blocked-address list looked up on every click) and off,
 beside a bare aiohttp handler running the same statement on a raw psycopg pool of the same size,
-without any of the checks. Target: at least 80% of the bare handler's req/s, p99 within 1.5x.
+without any of the checks, measured before, between and after the web's rounds (the baseline is
+the median of those three). Target: at least 80% of the bare handler's req/s, p99 within 1.5x.
 A second bare row runs the click's insert alone (no rate limit in the statement), to show what
 the limit costs the database.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.auth import _measured
 from bench.lib import (
     PYTHON,
+    Result,
     Variant,
     bench_env,
     load,
@@ -59,7 +62,7 @@ def _prepare(env: dict[str, str], members: int) -> tuple[list[list[int]], int]:
     import psycopg
 
     libpq = prepare_database(env)
-    rounds = 1 + len(risk_rounds())
+    rounds = len(risk_rounds()) + 3 + 1  # the web's rounds, the bare rounds, the insert alone
     with psycopg.connect(libpq, autocommit=True) as conn:
         ids = [int(r[0]) for r in conn.execute(
             "INSERT INTO users (email, password_hash, name) SELECT 'bench' || n || '@example.com', "
@@ -115,6 +118,16 @@ def _each_member_once(url: str, tokens: list[Variant]) -> None:
     asyncio.run(run())
 
 
+def _median(name: str, rounds: list[Result]) -> Result:
+    """One row of the rounds' median requests per second and p99 (each its own median)."""
+    rps = statistics.median(r.rps for r in rounds)
+    p99 = statistics.median(r.p99_ms for r in rounds)
+    cpu = [float(r.extra["server CPU us/req"]) for r in rounds if "server CPU us/req" in r.extra]
+    extra = {"server CPU us/req": f"{statistics.median(cpu):.0f}"} if cpu else {}
+    return Result(f"{name}, median of {len(rounds)}", round(rps * 10), 10.0,
+                  statistics.median(r.p50_ms for r in rounds), p99, 0, extra)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -129,25 +142,42 @@ def main() -> None:
     # No request cap: wrk takes none (the Python fallback keeps its own bound).
     common = {"seconds": args.seconds, "connections": args.connections, "method": "POST"}
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
-    results = []
-    bare_members = [Variant(f"offer_id={offer_id}&user_id={u}", {}) for u in member_sets[0]]
-    for name, mode in ((BARE, "click"), (BARE_INSERT, "click-insert")):
+    apps = iter(zip(risk_rounds(), member_sets[:4], strict=True))
+    bares = iter(member_sets[4:7])
+    results: list[Result] = []
+    bare_rounds: list[Result] = []
+
+    def bare_round(name: str, mode: str, members: list[int]) -> Result:
+        rotate = [Variant(f"offer_id={offer_id}&user_id={u}", {}) for u in members]
         with server([PYTHON, "bench/bare.py", "--mode", mode, "--pool", pool], env=env) as bare:
             url = f"{bare}/bare"
-            load("warm-up", url, seconds=2, connections=8, method="POST", rotate=bare_members)
-            results.append(_measured(bare, lambda name=name, url=url: load(  # type: ignore[misc]
-                name, url, rotate=bare_members, **common)))
-    for (variant, risk), members in zip(risk_rounds(), member_sets[1:], strict=True):
+            load("warm-up", url, seconds=2, connections=8, method="POST", rotate=rotate)
+            return _measured(bare, lambda: load(name, url, rotate=rotate, **common))
+
+    def app_round() -> Result:
+        (variant, risk), members = next(apps)
         tokens = _members(env, members)
         with web_server({**env, **risk}) as web:
             url = f"{web}/api/offers/{offer_id}/click"
             load("warm-up", url, seconds=2, connections=8, method="POST", rotate=tokens)
             _each_member_once(url, tokens)
             name = f"POST /api/offers/{{id}}/click, {variant}"
-            results.append(_measured(web, lambda name=name, url=url, tokens=tokens: load(  # type: ignore[misc]
-                name, url, rotate=tokens, **common)))
+            return _measured(web, lambda: load(name, url, rotate=tokens, **common))
+
+    # The machine's state drifts over a run (the disk's flushes above all): the bare server is
+    # measured before, between and after the app's rounds, and the app is compared with the
+    # median of the three.
+    for step in ("bare", "app", "app", "bare", "app", "app", "bare"):
+        if step == "bare":
+            bare_rounds.append(bare_round(f"{BARE} ({len(bare_rounds) + 1})", "click", next(bares)))
+            results.append(bare_rounds[-1])
+        else:
+            results.append(app_round())
+    results.insert(0, _median(BARE, bare_rounds))
+    results.append(bare_round(BARE_INSERT, "click-insert", member_sets[7]))
     table(f"Clicks, {args.connections} connections, {args.seconds}s each (pool {pool}; "
-          f"{args.members} members a round; {_clicks(env)} clicks stored)", results, baseline=BARE)
+          f"{args.members} members a round; {_clicks(env)} clicks stored)", results,
+          baseline=results[0].name)
     alone = next(r for r in results if r.name == BARE_INSERT)
     print(f"against the insert alone ({alone.rps:,.0f} req/s, p99 {alone.p99_ms:.2f} ms): " + ", ".join(
         f"{r.rps / alone.rps:.0%} p99 {r.p99_ms / alone.p99_ms:.2f}x" for r in results
