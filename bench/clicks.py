@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from bench.lib import (
     Variant,
     bench_env,
     load,
+    median_row,
     prepare_database,
     risk_rounds,
     server,
@@ -118,16 +118,6 @@ def _each_member_once(url: str, tokens: list[Variant]) -> None:
     asyncio.run(run())
 
 
-def _median(name: str, rounds: list[Result]) -> Result:
-    """One row of the rounds' median requests per second and p99 (each its own median)."""
-    rps = statistics.median(r.rps for r in rounds)
-    p99 = statistics.median(r.p99_ms for r in rounds)
-    cpu = [float(r.extra["server CPU us/req"]) for r in rounds if "server CPU us/req" in r.extra]
-    extra = {"server CPU us/req": f"{statistics.median(cpu):.0f}"} if cpu else {}
-    return Result(f"{name}, median of {len(rounds)}", round(rps * 10), 10.0,
-                  statistics.median(r.p50_ms for r in rounds), p99, 0, extra)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -173,7 +163,7 @@ def main() -> None:
             results.append(bare_rounds[-1])
         else:
             results.append(app_round())
-    results.insert(0, _median(BARE, bare_rounds))
+    results.insert(0, median_row(BARE, bare_rounds))
     results.append(bare_round(BARE_INSERT, "click-insert", member_sets[7]))
     table(f"Clicks, {args.connections} connections, {args.seconds}s each (pool {pool}; "
           f"{args.members} members a round; {_clicks(env)} clicks stored)", results,

@@ -298,6 +298,16 @@ class Result:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
+def median_row(name: str, rounds: list[Result]) -> Result:
+    """One row of the rounds' median requests per second and p99 (each its own median)."""
+    rps = statistics.median(r.rps for r in rounds)
+    p99 = statistics.median(r.p99_ms for r in rounds)
+    cpu = [float(r.extra["server CPU us/req"]) for r in rounds if "server CPU us/req" in r.extra]
+    extra = {"server CPU us/req": f"{statistics.median(cpu):.0f}"} if cpu else {}
+    return Result(f"{name}, median of {len(rounds)}", round(rps * 10), 10.0,
+                  statistics.median(r.p50_ms for r in rounds), p99, 0, extra)
+
+
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
