@@ -18,7 +18,7 @@ from web.db import Database, PooledDatabase
 from web.docs import setup_docs
 from web.health import HealthChecks
 from web.keys import CLICK_LIMITS, DB, HEALTH, LIMITER, OFFER_PAGES, REDIS, SETTINGS, STARTED_AT
-from web.middlewares import MIDDLEWARES
+from web.middlewares import MIDDLEWARES, check_held_routes
 from web.page_cache import PageCache
 from web.passwords import passwords_context
 from web.pubsub import running_subscriber, subscriber_context
@@ -46,6 +46,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> web.Applica
     setup_realtime(app)
     setup_docs(app)
     setup_console(app)
+    check_held_routes(app)
     app.cleanup_ctx.append(running_subscriber)
     return app
 

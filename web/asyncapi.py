@@ -23,6 +23,8 @@ SCHEMA_REF = "#/components/schemas/{model}"
 CLOSE_CODES = {
     str(int(protocol.GOING_AWAY)): "the server is shutting down: reconnect (with since)",
     str(int(protocol.MESSAGE_TOO_BIG)): "a frame over WS_MAX_FRAME_BYTES",
+    str(protocol.TRY_AGAIN): "PostgreSQL or Redis was unavailable while the socket opened: "
+                             "reconnect after a short wait (with since)",
     str(protocol.UNAUTHORIZED): "no, bad or expired token, or no auth frame in time",
     str(protocol.FORBIDDEN): "the account is suspended or banned",
     str(protocol.TOO_SLOW): "the client did not read its events fast enough: reconnect with since",

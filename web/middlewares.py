@@ -239,6 +239,17 @@ def holds_connection(handler: Handler) -> Handler:
     return handler
 
 
+def check_held_routes(app: web.Application) -> None:
+    """Refuse to start when a route's handler carries the mark of another function: a decorator
+    put over ``@holds_connection`` (``functools.wraps`` copies the mark) would be skipped by
+    ``held_connections``, and the route would run without it and without api_middleware."""
+    for route in app.router.routes():
+        held = getattr(route.handler, _HOLDS, None)
+        if held is not None and held is not route.handler:
+            raise RuntimeError(f"{route.method} {route.resource}: @holds_connection must be the "
+                               "outermost decorator of a route's handler")
+
+
 @web.middleware
 def held_connections(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """A plain function, not a coroutine function: aiohttp awaits what it returns, and for every
@@ -255,7 +266,9 @@ def held_connections(request: web.Request, handler: Handler) -> Awaitable[web.St
 
 def begin_held(request: web.Request) -> str:
     """The trace id, set for the logs of the request's task. Not reset (and no token kept):
-    aiohttp runs each request in a task of its own, whose context ends with it."""
+    aiohttp runs each request in a task of its own, whose context ends with it. Unlike
+    api_middleware this stores neither ``request[TRACE_ID]`` nor ``request[CLIENT_IP]`` (memory
+    held for the socket's life): a held handler asks ``client_ip(request)`` when it needs it."""
     trace_id = accept_trace_id(request.headers.get(_TRACE_HEADER))
     trace_id_var.set(trace_id)
     return trace_id

@@ -75,7 +75,7 @@ def test_every_server_and_client_frame_is_in_the_document(doc: dict[str, Any]) -
         n for n, f in SERVER.items() if f.audience != "internal"} | set(CLIENT)
     assert protocol.REFETCH in SERVER
     assert set(doc["channels"]["socket"]["x-close-codes"]) == {
-        "1001", "1009", "4401", "4403", "4408", "4429"}
+        "1001", "1009", "1013", "4401", "4403", "4408", "4429"}
 
 
 def test_emit_and_the_hub_refuse_an_undescribed_event() -> None:

@@ -28,10 +28,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.abc import AbstractStreamWriter
 from sqlalchemy import bindparam, select
 
 from common.errors import DomainError, Forbidden, Unauthorized
 from common.models.users import User
+from common.outages import DEPENDENCY_DOWN
 from common.security.tokens import AccessClaims, InvalidToken, decode_access_token
 from common.sql import compile_query
 from web.keys import ACCOUNT_GATE, DB, HUB, SEATS, SETTINGS
@@ -94,7 +96,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 async def _open(opened: list[Connection], request: web.Request) -> web.StreamResponse:
     """The upgrade, authentication, registration and the replay; the registered socket is
     appended to ``opened`` (nothing is when it was refused or closed)."""
-    app, settings = request.app, request.app[SETTINGS]
+    settings = request.app[SETTINGS]
     origin = request.headers.get("Origin")
     if origin is not None and origin not in settings.allowed_origins and not is_own_origin(request, origin):
         raise Forbidden("Origin not allowed")
@@ -107,6 +109,20 @@ async def _open(opened: list[Connection], request: web.Request) -> web.StreamRes
         compress=False,
     )
     stream = await ws.prepare(request)
+    try:
+        return await _upgraded(opened, request, ws, stream)
+    except DEPENDENCY_DOWN as exc:
+        # Upgraded: the middleware's 503 would be written as HTTP bytes into a WebSocket. Close
+        # with 1013 (try again later) instead; the client reconnects with ``since``.
+        log.warning("dependency unavailable on a new socket", extra={"error": type(exc).__name__})
+        await ws.close(code=protocol.TRY_AGAIN, message=b"service temporarily unavailable")
+        return ws
+
+
+async def _upgraded(opened: list[Connection], request: web.Request, ws: web.WebSocketResponse,
+                    stream: AbstractStreamWriter) -> web.WebSocketResponse:
+    """``_open`` after the upgrade: authentication, registration and the replay."""
+    app, settings = request.app, request.app[SETTINGS]
     _limit_buffers(request, settings.ws_socket_send_buffer)
     hub = app[HUB]
     hub.pending.add(ws)

@@ -18,6 +18,7 @@ GOING_AWAY = WSCloseCode.GOING_AWAY  # the server is shutting down: reconnect el
 SHUTDOWN_HINT = "server shutting down: reconnect with since=<last event id>"
 RESUME_HINT = "events interrupted: reconnect with since=<last event id>"
 MESSAGE_TOO_BIG = WSCloseCode.MESSAGE_TOO_BIG  # a frame over ``WS_MAX_FRAME_BYTES``
+TRY_AGAIN = 1013  # a dependency (PostgreSQL, Redis) was down while the socket opened; reconnect
 UNAUTHORIZED = 4401  # no, bad or expired token; no auth frame in time
 FORBIDDEN = 4403  # the account is suspended or banned
 TOO_SLOW = 4408  # the client did not read its events fast enough; reconnect with ``since``

@@ -112,3 +112,48 @@ async def test_the_sockets_access_line_has_the_fields_of_any_other(
     fields = {path: set(r.__dict__) - standard for path, r in lines.items()}
     assert fields["/ws"] == fields["/health"] == {"method", "path", "status", "ms", "ip"}
     assert lines["/ws"].getMessage() == lines["/health"].getMessage()
+
+
+def test_a_decorator_over_holds_connection_stops_start_up() -> None:
+    """``functools.wraps`` copies the mark onto a decorator put over it, and ``held_connections``
+    would call the inner function: the decorator (a guard, say) and api_middleware skipped."""
+    import functools
+
+    from aiohttp import web
+
+    from common.errors import Forbidden
+    from web.middlewares import MIDDLEWARES, check_held_routes, holds_connection
+
+    @holds_connection
+    async def inner(request: web.Request) -> web.Response:
+        return web.Response(text="inner reached")
+
+    @functools.wraps(inner)
+    async def guarded(request: web.Request) -> web.Response:
+        raise Forbidden("no")
+
+    app = web.Application(middlewares=MIDDLEWARES)
+    app.router.add_get("/fine", inner)
+    check_held_routes(app)
+    app.router.add_get("/x", guarded)
+    with pytest.raises(RuntimeError, match="outermost decorator"):
+        check_held_routes(app)
+
+
+async def test_an_outage_after_the_upgrade_closes_the_socket_with_1013(app_client, someone, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Once upgraded, a 503 envelope would be HTTP bytes inside a WebSocket: the socket is closed
+    with 1013 (try again later) instead, and nothing of it stays registered."""
+    from psycopg_pool import PoolTimeout
+
+    from web.realtime import handler
+
+    async def down(*args: Any) -> None:
+        raise PoolTimeout("no connection")
+
+    monkeypatch.setattr(handler, "_account_refusal", down)
+    me = someone()
+    ws = await app_client.ws_connect("/ws", params={"token": me.token})
+    msg = await ws.receive(timeout=5)
+    assert msg.type.name == "CLOSE" and msg.data == 1013, msg
+    hub = app_client.app[HUB]
+    await eventually(lambda: not hub.pending)
