@@ -61,6 +61,7 @@ from common.migrate import upgrade
 from common.redis import events_channel
 from common.services.ledger import check_ledger
 from tests.fixtures.cluster import cluster, healthy_cluster  # noqa: F401  (fixtures)
+from tests.fixtures.databases import drop_database
 from tests.fixtures.servers import private_pair, running_pair  # noqa: F401  (fixtures)
 
 # Rows a migration seeds (reference data) survive the truncation after committed tests.
@@ -98,7 +99,7 @@ def database(settings: Settings) -> Iterator[str]:
     upgrade(settings.sqlalchemy_url)
     yield settings.sqlalchemy_url
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(conn, name)
     admin.dispose()
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 
+from tests.fixtures.databases import drop_database
 from tests.fixtures.servers import (
     PrivatePostgres,
     PrivateRedis,
@@ -492,7 +493,7 @@ class Cluster:
         """Create and migrate the database, with an admin and an active offer."""
         admin = create_engine(self.pg.url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+            drop_database(conn, DATABASE)
             conn.execute(text(f'CREATE DATABASE "{DATABASE}"'))
         admin.dispose()
         self.savebucks("migrate")

@@ -12,6 +12,7 @@ import common.models  # noqa: F401
 from common.db import Base
 from common.migrate import downgrade, upgrade
 from tests.conftest import ADMIN_DATABASE_URL, TEST_DATABASE_URL
+from tests.fixtures.databases import drop_database
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def scratch_url() -> Iterator[str]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     yield parts._replace(path=f"/{name}").geturl().replace("postgresql://", "postgresql+psycopg://", 1)
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(conn, name)
     admin.dispose()
 
 
