@@ -16,17 +16,20 @@ from tests.fixtures.databases import drop_database
 
 
 def test_a_session_of_a_role_we_may_not_signal_is_waited_for() -> None:
-    admin = create_engine(_sqlalchemy(ADMIN_DATABASE_URL), isolation_level="AUTOCOMMIT")
+    admin = create_engine(_sqlalchemy(ADMIN_DATABASE_URL), isolation_level="AUTOCOMMIT",
+                          poolclass=NullPool)
     with admin.connect() as conn:
-        if not conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar():
-            admin.dispose()
-            pytest.skip("needs a superuser to stand for the autovacuum worker")
-        suffix = uuid.uuid4().hex[:8]
-        role, name = f"sb_dropper_{suffix}", f"sb_drop_{suffix}"
+        superuser = conn.execute(text(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar()
+    if not superuser:
+        pytest.skip("needs a superuser to stand for the autovacuum worker")
+    suffix = uuid.uuid4().hex[:8]
+    role, name = f"sb_dropper_{suffix}", f"sb_drop_{suffix}"
+    with admin.connect() as conn:
         conn.execute(text(f'CREATE ROLE "{role}" LOGIN CREATEDB'))
     parts = urllib.parse.urlsplit(_sqlalchemy(ADMIN_DATABASE_URL))
     as_role = create_engine(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}").geturl(),
-                            isolation_level="AUTOCOMMIT")
+                            isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with as_role.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
