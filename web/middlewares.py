@@ -107,9 +107,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             except Exception as exc:  # noqa: BLE001  (every error is answered: _error_answer)
                 response = _error_answer(request, exc, trace_id)
         status = response.status
-        if not response.prepared:  # WebSocket and streamed responses sent their own headers
-            response.headers[_TRACE_HEADER] = trace_id
-            _add_headers(request, response)
+        _add_headers(request, response, trace_id)
         return response
     finally:
         _record(request, status, started, request[CLIENT_IP])
@@ -177,17 +175,22 @@ def _preflight(request: web.Request) -> web.Response | None:
     return response
 
 
-def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Security headers, CORS for allowed origins, and gzip for large JSON."""
+def _add_headers(request: web.Request, response: web.StreamResponse, trace_id: str) -> None:
+    """The trace id, security headers, CORS for allowed origins, and gzip for large JSON; none
+    on a response already sent (a WebSocket, a stream: they sent their own headers)."""
+    if response.prepared:
+        return
     headers = response.headers
+    headers[_TRACE_HEADER] = trace_id
     retired = retirement_headers(request)
-    if not retired and _CSP not in headers and request.path.startswith("/api"):
+    api_policy = _CSP not in headers and request.path.startswith("/api")
+    if api_policy and not retired:
         headers.update(_SECURITY_AND_CSP)
     else:
         headers.update(_SECURITY)
         if retired:
             headers.update(retired)
-        if request.path.startswith("/api") and _CSP not in headers:
+        if api_policy:
             headers[_CSP] = _API_CSP
     request_headers = request.headers
     if _ORIGIN in request_headers:
@@ -269,9 +272,7 @@ async def answer_held(request: web.Request, handler: Handler, trace_id: str) -> 
         response = await handler(request)
     except Exception as exc:  # noqa: BLE001  (every error is answered: _error_answer)
         response = _error_answer(request, exc, trace_id)
-    if not response.prepared:
-        response.headers[_TRACE_HEADER] = trace_id
-        _add_headers(request, response)
+    _add_headers(request, response, trace_id)
     return response
 
 
