@@ -18,7 +18,7 @@ from common.config import Settings
 from common.models import Click, ClickWindow
 from common.security.tokens import issue_access_token
 from tests.fixtures.factories import auth_headers, make_user
-from tests.fixtures.money import money_settings  # noqa: F401
+from tests.fixtures.money import make_client, money_settings  # noqa: F401
 from tests.fixtures.money_factories import TRACKING_URL, make_offer
 
 
@@ -32,11 +32,8 @@ async def _click(client: Any, headers: dict[str, str], offer_id: int) -> tuple[i
     return resp.status, resp
 
 
-async def test_the_window_moves_stamp_by_stamp(aiohttp_client, bound_db, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    from web.app import create_app
-
-    client = await aiohttp_client(create_app(
-        money_settings.model_copy(update={"rate_limit_click": "2/minute"}), db=bound_db))
+async def test_the_window_moves_stamp_by_stamp(make_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    client = await make_client(rate_limit_click="2/minute")
     user = make_user(session)
     offer_id = make_offer(session, tracking_url=TRACKING_URL)
     session.commit()
@@ -67,11 +64,8 @@ async def test_the_window_moves_stamp_by_stamp(aiohttp_client, bound_db, session
     assert window is not None and len(window.stamps) == 2  # never more stamps than the limit
 
 
-async def test_every_attempt_counts_whatever_the_offer(aiohttp_client, bound_db, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    from web.app import create_app
-
-    client = await aiohttp_client(create_app(
-        money_settings.model_copy(update={"rate_limit_click": "3/minute"}), db=bound_db))
+async def test_every_attempt_counts_whatever_the_offer(make_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    client = await make_client(rate_limit_click="3/minute")
     user = make_user(session)
     live = make_offer(session, tracking_url=TRACKING_URL)
     untracked = make_offer(session, external_id="o2", tracking_url=None)
@@ -85,18 +79,14 @@ async def test_every_attempt_counts_whatever_the_offer(aiohttp_client, bound_db,
     assert _clicks(session) == 1
 
 
-async def test_a_limit_made_smaller_applies_at_once(aiohttp_client, bound_db, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    from web.app import create_app
-
+async def test_a_limit_made_smaller_applies_at_once(make_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
     user = make_user(session)
     offer_id = make_offer(session, tracking_url=TRACKING_URL)
     session.commit()
     headers = auth_headers(money_settings, user)
-    roomy = await aiohttp_client(create_app(
-        money_settings.model_copy(update={"rate_limit_click": "5/minute"}), db=bound_db))
+    roomy = await make_client(rate_limit_click="5/minute")
     assert [(await _click(roomy, headers, offer_id))[0] for _ in range(3)] == [201] * 3
-    tight = await aiohttp_client(create_app(
-        money_settings.model_copy(update={"rate_limit_click": "2/minute"}), db=bound_db))
+    tight = await make_client(rate_limit_click="2/minute")
     assert (await _click(tight, headers, offer_id))[0] == 429  # 3 stamps inside, 2 allowed
     assert (await _click(roomy, headers, offer_id))[0] == 201  # 4th of 5 under the old limit
     assert _clicks(session) == 4
@@ -124,14 +114,11 @@ async def test_concurrent_clicks_through_two_instances_never_pass_the_limit_toge
 
 
 
-async def test_a_member_refused_keeps_being_refused_without_a_statement(aiohttp_client, bound_db, session: Session, money_settings: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_member_refused_keeps_being_refused_without_a_statement(make_client, bound_db, session: Session, money_settings: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Once the statement refused a member, this process refuses their next clicks itself until
     the window's oldest stamp leaves it (nothing can free the window sooner), with the same
     Retry-After; a flood of refused clicks costs the database nothing."""
-    from web.app import create_app
-
-    client = await aiohttp_client(create_app(
-        money_settings.model_copy(update={"rate_limit_click": "1/minute"}), db=bound_db))
+    client = await make_client(rate_limit_click="1/minute")
     user = make_user(session)
     offer_id = make_offer(session, tracking_url=TRACKING_URL)
     session.commit()

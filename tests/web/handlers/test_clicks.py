@@ -17,7 +17,7 @@ from common.models import Click, PostbackLog, Sale
 from common.services.clicks import is_click_id, purge_expired_clicks, tracking_link
 from common.services.sales import ClickMismatch, credit_sale
 from tests.fixtures.factories import auth_headers, make_user
-from tests.fixtures.money import money_client, money_settings  # noqa: F401
+from tests.fixtures.money import make_client, money_client, money_settings  # noqa: F401
 from tests.fixtures.money_factories import TRACKING_URL, generic_params, make_click, make_offer
 from tests.fixtures.schemes import md5
 
@@ -73,11 +73,8 @@ async def test_clicks_only_on_active_offers_with_a_tracking_url(money_client, se
     assert session.query(Click).count() == 0
 
 
-async def test_clicks_are_rate_limited_per_user(aiohttp_client, bound_db, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    from web.app import create_app
-
-    client = await aiohttp_client(create_app(
-        money_settings.model_copy(update={"rate_limit_click": "3/minute"}), db=bound_db))
+async def test_clicks_are_rate_limited_per_user(make_client, session: Session, money_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    client = await make_client(rate_limit_click="3/minute")
     user, other = make_user(session), make_user(session)
     offer_id = make_offer(session, tracking_url=TRACKING_URL)
     session.commit()

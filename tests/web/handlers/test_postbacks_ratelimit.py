@@ -4,12 +4,9 @@ Over the limit: 429 with Retry-After and the RateLimit headers, and nothing stor
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
-import pytest
-from aiohttp.test_utils import TestClient
 from freezegun import freeze_time
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,23 +14,11 @@ from sqlalchemy.orm import Session
 from common.config import Settings
 from common.models import IdempotencyKey, Payment, PostbackLog, Sale, User
 from tests.fixtures.factories import auth_headers, make_user
-from tests.fixtures.money import money_settings  # noqa: F401
+from tests.fixtures.money import make_client, money_settings  # noqa: F401
 from tests.fixtures.money_factories import generic_params, make_funded_user, make_offer
 from web.keys import LIMITER
 
-MakeClient = Callable[..., Awaitable[TestClient]]
 BODY = {"amount": 10, "method": "paypal", "destination": "me@example.com"}
-
-
-@pytest.fixture
-def make_client(aiohttp_client, money_settings: Settings, bound_db) -> MakeClient:  # type: ignore[no-untyped-def]
-    """``await make_client(rate_limit_postback="3/minute")``: the app with adjusted settings."""
-    from web.app import create_app
-
-    async def make(**overrides: Any) -> TestClient:
-        return await aiohttp_client(create_app(money_settings.model_copy(update=overrides), db=bound_db))
-
-    return make
 
 
 def _count(session: Session, model: type) -> int:
