@@ -19,6 +19,7 @@ from common.events import emit
 from common.models import RefreshToken, User
 from common.models.users import ROLES, USER_STATUSES
 from common.services.audit import record_audit
+from common.services.payment_review import hold_pending_for_review
 from common.services.payments import cancel_pending_for_ban
 from common.sql import affected
 
@@ -79,6 +80,9 @@ def set_user_status(session: Session, *, actor_id: int | None, user_id: int, sta
         revoke_refresh_tokens(session, user_id=user_id, reason=status)
     if changed and status == "banned":
         _cancel_withdrawals(session, user_id=user_id, actor_id=actor_id, ip=ip, trace_id=trace_id)
+    if changed and status == "suspended":
+        hold_pending_for_review(session, user_id=user_id, because="suspended",
+                                audit={"actor_id": actor_id, "ip": ip, "trace_id": trace_id})
     session.refresh(user)
     return user
 

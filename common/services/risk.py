@@ -27,6 +27,7 @@ from common.errors import NotFound
 from common.events import emit
 from common.risk_rules import DECAYING, weights
 from common.services.audit import record_audit
+from common.services.payment_review import hold_pending_for_review
 from common.wire import Shape
 
 FLAGGED_EVENT = "risk:flagged"
@@ -188,9 +189,12 @@ _FREEZE = text("UPDATE users SET payouts_frozen = :frozen WHERE id = :user_id")
 def set_payouts_frozen(session: Session, *, user_id: int, frozen: bool, reason: str,
                        audit: dict[str, Any]) -> bool:
     """Freeze or unfreeze the member's withdrawals (a new withdrawal then gets 403; the ones
-    already accepted are the admin's to approve or reject); audited. Returns the new state."""
+    already accepted, approved or not, wait for an admin to approve or reject them:
+    ``hold_pending_for_review``); audited. Returns the new state."""
     before = _locked_score(session, user_id)
     session.execute(_FREEZE, {"user_id": user_id, "frozen": frozen})
+    if frozen and not before["payouts_frozen"]:
+        hold_pending_for_review(session, user_id=user_id, because="payouts_frozen", audit=audit)
     record_audit(session, action="user.payouts_frozen", target_type="user", target_id=user_id,
                  before={"payoutsFrozen": before["payouts_frozen"]},
                  after={"payoutsFrozen": frozen, "reason": reason}, **audit)

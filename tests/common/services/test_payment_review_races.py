@@ -1,0 +1,98 @@
+"""A member suspended, or whose withdrawals are frozen, while a withdrawal waits: it goes to an
+admin, an earlier approval included, whichever of the change and a payout chain taking the
+payment reaches the payment's row first (driven in both orders on a real PostgreSQL): the chain
+either took it first and goes on, or finds it waiting for an admin. Never paid behind the
+change's back, and the hold is untouched either way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from common.services.accounts import set_user_status
+from common.services.ledger import check_ledger
+from common.services.payments import approve_payment, start_payout
+from common.services.risk import set_payouts_frozen
+from tests.fixtures.interleave import Background, wait_until_blocked
+from tests.fixtures.money_factories import committed_withdrawal
+
+pytestmark = pytest.mark.committed
+_OPERATOR = {"actor_id": None, "ip": None, "trace_id": None}
+
+
+def _suspend(session: Session, user_id: int) -> None:
+    set_user_status(session, user_id=user_id, status="suspended", reason="checks", **_OPERATOR)
+
+
+def _freeze(session: Session, user_id: int) -> None:
+    set_payouts_frozen(session, user_id=user_id, frozen=True, reason="checks", audit=_OPERATOR)
+
+
+CHANGES: dict[str, Callable[[Session, int], None]] = {"suspended": _suspend, "frozen": _freeze}
+
+
+def _take(session: Session, payment_id: int) -> object:
+    return start_payout(session, payment_id=payment_id, lease_seconds=300)
+
+
+def _payment(engine: Engine, payment_id: int) -> tuple[str, bool, bool, bool]:
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT status, needs_review, needs_approval, approved_at IS NOT NULL FROM payments "
+            "WHERE id = :id"), {"id": payment_id}).one()
+    with Session(engine) as session:
+        assert check_ledger(session) == []
+    return row[0], row[1], row[2], row[3]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_an_approved_payment_waits_again_once_the_member_changes(committed: Engine, change: str) -> None:
+    user_id, payment_id = committed_withdrawal(committed, amount="150", funds="200")  # over 100
+    with Session(committed) as session, session.begin():
+        assert approve_payment(session, payment_id=payment_id)
+    with Session(committed) as session, session.begin():
+        CHANGES[change](session, user_id)
+    with Session(committed) as session, session.begin():
+        assert _take(session, payment_id) is None  # the approval was for the member as they were
+    assert _payment(committed, payment_id) == ("pending", True, True, False)
+    with Session(committed) as session, session.begin():
+        assert approve_payment(session, payment_id=payment_id)  # an admin's new decision stands
+        assert _take(session, payment_id) is not None
+    with committed.connect() as conn:
+        audit = conn.execute(text("SELECT after FROM audit_log WHERE action = "
+                                  "'payment.hold_for_review'")).scalar_one()
+    assert audit == {"needsReview": True, "because": "suspended" if change == "suspended"
+                     else "payouts_frozen", "payments": [payment_id]}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_the_change_first_and_the_payout_chain_finds_it_waiting(committed: Engine, change: str) -> None:
+    user_id, payment_id = committed_withdrawal(committed, amount="10", funds="50")
+    first = Session(committed, expire_on_commit=False)
+    first.begin()
+    CHANGES[change](first, user_id)  # holds the payment's row, sent to review, not committed
+    chain = Background(committed, lambda s: _take(s, payment_id)).start()
+    wait_until_blocked(committed, chain.pid)
+    first.commit()
+    first.close()
+    chain.join()
+    assert chain.error is None and chain.result is None
+    assert _payment(committed, payment_id) == ("pending", True, True, False)
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_payout_chain_first_goes_on_and_the_change_holds_nothing(committed: Engine, change: str) -> None:
+    user_id, payment_id = committed_withdrawal(committed, amount="10", funds="50")
+    chain = Session(committed, expire_on_commit=False)
+    chain.begin()
+    assert _take(chain, payment_id) is not None  # pending -> processing, not committed
+    second = Background(committed, lambda s: CHANGES[change](s, user_id)).start()
+    wait_until_blocked(committed, second.pid)
+    chain.commit()
+    chain.close()
+    second.join()
+    assert second.error is None
+    assert _payment(committed, payment_id) == ("processing", False, False, False)
