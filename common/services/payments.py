@@ -138,8 +138,25 @@ def get_payment(session: Session, *, user_id: int, payment_id: int) -> dict[str,
     return dict(row)
 
 
+class MemberOnHold(Conflict):
+    code = "member_on_hold"
+
+
+# The payment's member, locked before the payment: every path that changes a member and their
+# pending payments (a withdrawal, a suspension, a freeze, a ban, an approval, a rejection, a
+# cancellation) takes the member's row first, so that two of them never wait on each other's
+# locks in opposite orders (a rejection releasing its hold updates the member's balance, while a
+# suspension holding the member waits for the payment). The payout chain's take locks only the
+# payment and never the member.
+_LOCK_MEMBER = text(
+    "SELECT status, payouts_frozen FROM users "
+    "WHERE id = (SELECT user_id FROM payments WHERE id = :payment_id) FOR NO KEY UPDATE"
+)
+
+
 def cancel_payment(session: Session, *, user_id: int, payment_id: int) -> dict[str, Any]:
     """The user cancels a payment still ``pending``: the hold goes back to the balance."""
+    session.execute(_LOCK_MEMBER, {"payment_id": payment_id})
     row = session.execute(
         update(_p)
         .where(_p.c.id == payment_id, _p.c.user_id == user_id, _p.c.status == "pending")
@@ -156,7 +173,14 @@ def cancel_payment(session: Session, *, user_id: int, payment_id: int) -> dict[s
 
 def approve_payment(session: Session, *, payment_id: int) -> bool:
     """An admin approves a payment over the auto-pay limit; its payout is enqueued after commit
-    (and the recovery sweep picks it up if that enqueue is lost)."""
+    (and the recovery sweep picks it up if that enqueue is lost). 409 ``member_on_hold`` while
+    the member is suspended, banned or has withdrawals frozen: the hold that change made
+    (``payment_review``) is lifted by reactivating or unfreezing first, so an approval clicked
+    before the change (a second click, a resend) cannot undo it."""
+    member = session.execute(_LOCK_MEMBER, {"payment_id": payment_id}).first()
+    if member is not None and (member.status != "active" or member.payouts_frozen):
+        raise MemberOnHold("The member is suspended or their withdrawals are frozen: reactivate "
+                           "or unfreeze them before approving, or reject the payment")
     approved = session.execute(
         update(_p)
         .where(_p.c.id == payment_id, _p.c.status == "pending", _p.c.needs_approval,
@@ -171,6 +195,7 @@ def approve_payment(session: Session, *, payment_id: int) -> bool:
 
 def reject_payment(session: Session, *, payment_id: int, reason: str) -> bool:
     """An admin refuses a pending payment: failed, and the hold goes back."""
+    session.execute(_LOCK_MEMBER, {"payment_id": payment_id})
     row = session.execute(
         update(_p).where(_p.c.id == payment_id, _p.c.status == "pending")
         .values(status="failed", failure_reason=reason, updated_at=text("now()"))

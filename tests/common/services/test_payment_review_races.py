@@ -6,15 +6,23 @@ change's back, and the hold is untouched either way."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from common.services import payments
 from common.services.accounts import set_user_status
 from common.services.ledger import check_ledger
-from common.services.payments import approve_payment, start_payout
+from common.services.payments import (
+    MemberOnHold,
+    approve_payment,
+    cancel_payment,
+    reject_payment,
+    start_payout,
+)
 from common.services.risk import set_payouts_frozen
 from tests.fixtures.interleave import Background, wait_until_blocked
 from tests.fixtures.money_factories import committed_withdrawal
@@ -31,7 +39,16 @@ def _freeze(session: Session, user_id: int) -> None:
     set_payouts_frozen(session, user_id=user_id, frozen=True, reason="checks", audit=_OPERATOR)
 
 
+def _reactivate(session: Session, user_id: int) -> None:
+    set_user_status(session, user_id=user_id, status="active", reason="cleared", **_OPERATOR)
+
+
+def _unfreeze(session: Session, user_id: int) -> None:
+    set_payouts_frozen(session, user_id=user_id, frozen=False, reason="cleared", audit=_OPERATOR)
+
+
 CHANGES: dict[str, Callable[[Session, int], None]] = {"suspended": _suspend, "frozen": _freeze}
+UNDO: dict[str, Callable[[Session, int], None]] = {"suspended": _reactivate, "frozen": _unfreeze}
 
 
 def _take(session: Session, payment_id: int) -> object:
@@ -58,6 +75,10 @@ def test_an_approved_payment_waits_again_once_the_member_changes(committed: Engi
     with Session(committed) as session, session.begin():
         assert _take(session, payment_id) is None  # the approval was for the member as they were
     assert _payment(committed, payment_id) == ("pending", True, True, False)
+    with Session(committed) as session, session.begin(), pytest.raises(MemberOnHold):
+        approve_payment(session, payment_id=payment_id)  # lift the change first
+    with Session(committed) as session, session.begin():
+        UNDO[change](session, user_id)
     with Session(committed) as session, session.begin():
         assert approve_payment(session, payment_id=payment_id)  # an admin's new decision stands
         assert _take(session, payment_id) is not None
@@ -66,6 +87,62 @@ def test_an_approved_payment_waits_again_once_the_member_changes(committed: Engi
                                   "'payment.hold_for_review'")).scalar_one()
     assert audit == {"needsReview": True, "because": "suspended" if change == "suspended"
                      else "payouts_frozen", "payments": [payment_id]}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_an_approval_sent_before_the_change_cannot_undo_it(committed: Engine, change: str) -> None:
+    """The admin's approval, clicked before the suspension and arriving while it commits (a
+    second click, a resend): it waits for the member's row, then finds the member on hold."""
+    user_id, payment_id = committed_withdrawal(committed, amount="150", funds="200")
+    first = Session(committed, expire_on_commit=False)
+    first.begin()
+    CHANGES[change](first, user_id)
+    approval = Background(committed, lambda s: approve_payment(s, payment_id=payment_id)).start()
+    wait_until_blocked(committed, approval.pid)
+    first.commit()
+    first.close()
+    approval.join()
+    assert isinstance(approval.error, MemberOnHold)
+    assert _payment(committed, payment_id) == ("pending", True, True, False)
+
+
+DECISIONS: dict[str, Callable[[Session, int, int], object]] = {
+    "rejected": lambda s, user_id, payment_id: reject_payment(s, payment_id=payment_id,
+                                                              reason="no"),
+    "cancelled": lambda s, user_id, payment_id: cancel_payment(s, user_id=user_id,
+                                                               payment_id=payment_id),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+@pytest.mark.parametrize("decision", DECISIONS)
+def test_a_decision_on_the_payment_and_the_change_never_deadlock(committed: Engine, monkeypatch, change: str, decision: str) -> None:  # type: ignore[no-untyped-def]
+    """A rejection (or the member's cancellation) gives the hold back to the member's balance
+    after it changed the payment; the change holds the member and then wants the payment. Driven
+    in the bad order: the decision is paused just before its release, the change starts and
+    waits, then the decision goes on. Both must finish (neither aborted as a deadlock)."""
+    user_id, payment_id = committed_withdrawal(committed, amount="10", funds="50")
+    at_release, go_on = threading.Event(), threading.Event()
+    release = payments._release
+
+    def paused(session: Session, row: object) -> None:
+        at_release.set()
+        assert go_on.wait(20)
+        release(session, row)
+
+    monkeypatch.setattr(payments, "_release", paused)
+    decided = Background(committed, lambda s: DECISIONS[decision](s, user_id, payment_id)).start()
+    assert at_release.wait(20)
+    changed = Background(committed, lambda s: CHANGES[change](s, user_id)).start()
+    try:
+        wait_until_blocked(committed, changed.pid)
+    finally:
+        go_on.set()
+        decided.join()
+        changed.join()
+    assert decided.error is None and changed.error is None
+    status, review, _, _ = _payment(committed, payment_id)
+    assert (status, review) == ("failed" if decision == "rejected" else "cancelled", False)
 
 
 @pytest.mark.parametrize("change", CHANGES)

@@ -16,6 +16,7 @@ from common.errors import Forbidden
 from common.models import LedgerEntry, Payment
 from common.services.payments import (
     FROZEN_MESSAGE,
+    MemberOnHold,
     approve_payment,
     request_withdrawal,
     start_payout,
@@ -64,6 +65,10 @@ def test_the_payout_worker_holds_a_payment_the_member_became_risky_after(session
     held = session.get(Payment, payment["id"])
     session.refresh(held)  # type: ignore[arg-type]
     assert held is not None and held.status == "pending" and held.needs_review and held.needs_approval
+    if after_acceptance != "risk_score = 60":  # a suspension or a freeze is lifted first
+        with pytest.raises(MemberOnHold):
+            approve_payment(session, payment_id=payment["id"])
+        _set(session, user.id, "status = 'active', payouts_frozen = false")
     assert approve_payment(session, payment_id=payment["id"])  # the admin's decision stands
     job = start_payout(session, payment_id=payment["id"], lease_seconds=300)
     assert job is not None and job.payment_id == payment["id"]

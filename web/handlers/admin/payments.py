@@ -35,7 +35,7 @@ async def payments(request: web.Request) -> web.Response:
     return await paged(request, q, list_payments, AdminPaymentOut, status=q.status)
 
 
-@describe("Approve a payment over the auto-pay limit (payout queued)", tags=["admin"], path=IdPath, status=202, statuses={404: "No such payment", 409: "Not awaiting approval"}, response=AdminPaymentOut)
+@describe("Approve a payment over the auto-pay limit (payout queued)", tags=["admin"], path=IdPath, status=202, statuses={404: "No such payment", 409: "Not awaiting approval; or the member is suspended, banned or frozen (code member_on_hold)"}, response=AdminPaymentOut)
 @require_admin
 async def approve(request: web.Request) -> web.Response:
     payment_id = path_id(request, "Payment")
