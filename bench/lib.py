@@ -346,10 +346,17 @@ def wrk(name: str, url: str, *, connections: int = 64, seconds: int = 10, thread
         ).stdout
     finally:
         os.unlink(script.name)
+    return wrk_result(name, out)
+
+
+def wrk_result(name: str, out: str) -> Result:
+    """The figures of wrk's ``--latency`` report. A percentile is read from its own line of the
+    distribution: a thread statistics line ends in a percentage too (``+/- Stdev`` of ``87.50%``),
+    which an unanchored ``50%`` matched, giving the next line's first word as the p50."""
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     took = float(re.search(r"requests in ([\d.]+)s", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = int(bad.group(1)) if bad else 0

@@ -66,3 +66,31 @@ def test_smoke_mode_caps_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
     assert lib.smoke_seconds(0.5) == 0.5
     monkeypatch.setattr(lib, "SMOKE", False)
     assert lib.smoke_seconds(10) == 10
+
+
+# A real report (wrk 4.1.0) whose thread statistics end in "87.50%" and "62.50%".
+_WRK_REPORT = """\
+Running 10s test @ http://127.0.0.1:40000/api/auth/me
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    16.37ms    4.02ms  60.97ms   87.50%
+    Req/Sec     1.96k   150.33     2.31k    62.50%
+  Latency Distribution
+     50%   16.02ms
+     75%   17.80ms
+     90%   20.41ms
+     99%   29.30ms
+  37810 requests in 10.00s, 21.52MB read
+  Socket errors: connect 0, read 1, write 0, timeout 2
+  Non-2xx or 3xx responses: 3
+Requests/sec:   3781.00
+Transfer/sec:      2.15MB
+"""
+
+
+def test_percentiles_come_from_the_latency_distribution() -> None:
+    result = lib.wrk_result("me", _WRK_REPORT)
+    assert (result.requests, result.seconds) == (37810, 10.0)
+    assert (result.p50_ms, result.p99_ms) == (16.02, 29.30)
+    assert result.errors == 6
+    assert lib.wrk_result("s", _WRK_REPORT.replace("16.02ms", "1.20s")).p50_ms == 1200.0
