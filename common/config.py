@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     claim_min_age_seconds: int = Field(86_400, ge=0)
     claim_max_age_days: int = Field(30, ge=1, le=3650)
     click_retention_days: int = Field(90, ge=1, le=3650)
+    # Published events stay in the outbox this long: a socket reconnecting within it resumes
+    # from the events it missed; one further behind refetches its state (docs/api.md "Resume").
+    outbox_retention_days: int = Field(30, ge=1, le=3650)
 
     # How long a request waits for a running request with the same Idempotency-Key to finish
     # before it gets 409 (docs/money.md, "Idempotency-Key").

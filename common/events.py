@@ -6,6 +6,9 @@
    (``publish``) and marks them published (``mark_published``).
 3. ``sweep_unpublished`` (a beat task) publishes what a process that died between commit and
    publish, or a Redis outage, left behind. Subscribers drop duplicates by event id.
+4. ``purge_published`` (a beat task) deletes the oldest rows once they are published and past
+   ``OUTBOX_RETENTION_DAYS``: the outbox is also the history a reconnecting socket resumes from
+   (web/realtime/resume.py), which asks a client behind the oldest row left to refetch.
 """
 
 from __future__ import annotations
@@ -143,6 +146,32 @@ def mark_published(session: Session, ids: Iterable[int]) -> None:
     ids = list(ids)
     if ids:
         session.execute(_MARK, {"ids": ids})
+
+
+# Only ever the head of the table, by id: the rows a batch looks at are the oldest ones, and it
+# deletes those before the first it must keep (unpublished, or inside retention). What is left is
+# then every row from the smallest id on, which is what the resume's "behind the oldest row" test
+# relies on: a purge that skipped one kept row would leave a gap a resume could not see. An id is
+# taken at insert, so a row still uncommitted below the head would have to belong to a transaction
+# open for the whole retention; statement and idle timeouts end those long before.
+_PURGE = text("""
+    WITH head AS (
+        SELECT id, published_at IS NOT NULL
+                   AND created_at < now() - make_interval(days => :days) AS done
+        FROM outbox ORDER BY id LIMIT :batch
+    ), kept AS (
+        SELECT min(id) AS first FROM head WHERE NOT done
+    )
+    DELETE FROM outbox USING head, kept
+    WHERE outbox.id = head.id AND (kept.first IS NULL OR head.id < kept.first)
+""")
+
+
+def purge_published(session: Session, *, days: int, batch: int = 1000) -> int:
+    """Delete up to ``batch`` of the oldest outbox rows that are published and older than
+    ``days``, stopping at the first that is not; returns how many. Call once per transaction."""
+    result: Any = session.execute(_PURGE, {"days": days, "batch": batch})
+    return int(result.rowcount)
 
 
 def sweep_unpublished(

@@ -9,6 +9,7 @@ SCHEDULE: dict[str, dict[str, Any]] = {
     "leaderboard.rebuild": {"task": "leaderboard.rebuild", "schedule": 300.0},
     "leaderboard.pay_prizes": {"task": "leaderboard.pay_prizes", "schedule": 600.0},
     "events.sweep_outbox": {"task": "events.sweep_outbox", "schedule": 10.0},
+    "events.purge_outbox": {"task": "events.purge_outbox", "schedule": 3600.0},
     "sales.approve_due": {"task": "sales.approve_due", "schedule": 10.0},
     "sales.purge_clicks": {"task": "sales.purge_clicks", "schedule": 3600.0},
     "payouts.recover": {"task": "payouts.recover", "schedule": 60.0},

@@ -1,16 +1,19 @@
-"""Events: republish what the outbox holds unpublished."""
+"""Events: republish what the outbox holds unpublished; purge what is past retention."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from common.events import sweep_unpublished
+from common.events import purge_published, sweep_unpublished
 from common.redis import events_channel
 from common.taskqueue import celery_app
 from workers.context import context
 
 # One run publishes at most this many batches; the next beat tick continues.
 MAX_BATCHES = 20
+PURGE_BATCH = 1000
+# One purge deletes at most this many batches, each committed on its own; the next run goes on.
+MAX_PURGE_BATCHES = 50
 
 
 @celery_app.task(name="events.sweep_outbox")
@@ -27,5 +30,19 @@ def sweep_outbox(older_than_seconds: float = 5.0) -> int:
             )
         total += sent
         if sent == 0:
+            break
+    return total
+
+
+@celery_app.task(name="events.purge_outbox")
+def purge_outbox(batch: int = PURGE_BATCH) -> int:
+    """Delete published rows past ``OUTBOX_RETENTION_DAYS``, oldest first, a committed batch at
+    a time (``common.events.purge_published``)."""
+    ctx, total = context(), 0
+    for _ in range(MAX_PURGE_BATCHES):
+        with ctx.transaction() as session:
+            done = purge_published(session, days=ctx.settings.outbox_retention_days, batch=batch)
+        total += done
+        if done < batch:
             break
     return total

@@ -65,14 +65,19 @@ async def test_unknown_since_gets_refetch(app_client, someone, publish) -> None:
 
 
 async def test_history_cleaned_up_gets_refetch(app_client, someone, publish, committed) -> None:
-    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from common.events import purge_published
 
     me = someone()
     old = publish("balance:updated", {}, user_id=me.id)
     publish("balance:updated", {}, user_id=me.id)
     kept = publish("balance:updated", {}, user_id=me.id)
-    with committed.begin() as conn:  # the clean-up chore removed the oldest rows
-        conn.execute(text("DELETE FROM outbox WHERE id < :k"), {"k": kept})
+    with committed.begin() as conn:  # the rows before ``kept`` are past retention
+        conn.execute(text("UPDATE outbox SET created_at = now() - interval '31 days', "
+                          "published_at = now() - interval '31 days' WHERE id < :k"), {"k": kept})
+    with Session(committed) as session, session.begin():  # the beat's retention purge
+        assert purge_published(session, days=30) >= 2
     ws = await connect(app_client, me, since=str(old))
     assert (await next_frame(ws))["event"] == "sync:refetch"
     await ws.close()

@@ -1,0 +1,72 @@
+"""The outbox's retention: published events past ``OUTBOX_RETENTION_DAYS`` are purged from the
+head of the table only, so what is left is every event from the oldest id on (the resume's
+history, web/realtime/resume.py), and nothing unpublished is ever purged."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from common.events import purge_published
+from common.models import OutboxEvent
+
+OLD = dt.timedelta(days=31)
+
+
+def _event(session: Session, *, age: dt.timedelta = dt.timedelta(0), published: bool = True) -> int:
+    made = session.execute(select(func.now())).scalar_one() - age
+    return session.execute(insert(OutboxEvent).values(
+        target="user", target_id=1, event="balance:updated", data={}, created_at=made,
+        published_at=made if published else None,
+    ).returning(OutboxEvent.id)).scalar_one()
+
+
+def _ids(session: Session) -> list[int]:
+    return list(session.execute(select(OutboxEvent.id).order_by(OutboxEvent.id)).scalars())
+
+
+def test_only_the_head_is_purged_and_never_past_an_unpublished_row(session: Session) -> None:
+    doomed = [_event(session, age=OLD) for _ in range(3)]
+    waiting = _event(session, age=OLD, published=False)  # Redis was away: the sweep still owes it
+    behind = _event(session, age=OLD)
+    fresh = _event(session)
+    # Bounded batches: a run that stops after any batch leaves whole batches done.
+    assert [purge_published(session, days=30, batch=2) for _ in range(3)] == [2, 1, 0]
+    assert _ids(session) == [waiting, behind, fresh] and not set(doomed) & set(_ids(session))
+    session.execute(update(OutboxEvent).where(OutboxEvent.id == waiting)
+                    .values(published_at=func.now() - OLD))
+    assert purge_published(session, days=30) == 2
+    assert _ids(session) == [fresh]
+
+
+def test_a_row_inside_retention_keeps_every_later_one(session: Session) -> None:
+    """A long transaction takes its id early and is stamped with its start: an older row can sit
+    above a newer one. The purge stops at the newer one rather than leave a gap behind it."""
+    first = _event(session, age=OLD)
+    recent = _event(session, age=dt.timedelta(days=29))
+    old_above = _event(session, age=OLD)
+    assert purge_published(session, days=30) == 1
+    assert _ids(session) == [recent, old_above] and first not in _ids(session)
+
+
+def test_an_empty_outbox_purges_nothing(session: Session) -> None:
+    assert purge_published(session, days=30) == 0
+
+
+@pytest.mark.committed
+def test_the_beat_task_purges_in_committed_batches(committed) -> None:  # type: ignore[no-untyped-def]
+    from workers.schedule import SCHEDULE
+    from workers.tasks.events import purge_outbox
+
+    with Session(committed) as session, session.begin():
+        for _ in range(3):
+            _event(session, age=OLD)
+        kept = _event(session, age=dt.timedelta(days=1))
+    assert SCHEDULE["events.purge_outbox"]["task"] == "events.purge_outbox"
+    assert purge_outbox(batch=2) == 3  # two committed batches
+    assert purge_outbox() == 0  # restartable: nothing left to do
+    with committed.connect() as conn:
+        assert conn.execute(text("SELECT id FROM outbox")).scalars().all() == [kept]
