@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from common.effects import enqueue_after_commit, resources
@@ -154,9 +154,18 @@ _LOCK_MEMBER = text(
 )
 
 
+# A member's own row, for a member acting on their own payment: locked by the caller's id, not
+# through the payment, so that naming another member's payment locks nobody else's row.
+_LOCK_CALLER = text("SELECT 1 FROM users WHERE id = :user_id FOR NO KEY UPDATE")
+# A payment an admin could approve, were its member not on hold.
+_AWAITING_APPROVAL = select(_p.c.id).where(
+    _p.c.id == bindparam("payment_id"), _p.c.status == "pending", _p.c.needs_approval,
+    _p.c.approved_at.is_(None))
+
+
 def cancel_payment(session: Session, *, user_id: int, payment_id: int) -> dict[str, Any]:
     """The user cancels a payment still ``pending``: the hold goes back to the balance."""
-    session.execute(_LOCK_MEMBER, {"payment_id": payment_id})
+    session.execute(_LOCK_CALLER, {"user_id": user_id})
     row = session.execute(
         update(_p)
         .where(_p.c.id == payment_id, _p.c.user_id == user_id, _p.c.status == "pending")
@@ -179,6 +188,8 @@ def approve_payment(session: Session, *, payment_id: int) -> bool:
     before the change (a second click, a resend) cannot undo it."""
     member = session.execute(_LOCK_MEMBER, {"payment_id": payment_id}).first()
     if member is not None and (member.status != "active" or member.payouts_frozen):
+        if session.execute(_AWAITING_APPROVAL, {"payment_id": payment_id}).first() is None:
+            return False  # paid, failed, cancelled or approved already: that is the answer
         raise MemberOnHold("The member is suspended or their withdrawals are frozen: reactivate "
                            "or unfreeze them before approving, or reject the payment")
     approved = session.execute(
@@ -264,6 +275,9 @@ class PayoutJob:
     method: str
     destination: str
     token: int
+    # Taken back from ``processing`` (a retry of this chain, or a chain that died) while the
+    # member is suspended, banned or frozen: the chain withdraws the payout instead of paying.
+    member_on_hold: bool = False
 
 
 # Take the lease: a payable pending payment, or one in processing whose lease expired (its chain
@@ -278,7 +292,9 @@ _TAKE = text(
         (p.status = 'pending' AND (NOT p.needs_approval OR p.approved_at IS NOT NULL))
         OR (p.status = 'processing'
             AND (p.lease_until IS NULL OR p.lease_until < now() OR p.lease_token = :token)))
-    RETURNING p.*, before.status AS was
+    RETURNING p.*, before.status AS was,
+              (SELECT u.status <> 'active' OR u.payouts_frozen FROM users u
+               WHERE u.id = p.user_id) AS member_on_hold
     """
 )
 _RENEW = text(
@@ -290,20 +306,23 @@ _RENEW = text(
 )
 
 
-# Before a payout chain first takes a payment that no admin approved: a member whose withdrawals
-# were frozen, whose account was suspended (a ban cancels instead), or whose score reached
-# RISK_REVIEW_SCORE, after it was accepted (a signal between
-# acceptance and the worker, a queue's lag, a chain retried later) waits for an admin instead of
-# being paid. The payment's row is locked by this update, as the take's is; a score or a freeze
-# committed after it is too late for this payment, which is then on its way to the provider.
+# Before a payout chain first takes a payment: a member whose withdrawals were frozen or whose
+# account was suspended (a ban cancels instead) waits for an admin, an approval given before
+# included (suspending and freezing withdraw approvals: ``hold_pending_for_review``; this covers
+# one given before that rule); a member whose score reached RISK_REVIEW_SCORE after the payment
+# was accepted (a signal between acceptance and the worker, a queue's lag) waits unless an admin
+# approved it. The payment's row is locked by this update, as the take's is; a change committed
+# after it is too late for this attempt, which is on its way to the provider. A later attempt
+# (``member_on_hold`` in ``_TAKE``) withdraws the payout.
 _HOLD_FOR_REVIEW = text(
     """
-    UPDATE payments p SET needs_review = true, needs_approval = true, updated_at = now()
+    UPDATE payments p SET needs_review = true, needs_approval = true, approved_at = NULL,
+           updated_at = now()
     FROM users u
-    WHERE p.id = :payment_id AND p.status = 'pending' AND p.approved_at IS NULL
-      AND u.id = p.user_id
-      AND (u.payouts_frozen OR u.status <> 'active' OR u.risk_score >= :review)
-      AND NOT (p.needs_review AND p.needs_approval)
+    WHERE p.id = :payment_id AND p.status = 'pending' AND u.id = p.user_id
+      AND (u.payouts_frozen OR u.status <> 'active'
+           OR (p.approved_at IS NULL AND u.risk_score >= :review))
+      AND NOT (p.needs_review AND p.needs_approval AND p.approved_at IS NULL)
     RETURNING p.id
     """
 )
@@ -326,7 +345,8 @@ def start_payout(session: Session, *, payment_id: int, lease_seconds: float,
     if row["was"] == "pending":
         _status_event(session, row)
     return PayoutJob(row["id"], row["user_id"], row["amount"], row["method"], row["destination"],
-                     row["lease_token"])
+                     row["lease_token"],
+                     member_on_hold=row["was"] == "processing" and bool(row["member_on_hold"]))
 
 
 def renew_lease(session: Session, *, job: PayoutJob, lease_seconds: float) -> bool:

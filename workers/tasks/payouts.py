@@ -44,6 +44,9 @@ from workers.context import context
 log = logging.getLogger(__name__)
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 300.0
+# Why a payout that was under way is withdrawn: its member was suspended, banned or frozen in
+# the meantime (the member reads it in the payment's ``failureReason`` and notification).
+ON_HOLD_REASON = "withdrawn: the account is on hold"
 
 
 def backoff(attempt: int) -> float:
@@ -57,6 +60,8 @@ def pay(self: Task, payment_id: int, token: int | None = None) -> str:
     job = take(ctx, payment_id, token)
     if job is None:
         return "nothing_to_do"
+    if job.member_on_hold:
+        return give_up(ctx, job, reason=ON_HOLD_REASON)
     checkpoint("before_provider", payment_id)
     try:
         outcome = attempt(ctx, job)
@@ -123,11 +128,12 @@ def record(ctx: SyncContext, job: PayoutJob, result: PayoutResult) -> str:
     return result.status
 
 
-def give_up(ctx: SyncContext, job: PayoutJob) -> str:
-    """Out of attempts: void the key at the provider, then fail and release, unless the provider
-    had paid (or declined) already, in which case that is recorded. A chain that lost its lease
-    voids nothing (the chain holding it decides); if the provider cannot be reached, the payment
-    stays in processing and the sweep takes it up again when the lease expires."""
+def give_up(ctx: SyncContext, job: PayoutJob, reason: str = "payout provider unavailable") -> str:
+    """Out of attempts, or the member went on hold: void the key at the provider, then fail with
+    ``reason`` and release, unless the provider had paid (or declined) already, in which case that
+    is recorded. A chain that lost its lease voids nothing (the chain holding it decides); if the
+    provider cannot be reached, the payment stays in processing and the sweep takes it up again
+    when the lease expires."""
     if not _renew(ctx, job, ctx.settings.payout_stuck_seconds):
         return "lease_lost"
     provider = make_provider(ctx.settings, ctx.engine, ctx.redis)
@@ -136,7 +142,7 @@ def give_up(ctx: SyncContext, job: PayoutJob) -> str:
     except ProviderError:
         return "unknown"
     if recorded is None:
-        recorded = PayoutResult("voided", "", "payout provider unavailable")
+        recorded = PayoutResult("voided", "", reason)
     return record(ctx, job, recorded)
 
 

@@ -173,3 +173,38 @@ def test_a_payout_chain_first_goes_on_and_the_change_holds_nothing(committed: En
     second.join()
     assert second.error is None
     assert _payment(committed, payment_id) == ("processing", False, False, False)
+
+
+def test_naming_another_members_payment_to_cancel_locks_nothing_of_theirs(committed: Engine) -> None:
+    """A member who cancels someone else's payment id gets 404 without taking that member's row
+    lock: the owner's own withdrawal is not held up meanwhile."""
+    from common.errors import NotFound
+    from tests.fixtures.money_factories import make_funded_user
+
+    owner_id, payment_id = committed_withdrawal(committed, amount="10", funds="50")
+    with Session(committed, expire_on_commit=False) as session, session.begin():
+        prowler_id = make_funded_user(session, "0").id
+    prowler = Session(committed)
+    prowler.begin()
+    with pytest.raises(NotFound):
+        cancel_payment(prowler, user_id=prowler_id, payment_id=payment_id)
+    try:  # still inside the prowler's transaction: the owner's row is free
+        with committed.connect() as conn:
+            conn.execute(text("SET lock_timeout = '1s'"))
+            conn.execute(text("SELECT 1 FROM users WHERE id = :id FOR NO KEY UPDATE"), {"id": owner_id})
+    finally:
+        prowler.rollback()
+        prowler.close()
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_settled_payment_of_a_member_on_hold_answers_as_settled(committed: Engine, change: str) -> None:
+    """Approving a payment that is no longer waiting says so (False: "not awaiting approval"),
+    whatever the member's state; ``member_on_hold`` is only for one an admin could approve."""
+    user_id, payment_id = committed_withdrawal(committed, amount="10", funds="50")
+    with Session(committed) as session, session.begin():
+        cancel_payment(session, user_id=user_id, payment_id=payment_id)
+    with Session(committed) as session, session.begin():
+        CHANGES[change](session, user_id)
+    with Session(committed) as session, session.begin():
+        assert approve_payment(session, payment_id=payment_id) is False

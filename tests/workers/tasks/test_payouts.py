@@ -130,3 +130,30 @@ def test_worker_killed_mid_payout_recovers(committed: Engine, settings: Settings
     assert _status(committed, payment_id) == "paid"
     assert _provider_rows(committed, payment_id) == ["paid"]
     assert _balance(committed, user_id) == Decimal("190.00")
+
+
+@pytest.mark.committed
+def test_a_worker_killed_mid_payout_then_the_member_suspended_is_never_paid(committed: Engine, settings: Settings, redis_sync: redis.Redis) -> None:
+    """SIGKILL between the take and the provider; an admin suspends the member; the recovery
+    sweep's chain takes the payment over and withdraws the payout: failed, the amount back."""
+    from common.services.accounts import set_user_status
+
+    user_id, payment_id = committed_withdrawal(committed)
+    worker = start_worker(PAYOUT_TEST_PAUSE_AT="before_provider", PAYOUT_STUCK_SECONDS="2")
+    try:
+        enqueue("payouts.pay", payment_id)
+        paused = redis_key(settings, "test", "paused", payment_id)
+        wait_for(lambda: redis_sync.get(paused) is not None, timeout=60)
+    finally:
+        kill(worker)
+    with Session(committed) as session, session.begin():
+        set_user_status(session, actor_id=None, user_id=user_id, status="suspended",
+                        reason="checks", ip=None, trace_id=None)
+    worker = start_worker(PAYOUT_STUCK_SECONDS="2")
+    try:
+        _sweep_until_final(committed, payment_id)
+    finally:
+        kill(worker)
+    assert _status(committed, payment_id) == "failed"
+    assert _provider_rows(committed, payment_id) == ["voided"]
+    assert _balance(committed, user_id) == Decimal("200.00")

@@ -237,3 +237,94 @@ def test_a_retry_message_carries_the_payment_once_and_the_token() -> None:
     retried = pay.signature_from_request(first, **retry_arguments(7, job))
     bound = inspect.signature(pay.run).bind(*retried.args, **retried.kwargs)
     assert bound.arguments == {"payment_id": 7, "token": 3}
+
+
+_OPERATOR = {"actor_id": None, "ip": None, "trace_id": None}
+
+
+def _put_on_hold(engine: Engine, user_id: int, how: str) -> None:
+    """An admin suspends, bans or freezes the member (the real services, committed)."""
+    from common.services.accounts import set_user_status
+    from common.services.risk import set_payouts_frozen
+
+    with Session(engine) as session, session.begin():
+        if how == "frozen":
+            set_payouts_frozen(session, user_id=user_id, frozen=True, reason="checks", audit=_OPERATOR)
+        else:
+            set_user_status(session, user_id=user_id, status=how, reason="checks", **_OPERATOR)
+
+
+def _failure_reason(engine: Engine, payment_id: int) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT failure_reason FROM payments WHERE id = :id"),
+                            {"id": payment_id}).scalar_one()
+
+
+ON_HOLD = ["suspended", "banned", "frozen"]
+
+
+@pytest.mark.parametrize("how", ON_HOLD)
+def test_a_chain_retrying_after_the_member_went_on_hold_withdraws_the_payout(ctx: SyncContext, committed: Engine, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The chain took the payment and the provider failed (or its breaker was open): it waits to
+    retry with its token. Meanwhile an admin puts the member on hold. The retry voids the key
+    and fails the payment: the amount goes back to the balance, nothing reaches the member."""
+    from workers.tasks import payouts
+
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    x = take(ctx, payment_id)
+    assert x is not None and not x.member_on_hold
+    _put_on_hold(committed, user_id, how)
+    monkeypatch.setattr(payouts, "context", lambda: ctx)
+    assert payouts.pay(payment_id, token=x.token) == "voided"  # the retry, as Celery runs it
+    assert _state(committed, user_id, payment_id) == ("failed", Decimal("200.00"), ["voided"])
+    assert _failure_reason(committed, payment_id) == payouts.ON_HOLD_REASON
+
+
+@pytest.mark.parametrize("how", ON_HOLD)
+def test_a_chain_taking_over_after_the_member_went_on_hold_withdraws_the_payout(ctx: SyncContext, committed: Engine, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The chain that took the payment died before the provider; the member is put on hold; the
+    sweep's chain takes the expired lease over and withdraws the payout instead of paying it."""
+    from workers.tasks import payouts
+
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    assert take(ctx, payment_id) is not None  # then the worker dies
+    _put_on_hold(committed, user_id, how)
+    _expire_lease(committed, payment_id)
+    monkeypatch.setattr(payouts, "context", lambda: ctx)
+    assert payouts.pay(payment_id) == "voided"
+    assert _state(committed, user_id, payment_id) == ("failed", Decimal("200.00"), ["voided"])
+
+
+def test_a_payout_the_provider_made_before_the_hold_is_recorded_paid(ctx: SyncContext, committed: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Too late to withdraw: the provider paid before the member was put on hold, and the chain
+    died before recording it. The taking-over chain's void learns of the payment and records it."""
+    from workers.tasks import payouts
+
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    y = take(ctx, payment_id)
+    assert y is not None
+    assert not isinstance(attempt(ctx, y), Exception)  # paid at the provider; the chain dies
+    _put_on_hold(committed, user_id, "suspended")
+    _expire_lease(committed, payment_id)
+    monkeypatch.setattr(payouts, "context", lambda: ctx)
+    assert payouts.pay(payment_id) == "paid"
+    assert _state(committed, user_id, payment_id) == ("paid", Decimal("180.00"), ["paid"])
+
+
+@pytest.mark.parametrize("how", ["suspended", "frozen"])
+def test_an_approval_given_while_the_member_was_on_hold_is_not_paid(ctx: SyncContext, committed: Engine, how: str) -> None:
+    """An approval that predates the rule that a hold withdraws approvals (the member was put on
+    hold by a direct change of the row here): the payout chain's first take sends it back to an
+    admin instead of paying it."""
+    user_id, payment_id = committed_withdrawal(committed, "150")  # over the auto-pay limit
+    with Session(committed) as session, session.begin():
+        assert approve_payment(session, payment_id=payment_id)
+    column = "payouts_frozen = true" if how == "frozen" else "status = 'suspended'"
+    with committed.begin() as conn:
+        conn.execute(text(f"UPDATE users SET {column} WHERE id = :id"), {"id": user_id})
+    assert take(ctx, payment_id) is None
+    with committed.connect() as conn:
+        row = conn.execute(text("SELECT status, needs_review, needs_approval, approved_at "
+                                "FROM payments WHERE id = :id"), {"id": payment_id}).one()
+    assert tuple(row) == ("pending", True, True, None)
+    assert _state(committed, user_id, payment_id)[1:] == (Decimal("50.00"), [])
