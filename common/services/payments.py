@@ -275,9 +275,6 @@ class PayoutJob:
     method: str
     destination: str
     token: int
-    # Taken back from ``processing`` (a retry of this chain, or a chain that died) while the
-    # member is suspended, banned or frozen: the chain withdraws the payout instead of paying.
-    member_on_hold: bool = False
 
 
 # Take the lease: a payable pending payment, or one in processing whose lease expired (its chain
@@ -292,9 +289,7 @@ _TAKE = text(
         (p.status = 'pending' AND (NOT p.needs_approval OR p.approved_at IS NOT NULL))
         OR (p.status = 'processing'
             AND (p.lease_until IS NULL OR p.lease_until < now() OR p.lease_token = :token)))
-    RETURNING p.*, before.status AS was,
-              (SELECT u.status <> 'active' OR u.payouts_frozen FROM users u
-               WHERE u.id = p.user_id) AS member_on_hold
+    RETURNING p.*, before.status AS was
     """
 )
 _RENEW = text(
@@ -312,8 +307,8 @@ _RENEW = text(
 # one given before that rule); a member whose score reached RISK_REVIEW_SCORE after the payment
 # was accepted (a signal between acceptance and the worker, a queue's lag) waits unless an admin
 # approved it. The payment's row is locked by this update, as the take's is; a change committed
-# after it is too late for this attempt, which is on its way to the provider. A later attempt
-# (``member_on_hold`` in ``_TAKE``) withdraws the payout.
+# after it is too late for this payment to wait for an admin: ``confirm_payout`` then has the
+# chain withdraw the payout rather than pay it.
 _HOLD_FOR_REVIEW = text(
     """
     UPDATE payments p SET needs_review = true, needs_approval = true, approved_at = NULL,
@@ -345,8 +340,30 @@ def start_payout(session: Session, *, payment_id: int, lease_seconds: float,
     if row["was"] == "pending":
         _status_event(session, row)
     return PayoutJob(row["id"], row["user_id"], row["amount"], row["method"], row["destination"],
-                     row["lease_token"],
-                     member_on_hold=row["was"] == "processing" and bool(row["member_on_hold"]))
+                     row["lease_token"])
+
+
+# Just before the provider is called: the lease renewed, and the member as they are now. The
+# users row is read, not locked (the payout chain never locks the member: one lock order).
+_CONFIRM = text(
+    """
+    UPDATE payments p SET lease_until = now() + make_interval(secs => :lease)
+    FROM users u
+    WHERE p.id = :payment_id AND p.status = 'processing' AND p.lease_token = :token
+      AND u.id = p.user_id
+    RETURNING u.status <> 'active' OR u.payouts_frozen AS member_on_hold
+    """
+)
+
+
+def confirm_payout(session: Session, *, job: PayoutJob, lease_seconds: float) -> bool | None:
+    """The last step before the provider: renew the lease and say whether the member is on hold
+    (suspended, banned or frozen since the payment was accepted, or since an earlier attempt of
+    this payout). None when another chain took the lease over (a chain that stalled after its
+    take): that chain decides, this one must not call the provider."""
+    row = session.execute(_CONFIRM, {"payment_id": job.payment_id, "token": job.token,
+                                     "lease": lease_seconds}).first()
+    return None if row is None else bool(row.member_on_hold)
 
 
 def renew_lease(session: Session, *, job: PayoutJob, lease_seconds: float) -> bool:

@@ -6,8 +6,11 @@ it makes is fenced by the lease's token (``common/services/payments.py``). The p
 with the payment's idempotency key, so a chain that takes over after a crash learns the first
 result and never pays twice; funds go back only after the provider voided the key.
 
-The steps (``take``, ``attempt``, ``record``, ``give_up``) are functions of their own so that a
-test can drive two chains' steps in any order.
+The steps (``take``, ``confirm``, ``attempt``, ``record``, ``give_up``) are functions of their own
+so that a test can drive two chains' steps in any order. ``confirm`` runs right before the
+provider: a chain that stalled after its take and lost the lease stops there, and a member put on
+hold (suspended, banned, frozen) since the payment was accepted has the payout withdrawn: the key
+voided at the provider, the payment failed and the amount back in the balance.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from common.payouts import (
 from common.services.idempotency import purge_expired
 from common.services.payments import (
     PayoutJob,
+    confirm_payout,
     finish_payout,
     renew_lease,
     start_payout,
@@ -60,10 +64,13 @@ def pay(self: Task, payment_id: int, token: int | None = None) -> str:
     job = take(ctx, payment_id, token)
     if job is None:
         return "nothing_to_do"
-    if job.member_on_hold:
-        return give_up(ctx, job, reason=ON_HOLD_REASON)
     checkpoint("before_provider", payment_id)
     try:
+        on_hold = confirm(ctx, job)
+        if on_hold is None:
+            return "lease_lost"
+        if on_hold:
+            return give_up(ctx, job, reason=ON_HOLD_REASON)
         outcome = attempt(ctx, job)
         if isinstance(outcome, Exception):
             return _provider_failed(self, ctx, job, outcome)
@@ -100,6 +107,13 @@ def take(ctx: SyncContext, payment_id: int, token: int | None = None) -> PayoutJ
     with ctx.transaction() as session:
         return start_payout(session, payment_id=payment_id, token=token,
                             lease_seconds=ctx.settings.payout_stuck_seconds)
+
+
+def confirm(ctx: SyncContext, job: PayoutJob) -> bool | None:
+    """Right before the provider: whether the member is on hold now, or None when the lease
+    passed to another chain meanwhile (see ``confirm_payout``)."""
+    with ctx.transaction() as session:
+        return confirm_payout(session, job=job, lease_seconds=ctx.settings.payout_stuck_seconds)
 
 
 def attempt(ctx: SyncContext, job: PayoutJob) -> PayoutResult | Exception:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from common.config import Settings
 from common.services.ledger import check_ledger
 from common.services.payments import (
+    PayoutJob,
     approve_payment,
     finish_payout,
     start_payout,
@@ -229,7 +230,6 @@ def test_a_retry_message_carries_the_payment_once_and_the_token() -> None:
 
     from celery.app.task import Context
 
-    from common.services.payments import PayoutJob
     from workers.tasks.payouts import pay, retry_arguments
 
     first = Context(args=(7,), kwargs={}, id="t", retries=0, delivery_info={})
@@ -272,7 +272,7 @@ def test_a_chain_retrying_after_the_member_went_on_hold_withdraws_the_payout(ctx
 
     user_id, payment_id = committed_withdrawal(committed, "20")
     x = take(ctx, payment_id)
-    assert x is not None and not x.member_on_hold
+    assert x is not None
     _put_on_hold(committed, user_id, how)
     monkeypatch.setattr(payouts, "context", lambda: ctx)
     assert payouts.pay(payment_id, token=x.token) == "voided"  # the retry, as Celery runs it
@@ -307,6 +307,11 @@ def test_a_payout_the_provider_made_before_the_hold_is_recorded_paid(ctx: SyncCo
     _put_on_hold(committed, user_id, "suspended")
     _expire_lease(committed, payment_id)
     monkeypatch.setattr(payouts, "context", lambda: ctx)
+
+    def no_second_payout(*_: object) -> None:
+        raise AssertionError("the provider is called to pay a member on hold")
+
+    monkeypatch.setattr(payouts, "attempt", no_second_payout)  # only the void may learn of it
     assert payouts.pay(payment_id) == "paid"
     assert _state(committed, user_id, payment_id) == ("paid", Decimal("180.00"), ["paid"])
 
@@ -328,3 +333,28 @@ def test_an_approval_given_while_the_member_was_on_hold_is_not_paid(ctx: SyncCon
                                 "FROM payments WHERE id = :id"), {"id": payment_id}).one()
     assert tuple(row) == ("pending", True, True, None)
     assert _state(committed, user_id, payment_id)[1:] == (Decimal("50.00"), [])
+
+
+def test_a_chain_that_stalled_after_its_take_never_reaches_the_provider(ctx: SyncContext, committed: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chain A takes the payment and stalls before the provider, past its lease. The member is
+    suspended; the sweep's chain B takes the lease over and is about to void. A wakes up: it
+    must not pay (it would have paid the suspended member before B's void); it stops, and B
+    withdraws the payout."""
+    from workers.tasks import payouts
+
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    taken_over: list[object] = []
+
+    def stall(point: str, _: int) -> None:
+        if point == "before_provider" and not taken_over:  # A, between its take and the provider
+            _expire_lease(committed, payment_id)
+            _put_on_hold(committed, user_id, "suspended")
+            taken_over.append(take(ctx, payment_id))  # B, which stalls in turn
+
+    monkeypatch.setattr(payouts, "context", lambda: ctx)
+    monkeypatch.setattr(payouts, "checkpoint", stall)
+    assert payouts.pay(payment_id) == "lease_lost"  # A
+    b = taken_over[0]
+    assert isinstance(b, PayoutJob)
+    assert give_up(ctx, b, reason=payouts.ON_HOLD_REASON) == "voided"  # B goes on
+    assert _state(committed, user_id, payment_id) == ("failed", Decimal("200.00"), ["voided"])
