@@ -148,30 +148,47 @@ def mark_published(session: Session, ids: Iterable[int]) -> None:
         session.execute(_MARK, {"ids": ids})
 
 
-# Only ever the head of the table, by id: the rows a batch looks at are the oldest ones, and it
-# deletes those before the first it must keep (unpublished, or inside retention). What is left is
-# then every row from the smallest id on, which is what the resume's "behind the oldest row" test
-# relies on: a purge that skipped one kept row would leave a gap a resume could not see. An id is
-# taken at insert, so a row still uncommitted below the head would have to belong to a transaction
-# open for the whole retention; statement and idle timeouts end those long before.
+# Only ever the head of the table, by id: the rows a batch looks at are the oldest ones above the
+# last batch's, and it deletes those before the first it must keep (unpublished, or inside
+# retention). What is left is then every row from the smallest id on, which is what the resume's
+# "behind the oldest row" test relies on (web/realtime/resume.py reads it again after the
+# history): a purge that skipped one kept row would leave a gap a resume could not see.
+# - The newest row is always kept: an empty outbox would tell a client that missed nothing that
+#   its ``since`` is unknown.
+# - An id is taken at insert, so a row still uncommitted below the head would belong to a
+#   transaction open for the whole retention. None of ours lives that long (each is a request or
+#   a task), but a forgotten session might: no purge runs while a transaction older than the
+#   retention is open on this database (of the sessions this role may see: its own).
 _PURGE = text("""
     WITH head AS (
         SELECT id, published_at IS NOT NULL
                    AND created_at < now() - make_interval(days => :days) AS done
-        FROM outbox ORDER BY id LIMIT :batch
+        FROM outbox WHERE id > :after
+          AND id < (SELECT max(id) FROM outbox)
+          AND NOT EXISTS (SELECT FROM pg_stat_activity
+                          WHERE datname = current_database() AND backend_type = 'client backend'
+                            AND xact_start < now() - make_interval(days => :days))
+        ORDER BY id LIMIT :batch
     ), kept AS (
         SELECT min(id) AS first FROM head WHERE NOT done
     )
     DELETE FROM outbox USING head, kept
     WHERE outbox.id = head.id AND (kept.first IS NULL OR head.id < kept.first)
+    RETURNING outbox.id
 """)
 
 
-def purge_published(session: Session, *, days: int, batch: int = 1000) -> int:
-    """Delete up to ``batch`` of the oldest outbox rows that are published and older than
-    ``days``, stopping at the first that is not; returns how many. Call once per transaction."""
-    result: Any = session.execute(_PURGE, {"days": days, "batch": batch})
-    return int(result.rowcount)
+@dataclass(frozen=True, slots=True)
+class Purged:
+    count: int
+    last: int  # the highest id deleted (the next batch starts above it), or ``after`` when none
+
+
+def purge_published(session: Session, *, days: int, batch: int = 1000, after: int = 0) -> Purged:
+    """Delete up to ``batch`` of the oldest outbox rows above ``after`` that are published and
+    older than ``days``, stopping at the first that is not. Call once per transaction."""
+    ids = session.execute(_PURGE, {"days": days, "batch": batch, "after": after}).scalars().all()
+    return Purged(len(ids), max(ids, default=after))
 
 
 def sweep_unpublished(

@@ -132,4 +132,13 @@ async def missed_events(db: Any, *, user_id: int, since: int, limit: int,
     })
     if len(rows) > limit:
         return Replay(refetch={"reason": "history_exceeded", "lastId": last})
+    # The retention purge (common/events.py) may have deleted rows after ``since`` between the
+    # two statements. It only ever deletes from the head, so the oldest row left, read again
+    # now, tells: still at most ``since + 1`` and nothing above ``since`` was gone when the
+    # history was read.
+    if low is not None and since >= low - 1:
+        after = await db.fetch_one(_BOUNDS)
+        low_now = (after or {}).get("low")
+        if low_now is None or since < low_now - 1:
+            return Replay(refetch={"reason": "unknown_since", "lastId": last})
     return Replay(frames=[(r["id"], protocol.encode(r["event"], r["data"], r["id"])) for r in rows])

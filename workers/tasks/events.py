@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from common.events import purge_published, sweep_unpublished
 from common.redis import events_channel
@@ -12,8 +13,9 @@ from workers.context import context
 # One run publishes at most this many batches; the next beat tick continues.
 MAX_BATCHES = 20
 PURGE_BATCH = 1000
-# One purge deletes at most this many batches, each committed on its own; the next run goes on.
-MAX_PURGE_BATCHES = 50
+# One purge deletes batches, each committed on its own, until a short one or this many seconds
+# (the next run goes on): a day of events is gone in minutes, and a run never outlasts its hour.
+PURGE_SECONDS = 300.0
 
 
 @celery_app.task(name="events.sweep_outbox")
@@ -38,11 +40,13 @@ def sweep_outbox(older_than_seconds: float = 5.0) -> int:
 def purge_outbox(batch: int = PURGE_BATCH) -> int:
     """Delete published rows past ``OUTBOX_RETENTION_DAYS``, oldest first, a committed batch at
     a time (``common.events.purge_published``)."""
-    ctx, total = context(), 0
-    for _ in range(MAX_PURGE_BATCHES):
+    ctx, total, after = context(), 0, 0
+    deadline = time.monotonic() + PURGE_SECONDS
+    while time.monotonic() < deadline:
         with ctx.transaction() as session:
-            done = purge_published(session, days=ctx.settings.outbox_retention_days, batch=batch)
-        total += done
-        if done < batch:
+            done = purge_published(session, days=ctx.settings.outbox_retention_days, batch=batch,
+                                   after=after)
+        total, after = total + done.count, done.last
+        if done.count < batch:
             break
     return total

@@ -77,10 +77,42 @@ async def test_history_cleaned_up_gets_refetch(app_client, someone, publish, com
         conn.execute(text("UPDATE outbox SET created_at = now() - interval '31 days', "
                           "published_at = now() - interval '31 days' WHERE id < :k"), {"k": kept})
     with Session(committed) as session, session.begin():  # the beat's retention purge
-        assert purge_published(session, days=30) >= 2
+        assert purge_published(session, days=30).count >= 2
     ws = await connect(app_client, me, since=str(old))
     assert (await next_frame(ws))["event"] == "sync:refetch"
     await ws.close()
+
+
+async def test_a_purge_between_the_bounds_and_the_history_asks_for_a_refetch(app_client, someone, publish, committed) -> None:  # type: ignore[no-untyped-def]
+    """The purge commits after the resume read the oldest row left and before it read the
+    history: the events after ``since`` it deleted are not in the replay, so the client must be
+    told to refetch rather than given the rest as if complete."""
+    from sqlalchemy.orm import Session
+
+    from common.events import purge_published
+    from web.keys import DB
+    from web.realtime.resume import missed_events
+
+    me = someone()
+    since = publish("balance:updated", {"n": 0}, user_id=me.id)
+    publish("balance:updated", {"n": 1}, user_id=me.id)  # missed, then purged
+    newest = publish("balance:updated", {"n": 2}, user_id=me.id)
+    with committed.begin() as conn:
+        conn.execute(text("UPDATE outbox SET created_at = now() - interval '31 days', "
+                          "published_at = now() - interval '31 days' WHERE id < :k"), {"k": newest})
+    db = app_client.server.app[DB]
+
+    class PurgeBeforeTheHistory:
+        fetch_one = db.fetch_one
+
+        async def fetch_all(self, query, params=None):  # type: ignore[no-untyped-def]
+            with Session(committed) as session, session.begin():
+                assert purge_published(session, days=30).count == 2
+            return await db.fetch_all(query, params)
+
+    replay = await missed_events(PurgeBeforeTheHistory(), user_id=me.id, since=since, limit=100,
+                                 admin=False)
+    assert replay.refetch == {"reason": "unknown_since", "lastId": newest}
 
 
 async def test_a_demoted_admin_is_not_replayed_what_only_admins_hear(app_client, someone, publish, sync_ctx, ws_settings) -> None:  # type: ignore[no-untyped-def]
