@@ -149,8 +149,9 @@ def mark_published(session: Session, ids: Iterable[int]) -> None:
 
 
 # Only ever the head of the table, by id: the rows a batch looks at are the oldest ones above the
-# last batch's, and it deletes those before the first it must keep (unpublished, or inside
-# retention). What is left is then every row from the smallest id on, which is what the resume's
+# last batch's, and it deletes those before the first it must keep (unpublished, or published
+# within the retention: a resume replays events published after its ``since`` event, so an
+# event's age for the purge is that of its publication). What is left is then every row from the smallest id on, which is what the resume's
 # "behind the oldest row" test relies on (web/realtime/resume.py reads it again after the
 # history): a purge that skipped one kept row would leave a gap a resume could not see.
 # - The newest row is always kept: an empty outbox would tell a client that missed nothing that
@@ -161,8 +162,7 @@ def mark_published(session: Session, ids: Iterable[int]) -> None:
 #   retention is open on this database (of the sessions this role may see: its own).
 _PURGE = text("""
     WITH head AS (
-        SELECT id, published_at IS NOT NULL
-                   AND created_at < now() - make_interval(days => :days) AS done
+        SELECT id, coalesce(published_at < now() - make_interval(days => :days), false) AS done
         FROM outbox WHERE id > :after
           AND id < (SELECT max(id) FROM outbox)
           AND NOT EXISTS (SELECT FROM pg_stat_activity
@@ -185,8 +185,8 @@ class Purged:
 
 
 def purge_published(session: Session, *, days: int, batch: int = 1000, after: int = 0) -> Purged:
-    """Delete up to ``batch`` of the oldest outbox rows above ``after`` that are published and
-    older than ``days``, stopping at the first that is not. Call once per transaction."""
+    """Delete up to ``batch`` of the oldest outbox rows above ``after`` that were published
+    more than ``days`` ago, stopping at the first that was not. Call once per transaction."""
     ids = session.execute(_PURGE, {"days": days, "batch": batch, "after": after}).scalars().all()
     return Purged(len(ids), max(ids, default=after))
 

@@ -3,7 +3,8 @@ withdrawals frozen (docs/risk.md "What happens at the threshold"; a ban cancels 
 
 Done in the transaction that changes the member, under each payment's row lock, as a ban's
 cancel is: a payout chain takes a payment under the same lock, so it either took it first (then
-``processing``: on its way to the provider, it goes on) or finds it waiting for an admin. An
+``processing``: the chain's check right before the provider, ``confirm_payout``, finds the member
+on hold and withdraws the payout) or finds it waiting for an admin. An
 approval given before the change is withdrawn: the admin approved the amount for the member as
 they were, not as they are now. The payout worker's own re-check (``start_payout``) stays, for a
 score that crosses the threshold after acceptance.

@@ -242,8 +242,8 @@ def fail_pending_for_debt(session: Session, *, user_id: int) -> list[int]:
 BAN_REASON = "Cancelled: the account was banned"
 # Every pending withdrawal of the member, cancelled in one guarded UPDATE: each payment row is
 # locked as it is updated, so a payout chain taking one (``_TAKE``, ``pending -> processing``,
-# also under the row's lock) either took it first (it is no longer pending: it goes on to the
-# provider) or finds it cancelled; either way one actor acts on it, and its hold is released
+# also under the row's lock) either took it first (it is no longer pending: its check right
+# before the provider, ``confirm_payout``, withdraws the payout) or finds it cancelled; either way one actor acts on it, and its hold is released
 # once (by whoever ends it, under the ledger's unique key).
 _CANCEL_PENDING = text(
     """
@@ -256,7 +256,8 @@ _CANCEL_PENDING = text(
 
 def cancel_pending_for_ban(session: Session, *, user_id: int) -> list[int]:
     """A banned member's pending withdrawals are cancelled and their holds released; a payment
-    already processing is on its way to the provider and goes on. Returns the cancelled ids."""
+    already processing is withdrawn by its payout chain right before the provider, unless the
+    provider was called already. Returns the cancelled ids."""
     rows = session.execute(_CANCEL_PENDING, {"user_id": user_id,
                                              "reason": BAN_REASON}).mappings().all()
     for row in rows:

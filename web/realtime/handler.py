@@ -19,6 +19,7 @@ answer that is not the upgrade, metrics and the access log line when the socket 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 import socket
@@ -276,9 +277,10 @@ async def _start(app: web.Application, conn: Connection, since: int | None, *,
     await send(protocol.encode("ready", {"userId": conn.user_id}), WSMsgType.TEXT)
     replayed, floor = NO_IDS, 0
     if since is not None:
+        settings = app[SETTINGS]
         replay = await missed_events(
-            app[DB], user_id=conn.user_id, since=since, limit=app[SETTINGS].ws_history_limit,
-            admin=admin)
+            app[DB], user_id=conn.user_id, since=since, limit=settings.ws_history_limit,
+            admin=admin, retention=dt.timedelta(days=settings.outbox_retention_days))
         if replay.refetch is not None:
             await send(protocol.encode(protocol.REFETCH, replay.refetch), WSMsgType.TEXT)
             floor = replay.refetch["lastId"]  # the refetched state already holds these

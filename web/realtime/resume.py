@@ -89,6 +89,14 @@ _MEMBER_HISTORY = _history(*protocol.INTERNAL_EVENTS, *protocol.ADMIN_EVENTS)
 _BOUNDS = compile_query(
     select(func.min(OutboxEvent.id).label("low"), func.max(OutboxEvent.id).label("high"))
 )
+# The bounds, and whether the ``since`` event is still held and inside the retention (less the
+# look-back): the events that may have gone out after it are then all still held.
+_START = compile_query(select(
+    func.min(OutboxEvent.id).label("low"), func.max(OutboxEvent.id).label("high"),
+    select(OutboxEvent.created_at >= func.now() - bindparam("retention", type_=Interval())
+           + bindparam("lookback", type_=Interval()))
+    .where(OutboxEvent.id == _SINCE).scalar_subquery().label("since_held"),
+))
 
 
 @dataclass
@@ -115,17 +123,22 @@ def parse_since(value: object) -> int | None:
     return -1
 
 
-async def missed_events(db: Any, *, user_id: int, since: int, limit: int,
-                        admin: bool) -> Replay:
+async def missed_events(db: Any, *, user_id: int, since: int, limit: int, admin: bool,
+                        retention: dt.timedelta) -> Replay:
     """The user's events after ``since`` and those that may have been published after it (see
     the module's docstring), in id order, or the refetch instruction; the events only admins
-    hear only when ``admin`` (the socket's token is an admin's, checked current)."""
-    bounds = await db.fetch_one(_BOUNDS)
+    hear only when ``admin`` (the socket's token is an admin's, checked current). ``retention``
+    is how long published events are kept (``OUTBOX_RETENTION_DAYS``)."""
+    bounds = await db.fetch_one(_START, {"since": since, "retention": retention,
+                                         "lookback": LOOKBACK})
     low, high = (bounds or {}).get("low"), (bounds or {}).get("high")
     last = high or 0
-    # An unusable id, one from the future (another database), or one older than the outbox's
-    # oldest row (history cleaned up): the replay cannot be trusted to be complete.
-    if since < 0 or since > last or (low is not None and since < low - 1):
+    # An unusable id, one from the future (another database), one older than the outbox's
+    # oldest row, or an event no longer held or near the retention's end (history cleaned up:
+    # the events published after it, which the look-back replays, may be gone): the replay
+    # cannot be trusted to be complete. ``since`` 0, the whole history, names no event.
+    if (since < 0 or since > last or (low is not None and since < low - 1)
+            or (since > 0 and not (bounds or {}).get("since_held"))):
         return Replay(refetch={"reason": "unknown_since", "lastId": last})
     rows = await db.fetch_all(_HISTORY if admin else _MEMBER_HISTORY, {
         "user_id": user_id, "since": since, "lookback": LOOKBACK, "limit": limit + 1,

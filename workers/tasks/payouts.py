@@ -155,7 +155,9 @@ def give_up(ctx: SyncContext, job: PayoutJob, reason: str = "payout provider una
         recorded = provider.void(key=payout_key(job.payment_id))
     except ProviderError:
         return "unknown"
-    if recorded is None:
+    if recorded is None or recorded.status == "voided":
+        # Voided by this chain, or by an earlier step of it whose record was lost (an outage,
+        # then the retry): the reason is this chain's, not the provider's "cancelled".
         recorded = PayoutResult("voided", "", reason)
     return record(ctx, job, recorded)
 

@@ -1,8 +1,9 @@
 """A member suspended, or whose withdrawals are frozen, while a withdrawal waits: it goes to an
 admin, an earlier approval included, whichever of the change and a payout chain taking the
 payment reaches the payment's row first (driven in both orders on a real PostgreSQL): the chain
-either took it first and goes on, or finds it waiting for an admin. Never paid behind the
-change's back, and the hold is untouched either way."""
+either took it first (its check right before the provider then withdraws the payout:
+tests/workers/tasks/test_payouts_lease.py), or finds it waiting for an admin. Never paid behind
+the change's back, and the hold is untouched either way."""
 
 from __future__ import annotations
 

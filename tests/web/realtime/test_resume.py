@@ -83,10 +83,44 @@ async def test_history_cleaned_up_gets_refetch(app_client, someone, publish, com
     await ws.close()
 
 
+def _age(committed, ids: list[int], days: int) -> None:  # type: ignore[no-untyped-def]
+    """These events were created and published ``days`` ago."""
+    with committed.begin() as conn:
+        conn.execute(text("UPDATE outbox SET created_at = now() - make_interval(days => :d), "
+                          "published_at = now() - make_interval(days => :d) "
+                          "WHERE id = ANY(:ids)"), {"d": days, "ids": ids})
+
+
+async def test_a_since_near_the_end_of_the_retention_asks_for_a_refetch(app_client, someone, publish, committed) -> None:  # type: ignore[no-untyped-def]
+    """The ``since`` event is still held but about to be purged: an event published after it
+    but older (it went out late, after a Redis outage) may be gone already, and the look-back
+    that would replay it cannot tell. So the client refetches, whatever the rows left."""
+    import datetime as dt
+
+    from web.keys import DB
+    from web.realtime.resume import missed_events
+
+    me = someone()
+    late = publish("balance:updated", {"n": 0}, user_id=me.id)  # went out after ``since``
+    since = publish("balance:updated", {"n": 1}, user_id=me.id)
+    newest = publish("balance:updated", {"n": 2}, user_id=me.id)
+    _age(committed, [late, since], 30)
+    db = app_client.server.app[DB]
+    replay = await missed_events(db, user_id=me.id, since=since, limit=100, admin=False,
+                                 retention=dt.timedelta(days=30))
+    assert replay.refetch == {"reason": "unknown_since", "lastId": newest}
+    inside = await missed_events(db, user_id=me.id, since=since, limit=100, admin=False,
+                                 retention=dt.timedelta(days=31))
+    assert inside.refetch is None and inside.ids == {late, newest}  # the look-back has it
+
+
 async def test_a_purge_between_the_bounds_and_the_history_asks_for_a_refetch(app_client, someone, publish, committed) -> None:  # type: ignore[no-untyped-def]
-    """The purge commits after the resume read the oldest row left and before it read the
-    history: the events after ``since`` it deleted are not in the replay, so the client must be
-    told to refetch rather than given the rest as if complete."""
+    """The resume checked ``since`` (held, inside the retention), then its history read waited
+    longer than the look-back (a stall) while the purge deleted ``since`` and events after it
+    (modelled by a purge whose retention is a day shorter): the events it deleted are not in
+    the replay, so the client must be told to refetch rather than given the rest as complete."""
+    import datetime as dt
+
     from sqlalchemy.orm import Session
 
     from common.events import purge_published
@@ -95,11 +129,9 @@ async def test_a_purge_between_the_bounds_and_the_history_asks_for_a_refetch(app
 
     me = someone()
     since = publish("balance:updated", {"n": 0}, user_id=me.id)
-    publish("balance:updated", {"n": 1}, user_id=me.id)  # missed, then purged
+    missed = publish("balance:updated", {"n": 1}, user_id=me.id)  # then purged
     newest = publish("balance:updated", {"n": 2}, user_id=me.id)
-    with committed.begin() as conn:
-        conn.execute(text("UPDATE outbox SET created_at = now() - interval '31 days', "
-                          "published_at = now() - interval '31 days' WHERE id < :k"), {"k": newest})
+    _age(committed, [since, missed], 29)
     db = app_client.server.app[DB]
 
     class PurgeBeforeTheHistory:
@@ -107,11 +139,11 @@ async def test_a_purge_between_the_bounds_and_the_history_asks_for_a_refetch(app
 
         async def fetch_all(self, query, params=None):  # type: ignore[no-untyped-def]
             with Session(committed) as session, session.begin():
-                assert purge_published(session, days=30).count == 2
+                assert purge_published(session, days=28).count == 2
             return await db.fetch_all(query, params)
 
     replay = await missed_events(PurgeBeforeTheHistory(), user_id=me.id, since=since, limit=100,
-                                 admin=False)
+                                 admin=False, retention=dt.timedelta(days=30))
     assert replay.refetch == {"reason": "unknown_since", "lastId": newest}
 
 

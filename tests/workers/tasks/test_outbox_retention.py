@@ -108,3 +108,14 @@ def test_the_beat_task_purges_in_committed_batches(committed) -> None:  # type: 
     assert purge_outbox() == 0  # restartable: nothing left to do
     with committed.connect() as conn:
         assert conn.execute(text("SELECT id FROM outbox")).scalars().all() == [kept]
+
+
+def test_an_event_published_late_is_kept_for_the_retention_after_its_publication(session: Session) -> None:
+    """Written before a Redis outage, published when it ended: a socket that resumes from an
+    event of that time replays it (its look-back), so its age counts from its publication."""
+    late = _event(session, age=OLD, published=False)
+    session.execute(update(OutboxEvent).where(OutboxEvent.id == late)
+                    .values(published_at=func.now() - dt.timedelta(days=1)))
+    newest = _event(session)
+    assert purge_published(session, days=30).count == 0
+    assert _ids(session) == [late, newest]
