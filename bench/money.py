@@ -3,8 +3,9 @@
 1. sale approvals/s through the beat batch path vs bare psycopg running the approval statement,
    with no referee among the sales' owners and with half the sales a referee's;
 2. postbacks: req/s and p50/p99 at 50 concurrent (new sales with the risk rules on and off, and
-   repeats of one transaction) vs
-   a bare aiohttp + psycopg handler running the same two statements on a pool of the same size;
+   repeats of one transaction) vs a bare aiohttp + psycopg handler running the same two
+   statements on a pool of the same size, measured before, between and after the app's rounds
+   (the median of its rounds is the baseline);
 3. GET /api/offers (page of 20 out of 10,000, category filter) vs a bare aiohttp + raw psycopg
    handler running the same SQL;
 4. postback -> ``balance:updated`` seen by a Redis subscriber, with SALE_HOLD_SECONDS=0.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import shutil
 import subprocess
@@ -34,6 +36,7 @@ from bench.lib import (
     Result,
     bench_env,
     load,
+    median_row,
     percentiles,
     prepare_database,
     rerun_on_non_durable,
@@ -237,18 +240,33 @@ def bench_postbacks(env: dict[str, str], seconds: int, connections: int) -> list
         return asyncio.run(_postback_load(base, connections=connections, seconds=seconds,
                                           max_requests=100_000, unique=unique))
 
-    with server([PYTHON, "bench/bare.py", "--mode", "postback", "--pool", pool], env=env) as bare:
-        base = measured(bare, lambda: run(bare, True, 0))
-    base.name = "bare aiohttp + psycopg, same statements"
-    results = [base]
     # Each round's new sales start past the previous round's, so every postback is a new sale.
-    for n, (variant, risk) in enumerate(risk_rounds(), start=1):
+    offsets = itertools.count(0, COUNT)
+    bare_rounds: list[Result] = []
+
+    def bare_round() -> Result:
+        with server([PYTHON, "bench/bare.py", "--mode", "postback", "--pool", pool],
+                    env=env) as bare:
+            result = measured(bare, lambda: run(bare, True, next(offsets)))
+        result.name = f"{BARE_POSTBACKS} ({len(bare_rounds) + 1})"
+        bare_rounds.append(result)
+        return result
+
+    # Every round adds sales and log rows, and the durable server's checkpoints come and go:
+    # the bare handler runs before, between and after the app's rounds, and the app is compared
+    # with the median of its rounds (as bench/auth.py and bench/clicks.py do).
+    results = [bare_round()]
+    for variant, risk in risk_rounds():
         with web_server({**env, **risk}) as web:
             for unique in (True, False) if variant == "risk rules on (1)" else (True,):
-                result = measured(web, lambda unique=unique, n=n: run(web, unique, COUNT * n))  # type: ignore[misc]
+                result = measured(web, lambda unique=unique: run(web, unique, next(offsets)))  # type: ignore[misc]
                 result.name += f", {variant}"
                 results.append(result)
-    return results
+        results.append(bare_round())
+    return [median_row(BARE_POSTBACKS, bare_rounds), *results]
+
+
+BARE_POSTBACKS = "bare aiohttp + psycopg, same statements"
 
 
 def offers_sql() -> str:
@@ -361,9 +379,9 @@ def main() -> None:
               bench_offers(env, args.seconds, args.connections),
               baseline="bare aiohttp + psycopg, same SQL")
     if "postbacks" in parts:
-        table(f"Postbacks at {args.postback_connections} concurrent, {args.seconds}s",
-              bench_postbacks(env, args.seconds, args.postback_connections),
-              baseline="bare aiohttp + psycopg, same statements")
+        rows = bench_postbacks(env, args.seconds, args.postback_connections)
+        table(f"Postbacks at {args.postback_connections} concurrent, {args.seconds}s", rows,
+              baseline=rows[0].name)  # the bare rounds' median
     if "events" in parts:
         table(f"Postback to balance:updated, SALE_HOLD_SECONDS=0, {args.latency_samples} samples",
               [bench_event_latency(env, args.latency_samples)])
