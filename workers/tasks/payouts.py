@@ -59,7 +59,10 @@ def backoff(attempt: int) -> float:
 
 
 @celery_app.task(name="payouts.pay", bind=True, max_retries=None)
-def pay(self: Task, payment_id: int, token: int | None = None) -> str:
+def pay(self: Task, payment_id: int, token: int | None = None, failures: int = 0) -> str:
+    """``failures``: the provider's transient failures so far in this chain. Only they count
+    against ``PAYOUT_MAX_ATTEMPTS``: a retry because PostgreSQL or Redis was away is not an
+    attempt at the provider, and a payout must not be given up because of an outage."""
     ctx = context()
     job = take(ctx, payment_id, token)
     if job is None:
@@ -73,19 +76,21 @@ def pay(self: Task, payment_id: int, token: int | None = None) -> str:
             return give_up(ctx, job, reason=ON_HOLD_REASON)
         outcome = attempt(ctx, job)
         if isinstance(outcome, Exception):
-            return _provider_failed(self, ctx, job, outcome)
+            return _provider_failed(self, ctx, job, outcome, failures)
         checkpoint("after_provider", payment_id)
         return record(ctx, job, outcome)
     except DEPENDENCY_DOWN as exc:
         # Redis (the breaker) or PostgreSQL went away with the lease held: this chain carries on
         # later with its token. (Retried without it, as the task's automatic retry would, it
         # would find its own lease taken and leave the payment until the lease expired.)
-        raise self.retry(countdown=backoff(1), exc=exc, **retry_arguments(payment_id, job)) from exc
+        raise self.retry(countdown=backoff(1), exc=exc,
+                         **retry_arguments(payment_id, job, failures)) from exc
 
 
-def _provider_failed(task: Task, ctx: SyncContext, job: PayoutJob, outcome: Exception) -> str:
+def _provider_failed(task: Task, ctx: SyncContext, job: PayoutJob, outcome: Exception,
+                     failures: int) -> str:
     """Retry after a transient provider failure (backoff), or give up after the last attempt."""
-    attempts = task.request.retries + 1
+    attempts = failures + 1
     if attempts >= ctx.settings.payout_max_attempts:
         return give_up(ctx, job)
     wait = backoff(attempts)
@@ -93,13 +98,14 @@ def _provider_failed(task: Task, ctx: SyncContext, job: PayoutJob, outcome: Exce
     if not _renew(ctx, job, wait + ctx.settings.payout_stuck_seconds):
         return "lease_lost"
     log.warning("payout retried", extra={"paymentId": job.payment_id, "error": str(outcome)})
-    raise task.retry(countdown=wait, exc=outcome, **retry_arguments(job.payment_id, job))
+    raise task.retry(countdown=wait, exc=outcome,
+                     **retry_arguments(job.payment_id, job, attempts))
 
 
-def retry_arguments(payment_id: int, job: PayoutJob) -> dict[str, Any]:
+def retry_arguments(payment_id: int, job: PayoutJob, failures: int) -> dict[str, Any]:
     """The retry's arguments: both given, because Celery reuses the first delivery's positional
     arguments when only keywords are given (``payment_id`` would then arrive twice)."""
-    return {"args": (payment_id,), "kwargs": {"token": job.token}}
+    return {"args": (payment_id,), "kwargs": {"token": job.token, "failures": failures}}
 
 
 def take(ctx: SyncContext, payment_id: int, token: int | None = None) -> PayoutJob | None:

@@ -234,9 +234,9 @@ def test_a_retry_message_carries_the_payment_once_and_the_token() -> None:
 
     first = Context(args=(7,), kwargs={}, id="t", retries=0, delivery_info={})
     job = PayoutJob(7, 1, Decimal(10), "paypal", "me@example.com", token=3)
-    retried = pay.signature_from_request(first, **retry_arguments(7, job))
+    retried = pay.signature_from_request(first, **retry_arguments(7, job, 2))
     bound = inspect.signature(pay.run).bind(*retried.args, **retried.kwargs)
-    assert bound.arguments == {"payment_id": 7, "token": 3}
+    assert bound.arguments == {"payment_id": 7, "token": 3, "failures": 2}
 
 
 _OPERATOR = {"actor_id": None, "ip": None, "trace_id": None}
@@ -358,3 +358,35 @@ def test_a_chain_that_stalled_after_its_take_never_reaches_the_provider(ctx: Syn
     assert isinstance(b, PayoutJob)
     assert give_up(ctx, b, reason=payouts.ON_HOLD_REASON) == "voided"  # B goes on
     assert _state(committed, user_id, payment_id) == ("failed", Decimal("200.00"), ["voided"])
+
+
+def test_outage_retries_are_not_attempts_at_the_provider(ctx: SyncContext, committed: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL goes away right before the provider, more times than PAYOUT_MAX_ATTEMPTS, then
+    the provider fails twice and pays. The chain (run eagerly, every retry with the arguments
+    it sends) pays: only the provider's failures count, an outage does not use them up."""
+    import psycopg
+
+    from common.payouts import ProviderError
+    from workers.tasks import payouts
+
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    outages = iter(range(ctx.settings.payout_max_attempts + 1))
+    failures = iter(range(2))
+    real_confirm, real_attempt = payouts.confirm, payouts.attempt
+
+    def flaky_database(ctx: SyncContext, job: PayoutJob) -> bool | None:
+        if next(outages, None) is not None:
+            raise psycopg.OperationalError("connection refused")
+        return real_confirm(ctx, job)
+
+    def flaky_provider(ctx: SyncContext, job: PayoutJob) -> object:
+        if next(failures, None) is not None:
+            return ProviderError("timeout")
+        return real_attempt(ctx, job)
+
+    monkeypatch.setattr(payouts, "context", lambda: ctx)
+    monkeypatch.setattr(payouts, "backoff", lambda attempt: 0.0)
+    monkeypatch.setattr(payouts, "confirm", flaky_database)
+    monkeypatch.setattr(payouts, "attempt", flaky_provider)
+    assert payouts.pay.apply(args=(payment_id,)).get() == "paid"
+    assert _state(committed, user_id, payment_id) == ("paid", Decimal("180.00"), ["paid"])
