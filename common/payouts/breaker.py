@@ -7,6 +7,7 @@ closes it, failure opens it again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -18,6 +19,7 @@ from common.redis import key
 from common.redis import text as redis_text
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 THRESHOLD = 5
 WINDOW = 60
 COOLDOWN = 30
@@ -43,10 +45,19 @@ class CircuitBreaker:
         try:
             result = fn()
         except failures:
-            self._failed()
+            self._after_call(self._failed)
             raise
-        self._succeeded()
+        self._after_call(self._succeeded)
         return result
+
+    def _after_call(self, bookkeeping: Callable[[], None]) -> None:
+        """The breaker's bookkeeping once the call was made: best effort. Redis going away now
+        must not hide what the call answered: a failure would not count against the caller's
+        attempts, and a success would be made again (``_admit`` before the call still raises)."""
+        try:
+            bookkeeping()
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("breaker state not recorded: Redis unavailable", extra={"breaker": self.name})
 
     def _admit(self) -> None:
         state = redis_text(self.redis.get(self.state), "closed")

@@ -68,15 +68,19 @@ def pay(self: Task, payment_id: int, token: int | None = None, failures: int = 0
     if job is None:
         return "nothing_to_do"
     checkpoint("before_provider", payment_id)
+    spent = failures  # counted as soon as the provider failed, whatever fails after it
     try:
         on_hold = confirm(ctx, job)
         if on_hold is None:
             return "lease_lost"
         if on_hold:
             return give_up(ctx, job, reason=ON_HOLD_REASON)
+        if failures >= ctx.settings.payout_max_attempts:
+            return give_up(ctx, job)  # its giving up met an outage: no attempt is left
         outcome = attempt(ctx, job)
         if isinstance(outcome, Exception):
-            return _provider_failed(self, ctx, job, outcome, failures)
+            spent = failures + 1
+            return _provider_failed(self, ctx, job, outcome, spent)
         checkpoint("after_provider", payment_id)
         return record(ctx, job, outcome)
     except DEPENDENCY_DOWN as exc:
@@ -84,13 +88,13 @@ def pay(self: Task, payment_id: int, token: int | None = None, failures: int = 0
         # later with its token. (Retried without it, as the task's automatic retry would, it
         # would find its own lease taken and leave the payment until the lease expired.)
         raise self.retry(countdown=backoff(1), exc=exc,
-                         **retry_arguments(payment_id, job, failures)) from exc
+                         **retry_arguments(payment_id, job, spent)) from exc
 
 
 def _provider_failed(task: Task, ctx: SyncContext, job: PayoutJob, outcome: Exception,
-                     failures: int) -> str:
-    """Retry after a transient provider failure (backoff), or give up after the last attempt."""
-    attempts = failures + 1
+                     attempts: int) -> str:
+    """Retry after the provider's ``attempts``-th transient failure (backoff), or give up after
+    the last attempt."""
     if attempts >= ctx.settings.payout_max_attempts:
         return give_up(ctx, job)
     wait = backoff(attempts)

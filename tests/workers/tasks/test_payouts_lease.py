@@ -390,3 +390,62 @@ def test_outage_retries_are_not_attempts_at_the_provider(ctx: SyncContext, commi
     monkeypatch.setattr(payouts, "attempt", flaky_provider)
     assert payouts.pay.apply(args=(payment_id,)).get() == "paid"
     assert _state(committed, user_id, payment_id) == ("paid", Decimal("180.00"), ["paid"])
+
+
+def test_a_provider_failure_followed_by_an_outage_still_counts(ctx: SyncContext, committed: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider fails every time, and each time PostgreSQL goes away right after (the lease
+    renewal before the retry's wait, or before the void when giving up). The failures still add
+    up: the chain gives up after exactly PAYOUT_MAX_ATTEMPTS calls to the provider, never
+    retrying without end, and no call is made once none is left."""
+    import psycopg
+
+    from common.payouts import ProviderError
+    from workers.tasks import payouts
+
+    user_id, payment_id = committed_withdrawal(committed, "20")
+    calls: list[int] = []
+    renewals: list[int] = []
+    real_renew = payouts._renew
+
+    def failing_provider(ctx: SyncContext, job: PayoutJob) -> object:
+        calls.append(job.token)
+        assert len(calls) <= ctx.settings.payout_max_attempts, "retried past the limit"
+        return ProviderError("timeout")
+
+    def renew_after_an_outage(ctx: SyncContext, job: PayoutJob, seconds: float) -> bool:
+        if len(calls) not in renewals:  # the first renewal after each failure meets the outage
+            renewals.append(len(calls))
+            raise psycopg.OperationalError("connection refused")
+        return real_renew(ctx, job, seconds)
+
+    monkeypatch.setattr(payouts, "context", lambda: ctx)
+    monkeypatch.setattr(payouts, "backoff", lambda attempt: 0.0)
+    monkeypatch.setattr(payouts, "attempt", failing_provider)
+    monkeypatch.setattr(payouts, "_renew", renew_after_an_outage)
+    assert payouts.pay.apply(args=(payment_id,)).get() == "voided"
+    assert len(calls) == ctx.settings.payout_max_attempts
+    assert _state(committed, user_id, payment_id) == ("failed", Decimal("200.00"), ["voided"])
+
+
+def test_the_breakers_bookkeeping_never_hides_the_providers_answer(ctx: SyncContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis goes away between the provider's answer and the breaker's count: the caller still
+    gets the answer (a failure to count, a payment to record), not an outage."""
+    import redis as redis_lib
+
+    from common.payouts import ProviderError
+    from common.payouts.breaker import CircuitBreaker
+
+    breaker = CircuitBreaker("test_breaker", ctx.settings, ctx.redis)
+
+    def redis_away() -> None:
+        raise redis_lib.ConnectionError("connection refused")
+
+    monkeypatch.setattr(breaker, "_failed", redis_away)
+    monkeypatch.setattr(breaker, "_succeeded", redis_away)
+
+    def fails() -> None:
+        raise ProviderError("timeout")
+
+    with pytest.raises(ProviderError):
+        breaker.call(fails, failures=(ProviderError,))
+    assert breaker.call(lambda: "paid", failures=(ProviderError,)) == "paid"
