@@ -108,11 +108,9 @@ def _sweep_until_final(engine: Engine, payment_id: int, timeout: float = 60) -> 
         time.sleep(0.5)
 
 
-@pytest.mark.committed
-@pytest.mark.parametrize("point", ["before_provider", "after_provider", "before_commit"])
-def test_worker_killed_mid_payout_recovers(committed: Engine, settings: Settings, redis_sync: redis.Redis, point: str) -> None:
-    user_id, payment_id = committed_withdrawal(committed)
-    # A short lease, so that the sweep may take the payment over soon after the kill.
+def _kill_worker_at(point: str, payment_id: int, settings: Settings, redis_sync: redis.Redis) -> None:
+    """A worker takes the payment and is SIGKILLed at ``point`` (workers/checkpoints.py). Its
+    lease is short, so that the sweep may take the payment over soon after."""
     worker = start_worker(PAYOUT_TEST_PAUSE_AT=point, PAYOUT_STUCK_SECONDS="2")
     try:
         enqueue("payouts.pay", payment_id)
@@ -120,13 +118,24 @@ def test_worker_killed_mid_payout_recovers(committed: Engine, settings: Settings
         wait_for(lambda: redis_sync.get(paused) is not None, timeout=60)
     finally:
         kill(worker)
-    assert _status(committed, payment_id) == "processing"
-    # A fresh worker, and the beat's recovery sweep: the payment finishes, paid exactly once.
+
+
+def _recover(engine: Engine, payment_id: int) -> None:
+    """A fresh worker, and the beat's recovery sweep, until the payment is final."""
     worker = start_worker(PAYOUT_STUCK_SECONDS="2")
     try:
-        _sweep_until_final(committed, payment_id)
+        _sweep_until_final(engine, payment_id)
     finally:
         kill(worker)
+
+
+@pytest.mark.committed
+@pytest.mark.parametrize("point", ["before_provider", "after_provider", "before_commit"])
+def test_worker_killed_mid_payout_recovers(committed: Engine, settings: Settings, redis_sync: redis.Redis, point: str) -> None:
+    user_id, payment_id = committed_withdrawal(committed)
+    _kill_worker_at(point, payment_id, settings, redis_sync)
+    assert _status(committed, payment_id) == "processing"
+    _recover(committed, payment_id)  # the payment finishes, paid exactly once
     assert _status(committed, payment_id) == "paid"
     assert _provider_rows(committed, payment_id) == ["paid"]
     assert _balance(committed, user_id) == Decimal("190.00")
@@ -139,21 +148,11 @@ def test_a_worker_killed_mid_payout_then_the_member_suspended_is_never_paid(comm
     from common.services.accounts import set_user_status
 
     user_id, payment_id = committed_withdrawal(committed)
-    worker = start_worker(PAYOUT_TEST_PAUSE_AT="before_provider", PAYOUT_STUCK_SECONDS="2")
-    try:
-        enqueue("payouts.pay", payment_id)
-        paused = redis_key(settings, "test", "paused", payment_id)
-        wait_for(lambda: redis_sync.get(paused) is not None, timeout=60)
-    finally:
-        kill(worker)
+    _kill_worker_at("before_provider", payment_id, settings, redis_sync)
     with Session(committed) as session, session.begin():
         set_user_status(session, actor_id=None, user_id=user_id, status="suspended",
                         reason="checks", ip=None, trace_id=None)
-    worker = start_worker(PAYOUT_STUCK_SECONDS="2")
-    try:
-        _sweep_until_final(committed, payment_id)
-    finally:
-        kill(worker)
+    _recover(committed, payment_id)
     assert _status(committed, payment_id) == "failed"
     assert _provider_rows(committed, payment_id) == ["voided"]
     assert _balance(committed, user_id) == Decimal("200.00")
