@@ -56,7 +56,7 @@ class CircuitBreaker:
         attempts, and a success would be made again (``_admit`` before the call still raises)."""
         try:
             bookkeeping()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except redis.RedisError:  # away, read-only after a failover, out of memory
             log.warning("breaker state not recorded: Redis unavailable", extra={"breaker": self.name})
 
     def _admit(self) -> None:
