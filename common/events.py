@@ -151,9 +151,10 @@ def mark_published(session: Session, ids: Iterable[int]) -> None:
 # Only ever the head of the table, by id: the rows a batch looks at are the oldest ones above the
 # last batch's, and it deletes those before the first it must keep (unpublished, or published
 # within the retention: a resume replays events published after its ``since`` event, so an
-# event's age for the purge is that of its publication). What is left is then every row from the smallest id on, which is what the resume's
-# "behind the oldest row" test relies on (web/realtime/resume.py reads it again after the
-# history): a purge that skipped one kept row would leave a gap a resume could not see.
+# event's age for the purge is that of its publication). What is left is then every row from
+# the smallest id on, which is what the resume's "behind the oldest row" test relies on
+# (web/realtime/resume.py reads it again after the history): a purge that skipped one kept row
+# would leave a gap a resume could not see.
 # - The newest row is always kept: an empty outbox would tell a client that missed nothing that
 #   its ``since`` is unknown.
 # - An id is taken at insert, so a row still uncommitted below the head would belong to a

@@ -19,15 +19,19 @@ from sqlalchemy.orm import Session
 
 from common.services.audit import record_audit
 
-_HOLD_PENDING = text(
-    """
-    UPDATE payments SET needs_review = true, needs_approval = true, approved_at = NULL,
-           updated_at = now()
-    WHERE user_id = :user_id AND status = 'pending'
-      AND NOT (needs_review AND needs_approval AND approved_at IS NULL)
+# A member whose withdrawals wait for an admin, and no payout is made for: suspended, banned or
+# frozen (``u`` names the users row). One spelling for every statement that asks.
+MEMBER_ON_HOLD = "(u.status <> 'active' OR u.payouts_frozen)"
+# What sending a pending payment to an admin sets, and the test that it is not there already
+# (the statements' payments rows are unaliased in SET and unambiguous in WHERE).
+HOLD = "needs_review = true, needs_approval = true, approved_at = NULL, updated_at = now()"
+NOT_HELD = "NOT (needs_review AND needs_approval AND approved_at IS NULL)"
+
+_HOLD_PENDING = text(f"""
+    UPDATE payments SET {HOLD}
+    WHERE user_id = :user_id AND status = 'pending' AND {NOT_HELD}
     RETURNING id
-    """
-)
+""")
 
 
 def hold_pending_for_review(session: Session, *, user_id: int, because: str,

@@ -24,6 +24,7 @@ from common.models.payments import Payment
 from common.money import CENT
 from common.services.ledger import post_entry
 from common.services.notifications import NewNotification, notify
+from common.services.payment_review import HOLD, MEMBER_ON_HOLD, NOT_HELD
 from common.services.referrals import record_shared_destination
 from common.services.risk_signals import record_withdrawal
 from common.wire import Shape
@@ -149,7 +150,7 @@ class MemberOnHold(Conflict):
 # suspension holding the member waits for the payment). The payout chain's take locks only the
 # payment and never the member.
 _LOCK_MEMBER = text(
-    "SELECT status, payouts_frozen FROM users "
+    f"SELECT {MEMBER_ON_HOLD} AS on_hold FROM users u "
     "WHERE id = (SELECT user_id FROM payments WHERE id = :payment_id) FOR NO KEY UPDATE"
 )
 
@@ -187,7 +188,7 @@ def approve_payment(session: Session, *, payment_id: int) -> bool:
     (``payment_review``) is lifted by reactivating or unfreezing first, so an approval clicked
     before the change (a second click, a resend) cannot undo it."""
     member = session.execute(_LOCK_MEMBER, {"payment_id": payment_id}).first()
-    if member is not None and (member.status != "active" or member.payouts_frozen):
+    if member is not None and member.on_hold:
         if session.execute(_AWAITING_APPROVAL, {"payment_id": payment_id}).first() is None:
             return False  # paid, failed, cancelled or approved already: that is the answer
         raise MemberOnHold("The member is suspended or their withdrawals are frozen: reactivate "
@@ -243,8 +244,9 @@ BAN_REASON = "Cancelled: the account was banned"
 # Every pending withdrawal of the member, cancelled in one guarded UPDATE: each payment row is
 # locked as it is updated, so a payout chain taking one (``_TAKE``, ``pending -> processing``,
 # also under the row's lock) either took it first (it is no longer pending: its check right
-# before the provider, ``confirm_payout``, withdraws the payout) or finds it cancelled; either way one actor acts on it, and its hold is released
-# once (by whoever ends it, under the ledger's unique key).
+# before the provider, ``confirm_payout``, withdraws the payout) or finds it cancelled; either
+# way one actor acts on it, and its hold is released once (by whoever ends it, under the
+# ledger's unique key).
 _CANCEL_PENDING = text(
     """
     UPDATE payments SET status = 'cancelled', failure_reason = :reason, updated_at = now()
@@ -310,18 +312,14 @@ _RENEW = text(
 # approved it. The payment's row is locked by this update, as the take's is; a change committed
 # after it is too late for this payment to wait for an admin: ``confirm_payout`` then has the
 # chain withdraw the payout rather than pay it.
-_HOLD_FOR_REVIEW = text(
-    """
-    UPDATE payments p SET needs_review = true, needs_approval = true, approved_at = NULL,
-           updated_at = now()
+_HOLD_FOR_REVIEW = text(f"""
+    UPDATE payments p SET {HOLD}
     FROM users u
     WHERE p.id = :payment_id AND p.status = 'pending' AND u.id = p.user_id
-      AND (u.payouts_frozen OR u.status <> 'active'
-           OR (p.approved_at IS NULL AND u.risk_score >= :review))
-      AND NOT (p.needs_review AND p.needs_approval AND p.approved_at IS NULL)
+      AND ({MEMBER_ON_HOLD} OR (p.approved_at IS NULL AND u.risk_score >= :review))
+      AND {NOT_HELD}
     RETURNING p.id
-    """
-)
+""")
 
 
 def start_payout(session: Session, *, payment_id: int, lease_seconds: float,
@@ -346,15 +344,13 @@ def start_payout(session: Session, *, payment_id: int, lease_seconds: float,
 
 # Just before the provider is called: the lease renewed, and the member as they are now. The
 # users row is read, not locked (the payout chain never locks the member: one lock order).
-_CONFIRM = text(
-    """
+_CONFIRM = text(f"""
     UPDATE payments p SET lease_until = now() + make_interval(secs => :lease)
     FROM users u
     WHERE p.id = :payment_id AND p.status = 'processing' AND p.lease_token = :token
       AND u.id = p.user_id
-    RETURNING u.status <> 'active' OR u.payouts_frozen AS member_on_hold
-    """
-)
+    RETURNING {MEMBER_ON_HOLD} AS member_on_hold
+""")
 
 
 def confirm_payout(session: Session, *, job: PayoutJob, lease_seconds: float) -> bool | None:

@@ -86,13 +86,12 @@ _HISTORY = _history(*protocol.INTERNAL_EVENTS)
 # A member's replay leaves out what only admins hear: a demoted admin keeps those rows in the
 # outbox under their id.
 _MEMBER_HISTORY = _history(*protocol.INTERNAL_EVENTS, *protocol.ADMIN_EVENTS)
-_BOUNDS = compile_query(
-    select(func.min(OutboxEvent.id).label("low"), func.max(OutboxEvent.id).label("high"))
-)
+_LOW_HIGH = (func.min(OutboxEvent.id).label("low"), func.max(OutboxEvent.id).label("high"))
+_BOUNDS = compile_query(select(*_LOW_HIGH))
 # The bounds, and whether the ``since`` event is still held and inside the retention (less the
 # look-back): the events that may have gone out after it are then all still held.
 _START = compile_query(select(
-    func.min(OutboxEvent.id).label("low"), func.max(OutboxEvent.id).label("high"),
+    *_LOW_HIGH,
     select(OutboxEvent.created_at >= func.now() - bindparam("retention", type_=Interval())
            + bindparam("lookback", type_=Interval()))
     .where(OutboxEvent.id == _SINCE).scalar_subquery().label("since_held"),

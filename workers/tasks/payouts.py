@@ -61,8 +61,9 @@ def backoff(attempt: int) -> float:
 @celery_app.task(name="payouts.pay", bind=True, max_retries=None)
 def pay(self: Task, payment_id: int, token: int | None = None, failures: int = 0) -> str:
     """``failures``: the provider's transient failures (and the open breaker's fast-fails) so far
-    in this chain. Only they count against ``PAYOUT_MAX_ATTEMPTS``: a retry because PostgreSQL or Redis was away is not an
-    attempt at the provider, and a payout must not be given up because of an outage."""
+    in this chain. Only they count against ``PAYOUT_MAX_ATTEMPTS``: a retry because PostgreSQL
+    or Redis was away is not an attempt at the provider, and a payout must not be given up
+    because of an outage."""
     ctx = context()
     job = take(ctx, payment_id, token)
     if job is None:

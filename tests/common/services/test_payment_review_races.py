@@ -25,7 +25,7 @@ from common.services.payments import (
     start_payout,
 )
 from common.services.risk import set_payouts_frozen
-from tests.fixtures.interleave import Background, wait_until_blocked
+from tests.fixtures.interleave import Background, second_waits_for_first, wait_until_blocked
 from tests.fixtures.money_factories import committed_withdrawal
 
 pytestmark = pytest.mark.committed
@@ -95,14 +95,9 @@ def test_an_approval_sent_before_the_change_cannot_undo_it(committed: Engine, ch
     """The admin's approval, clicked before the suspension and arriving while it commits (a
     second click, a resend): it waits for the member's row, then finds the member on hold."""
     user_id, payment_id = committed_withdrawal(committed, amount="150", funds="200")
-    first = Session(committed, expire_on_commit=False)
-    first.begin()
-    CHANGES[change](first, user_id)
-    approval = Background(committed, lambda s: approve_payment(s, payment_id=payment_id)).start()
-    wait_until_blocked(committed, approval.pid)
-    first.commit()
-    first.close()
-    approval.join()
+    _, approval = second_waits_for_first(
+        committed, lambda s: CHANGES[change](s, user_id),
+        lambda s: approve_payment(s, payment_id=payment_id))
     assert isinstance(approval.error, MemberOnHold)
     assert _payment(committed, payment_id) == ("pending", True, True, False)
 
@@ -149,14 +144,9 @@ def test_a_decision_on_the_payment_and_the_change_never_deadlock(committed: Engi
 @pytest.mark.parametrize("change", CHANGES)
 def test_the_change_first_and_the_payout_chain_finds_it_waiting(committed: Engine, change: str) -> None:
     user_id, payment_id = committed_withdrawal(committed, amount="10", funds="50")
-    first = Session(committed, expire_on_commit=False)
-    first.begin()
-    CHANGES[change](first, user_id)  # holds the payment's row, sent to review, not committed
-    chain = Background(committed, lambda s: _take(s, payment_id)).start()
-    wait_until_blocked(committed, chain.pid)
-    first.commit()
-    first.close()
-    chain.join()
+    # The change holds the payment's row, sent to review, while the chain waits for it.
+    _, chain = second_waits_for_first(committed, lambda s: CHANGES[change](s, user_id),
+                                      lambda s: _take(s, payment_id))
     assert chain.error is None and chain.result is None
     assert _payment(committed, payment_id) == ("pending", True, True, False)
 
@@ -164,14 +154,9 @@ def test_the_change_first_and_the_payout_chain_finds_it_waiting(committed: Engin
 @pytest.mark.parametrize("change", CHANGES)
 def test_a_payout_chain_first_goes_on_and_the_change_holds_nothing(committed: Engine, change: str) -> None:
     user_id, payment_id = committed_withdrawal(committed, amount="10", funds="50")
-    chain = Session(committed, expire_on_commit=False)
-    chain.begin()
-    assert _take(chain, payment_id) is not None  # pending -> processing, not committed
-    second = Background(committed, lambda s: CHANGES[change](s, user_id)).start()
-    wait_until_blocked(committed, second.pid)
-    chain.commit()
-    chain.close()
-    second.join()
+    taken, second = second_waits_for_first(committed, lambda s: _take(s, payment_id),
+                                           lambda s: CHANGES[change](s, user_id))
+    assert taken is not None  # pending -> processing, committed once the change waited for it
     assert second.error is None
     assert _payment(committed, payment_id) == ("processing", False, False, False)
 

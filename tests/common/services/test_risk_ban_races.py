@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from common.services.accounts import set_user_status
 from common.services.ledger import check_ledger
 from common.services.payments import BAN_REASON, start_payout
-from tests.fixtures.interleave import Background, wait_until_blocked
+from tests.fixtures.interleave import second_waits_for_first
 from tests.fixtures.money_factories import committed_withdrawal
 
 pytestmark = pytest.mark.committed
@@ -44,14 +44,9 @@ def _state(engine: Engine, user_id: int, payment_id: int) -> tuple[str, Decimal,
 
 def test_a_ban_first_cancels_and_the_payout_chain_finds_nothing(committed: Engine) -> None:
     user_id, payment_id = committed_withdrawal(committed, amount="10", funds="50")
-    ban = Session(committed, expire_on_commit=False)
-    ban.begin()
-    _ban(ban, user_id)  # holds the payment's row, cancelled, not committed
-    chain = Background(committed, lambda s: _take(s, payment_id)).start()
-    wait_until_blocked(committed, chain.pid)
-    ban.commit()
-    ban.close()
-    chain.join()
+    # The ban holds the payment's row, cancelled, while the chain waits for it.
+    _, chain = second_waits_for_first(committed, lambda s: _ban(s, user_id),
+                                      lambda s: _take(s, payment_id))
     assert chain.error is None and chain.result is None
     assert _state(committed, user_id, payment_id) == ("cancelled", Decimal("50.00"), 1)
     with committed.connect() as conn:
@@ -63,14 +58,9 @@ def test_a_ban_first_cancels_and_the_payout_chain_finds_nothing(committed: Engin
 
 def test_a_payout_chain_first_goes_on_and_the_ban_cancels_nothing(committed: Engine) -> None:
     user_id, payment_id = committed_withdrawal(committed, amount="10", funds="50")
-    chain = Session(committed, expire_on_commit=False)
-    chain.begin()
-    assert _take(chain, payment_id) is not None  # pending -> processing, not committed
-    ban = Background(committed, lambda s: _ban(s, user_id)).start()
-    wait_until_blocked(committed, ban.pid)
-    chain.commit()
-    chain.close()
-    ban.join()
+    taken, ban = second_waits_for_first(committed, lambda s: _take(s, payment_id),
+                                        lambda s: _ban(s, user_id))
+    assert taken is not None  # pending -> processing, committed once the ban waited for it
     assert ban.error is None
     assert _state(committed, user_id, payment_id) == ("processing", Decimal("40.00"), 0)
 
@@ -99,16 +89,12 @@ def test_a_ban_first_refuses_the_withdrawal_that_was_on_its_way(committed: Engin
 
     with Session(committed, expire_on_commit=False) as session, session.begin():
         user_id = make_funded_user(session, "50").id
-    ban = Session(committed, expire_on_commit=False)
-    ban.begin()
-    _ban(ban, user_id)  # holds the member's row, not committed
-    withdrawal = Background(committed, lambda s: request_withdrawal(
-        s, user_id=user_id, amount=Decimal(10), method="paypal", destination="me@example.com",
-        minimum=Decimal(5), auto_pay_limit=Decimal(100))).start()
-    wait_until_blocked(committed, withdrawal.pid)
-    ban.commit()
-    ban.close()
-    withdrawal.join()
+    # The ban holds the member's row while the withdrawal waits for it.
+    _, withdrawal = second_waits_for_first(
+        committed, lambda s: _ban(s, user_id),
+        lambda s: request_withdrawal(s, user_id=user_id, amount=Decimal(10), method="paypal",
+                                     destination="me@example.com", minimum=Decimal(5),
+                                     auto_pay_limit=Decimal(100)))
     assert isinstance(withdrawal.error, Forbidden)
     with committed.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM payments")).scalar_one() == 0
@@ -130,16 +116,8 @@ def test_accounts_asking_for_one_destination_at_once_are_still_linked(committed:
                                   destination="farm@example.com", minimum=Decimal(5),
                                   auto_pay_limit=Decimal(100))
 
-    one = Session(committed, expire_on_commit=False)
-    one.begin()
-    withdraw(one, first)  # not committed
-    other = Background(committed, lambda s: withdraw(s, second)).start()
-    try:
-        wait_until_blocked(committed, other.pid, timeout=3)
-        one.commit()
-    finally:
-        one.close()
-        other.join()
+    _, other = second_waits_for_first(committed, lambda s: withdraw(s, first),
+                                      lambda s: withdraw(s, second), timeout=3)
     assert other.error is None
     with committed.connect() as conn:
         linked = conn.execute(text("SELECT user_id FROM risk_signals WHERE kind = "
