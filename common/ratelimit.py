@@ -12,6 +12,15 @@ The window is the ``limits`` library's moving window (its keys, its list of time
 rule), run by one script of ours (``_HIT``) so that a request's limits, and the wait of a spent
 one, cost a single round trip: a hot path pays for its limits once, not twice per limit.
 
+Requests share the round trip (``_Batch``): one call of the script is in flight at a time, and
+the hits of every request that asks meanwhile go together in the next call (with none in flight,
+the requests of one turn of the event loop go together). Under load many requests ask while a
+call is out, and one write, one read and one script run for all of them cost far less than one
+each; with one request at a time, each still has its own call at once. Nothing about the limits
+changes: the script takes the requests in the order they asked, each one's limits in order and
+with its own time, exactly as that many calls one after the other would, and the whole call is
+atomic in Redis as each request's was; other instances' calls run before or after it.
+
 Redis failures fail open: losing the limiter must not take sign-in down with it (ARCHITECTURE.md:
 losing Redis loses nothing that matters); the failure is logged. A Redis that stops answering
 fails open too, after ``TIMEOUT``: the whole call (connect, write, read) is bounded by one
@@ -23,6 +32,7 @@ a call cut short drops its connection (redis-py never reuses one a command was i
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import math
@@ -38,28 +48,44 @@ from common.errors import RateLimited
 
 log = logging.getLogger(__name__)
 TIMEOUT = 2.0  # seconds for one call to Redis, its connection included
+# Requests in one call at most: a call's script holds Redis (every instance's limits) while it
+# runs, a few microseconds per request; a burst larger than this goes in several calls.
+BATCH = 500
+_ABANDONED = ConnectionError("rate limiter call abandoned")  # the limiter shut down mid-call
 
-# KEYS: one moving window per limit, in order; ARGV: the time, then (limit, window seconds) per
-# key. A window holds the stamps of the last ``limit`` hits, newest first; the limit is spent
-# when the oldest of them is still inside the window. Returns 0 when every limit took the hit,
-# else {the spent limit's position, its oldest stamp} (when it frees up a place).
+# Requests one after the other. KEYS: each request's moving windows, one per limit, in order;
+# ARGV per request: its number of limits, its time, then (limit, window seconds) per limit. A
+# window holds the stamps of the last ``limit`` hits, newest first; a limit is spent when the
+# oldest of them is still inside the window. Returns, per request in order, 0 when every limit
+# took the hit, else {the spent limit's position, its oldest stamp} (when it frees up a place);
+# the limits after a spent one are not counted.
 _HIT = """
-local now = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-    local limit = tonumber(ARGV[2 * i])
-    local expiry = tonumber(ARGV[2 * i + 1])
-    if limit < 1 then
-        return {i, ARGV[1]}
+local results = {}
+local k, a = 0, 1
+while a <= #ARGV do
+    local n, stamp = tonumber(ARGV[a]), ARGV[a + 1]
+    local now = tonumber(stamp)
+    local result = 0
+    for i = 1, n do
+        local key, limit, expiry = KEYS[k + i], tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 2 * i + 1])
+        if result == 0 then
+            local oldest = stamp
+            if limit >= 1 then
+                oldest = redis.call('lindex', key, limit - 1)
+            end
+            if oldest and tonumber(oldest) >= now - expiry then
+                result = {i, oldest}
+            else
+                redis.call('lpush', key, stamp)
+                redis.call('ltrim', key, 0, limit - 1)
+                redis.call('expire', key, expiry)
+            end
+        end
     end
-    local oldest = redis.call('lindex', key, limit - 1)
-    if oldest and tonumber(oldest) >= now - expiry then
-        return {i, oldest}
-    end
-    redis.call('lpush', key, now)
-    redis.call('ltrim', key, 0, limit - 1)
-    redis.call('expire', key, expiry)
+    results[#results + 1] = result
+    k, a = k + n, a + 2 + 2 * n
 end
-return 0
+return results
 """
 
 
@@ -122,6 +148,36 @@ class _Turn:
         self._done.set_result(None)
 
 
+class _Batch:
+    """The hits of the requests that go to Redis together, for one call of ``_HIT``."""
+
+    __slots__ = ("args", "keys", "loop", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.keys: list[str] = []
+        self.args: list[object] = []
+        self.waiters: list[asyncio.Future[Any]] = []
+
+    def add(self, keys: list[str], args: list[object]) -> asyncio.Future[Any]:
+        """Join a request (its keys, and its ``_HIT`` arguments); the future is its answer."""
+        waiter = self.loop.create_future()
+        self.keys += keys
+        self.args += args
+        self.waiters.append(waiter)
+        return waiter
+
+    def answer(self, answers: list[Any]) -> None:
+        for waiter, answer in zip(self.waiters, answers, strict=True):
+            if not waiter.done():  # a request cancelled meanwhile was counted all the same
+                waiter.set_result(answer)
+
+    def fail(self, exc: BaseException) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
+
+
 class Check(NamedTuple):
     """One limit of a request: its name, its ``limits`` string, whose budget it counts."""
 
@@ -153,6 +209,11 @@ class Limiter:
         self.timeout = timeout
         self._client: Any = storage.bridge.storage  # type: ignore[attr-defined]
         self._script = self._client.register_script(_HIT)
+        # The batches waiting for their call, and the task that sends them one at a time, of
+        # the event loop the limiter is used on.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: collections.deque[_Batch] = collections.deque()
+        self._sender: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiter:
@@ -173,16 +234,16 @@ class Limiter:
         await self.hit_all(Check(name, limit, identifiers))
 
     async def hit_all(self, *checks: Check) -> None:
-        """Count one request against each check in order (one round trip); raise
-        ``RateLimited`` for the first that is spent, leaving the later ones uncounted."""
+        """Count one request against each check in order (one round trip, shared with the
+        requests that ask at the same time); raise ``RateLimited`` for the first that is spent,
+        leaving the later ones uncounted."""
         items = [limit_item(c.limit) for c in checks]
-        keys = [self._key(item, c) for item, c in zip(items, checks, strict=True)]
-        args: list[object] = [time.time()]
+        args: list[object] = [len(checks), time.time()]
         for item in items:
             args += (item.amount, item.get_expiry())
         try:
-            async with asyncio.timeout(self.timeout):
-                spent = await self._script(keys=keys, args=args)
+            keys = [self._key(item, c) for item, c in zip(items, checks, strict=True)]
+            spent = await self._batch().add(keys, args)
         except (redis.RedisError, OSError):  # OSError includes TimeoutError
             log.warning("rate limiter unavailable; request allowed",
                         extra={"limit": ",".join(c.name for c in checks)})
@@ -190,6 +251,55 @@ class Limiter:
         if not spent:
             return
         raise refusal(items[int(spent[0]) - 1], float(spent[1]), time.time())
+
+    def _batch(self) -> _Batch:
+        """The batch a request joins: the last one waiting, unless it is full. The first
+        waiting batch is sent once the call in flight ends (with none in flight, at the next
+        turn of the loop, once every request of this one has joined)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (tests): nothing of the old one is alive
+            self._loop, self._waiting, self._sender = loop, collections.deque(), None
+        if not self._waiting or len(self._waiting[-1].waiters) >= BATCH:
+            self._waiting.append(_Batch(loop))
+        if self._sender is None or self._sender.done():  # done: its callback is yet to run
+            self._sender = sender = loop.create_task(self._send())
+            sender.add_done_callback(self._sent)
+        return self._waiting[-1]
+
+    async def _send(self) -> None:
+        """Call the script for each waiting batch in turn, until none is left. Each call is
+        bounded as a whole by ``timeout`` (a call cut short drops its connection: redis-py never
+        reuses one a command was interrupted on); each request gets its own answer, or the
+        failure, which every request takes as open. A call that failed fails the batches waiting
+        behind it too: no request waits more than one ``timeout`` for a Redis that is down."""
+        while self._waiting:
+            batch = self._waiting.popleft()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    answers = await self._script(keys=batch.keys, args=batch.args)
+            except asyncio.CancelledError:
+                batch.fail(_ABANDONED)
+                raise
+            except (redis.RedisError, OSError) as exc:
+                batch.fail(exc)
+                self._fail_waiting(exc)
+            except Exception as exc:  # noqa: BLE001  a bug: the requests' error, as before
+                batch.fail(exc)
+            else:
+                batch.answer(answers)
+
+    def _sent(self, sender: asyncio.Task[None]) -> None:
+        """The sender ended: done, or cancelled (shut down, even before it started), when no
+        request may be left waiting for it; each goes on, as with Redis down."""
+        if self._sender is not sender:
+            return
+        self._sender = None
+        if sender.cancelled():
+            self._fail_waiting(_ABANDONED)
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        while self._waiting:
+            self._waiting.popleft().fail(exc)
 
     async def clear(self, name: str, limit: str, *identifiers: object) -> None:
         async with asyncio.timeout(self.timeout):

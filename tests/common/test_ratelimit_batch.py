@@ -1,0 +1,280 @@
+"""The limiter sends the hits of one turn of the event loop in one call of its script, and that
+changes nothing about the limits: a model of moving windows taken one request after the other
+(hypothesis) agrees with the real Redis on every answer; a batch shared with other requests, or
+with another instance's, counts exactly; a request cancelled while it waits does not disturb the
+others; a Redis that is down or silent lets the whole batch through."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+import redis
+from freezegun import freeze_time
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from common.config import Settings
+from common.errors import RateLimited
+from common.ratelimit import Check, Limiter
+
+# Limits told apart by their amount, so that a refusal names which one was spent.
+LIMITS = {"one": ("1/minute", 1, 60), "two": ("2/minute", 2, 60), "three": ("3/10second", 3, 10)}
+
+
+def _limiter(settings: Settings) -> tuple[Limiter, list[int]]:
+    """A limiter under a prefix of its own, and the number of requests in each script call."""
+    limiter = Limiter.from_settings(settings)
+    limiter.prefix = f"{limiter.prefix}:{uuid.uuid4().hex}"
+    calls: list[int] = []
+    script = limiter._script
+
+    async def counted(*, keys: list[str], args: list[object]) -> object:
+        answers = await script(keys=keys, args=args)
+        calls.append(len(answers))
+        return answers
+
+    limiter._script = counted
+    return limiter, calls
+
+
+def _check(name: str, who: str = "x") -> Check:
+    return Check(f"t:{name}", LIMITS[name][0], (who,))
+
+
+async def _ask(limiter: Limiter, *checks: Check) -> RateLimited | None:
+    try:
+        await limiter.hit_all(*checks)
+    except RateLimited as exc:
+        return exc
+    return None
+
+
+async def _turn(limiter: Limiter, requests: list[tuple[Check, ...]]) -> list[RateLimited | None]:
+    """The requests, all asking in one turn of the loop (in this order)."""
+    return list(await asyncio.gather(*(_ask(limiter, *checks) for checks in requests)))
+
+
+@dataclass
+class Windows:
+    """Moving windows, one request after the other: the rule the script must keep."""
+
+    stamps: dict[str, list[float]] = field(default_factory=dict)
+
+    def hit(self, names: tuple[str, ...], now: float) -> tuple[int, int] | None:
+        """None when every limit took the hit, else (the spent limit's amount, Retry-After)."""
+        for name in names:
+            _, amount, expiry = LIMITS[name]
+            stamps = self.stamps.setdefault(name, [])
+            if len(stamps) >= amount and stamps[amount - 1] >= now - expiry:
+                oldest = stamps[amount - 1]
+                return amount, min(expiry, max(1, math.ceil(oldest + expiry - now)))
+            stamps.insert(0, now)
+            del stamps[amount:]
+        return None
+
+
+requests_of_a_turn = st.lists(
+    st.lists(st.sampled_from(sorted(LIMITS)), min_size=1, max_size=3, unique=True).map(tuple),
+    min_size=1, max_size=6)
+
+
+@hsettings(max_examples=30, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(turns=st.lists(st.tuples(st.integers(0, 70), requests_of_a_turn), min_size=1, max_size=6))
+def test_batches_answer_as_requests_one_after_the_other(
+    settings: Settings, turns: list[tuple[int, list[tuple[str, ...]]]],
+) -> None:
+    async def run() -> None:
+        limiter, calls = _limiter(settings)
+        model = Windows()
+        try:
+            with freeze_time(dt.datetime.now(dt.UTC), real_asyncio=True) as frozen:
+                for seconds, requests in turns:
+                    frozen.tick(seconds)
+                    now = dt.datetime.now(dt.UTC).timestamp()
+                    answers = await _turn(limiter, [tuple(map(_check, r)) for r in requests])
+                    seen = [None if a is None else (a.limit, a.retry_after) for a in answers]
+                    assert seen == [model.hit(names, now) for names in requests]
+            assert calls == [len(requests) for _, requests in turns]  # one call per turn
+        finally:
+            await limiter.close()
+
+    asyncio.run(run())
+
+
+async def test_one_turn_is_one_call_and_counts_exactly(settings: Settings) -> None:
+    """Twelve requests of one turn on a limit of five: one call, the first five asked pass."""
+    limiter, calls = _limiter(settings)
+    try:
+        answers = await _turn(limiter, [(Check("t:burst", "5/minute", ("x",)),)] * 12)
+        assert [a is None for a in answers] == [True] * 5 + [False] * 7
+        assert calls == [12]
+        assert all(isinstance(a, RateLimited) and a.limit == 5 for a in answers[5:])
+    finally:
+        await limiter.close()
+
+
+async def test_two_instances_batching_at_once_never_exceed_the_limit(settings: Settings) -> None:
+    """Two processes' limiters (two clients, two connections), each with a batch of 20 on one
+    budget of 15, both in flight at once: 15 pass in all, whatever the order Redis takes them."""
+    first, _ = _limiter(settings)
+    second = Limiter.from_settings(settings)
+    second.prefix = first.prefix
+    check = (Check("t:shared", "15/minute", ("x",)),)
+    try:
+        both = await asyncio.gather(_turn(first, [check] * 20), _turn(second, [check] * 20))
+        assert sum(a is None for answers in both for a in answers) == 15
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_request_cancelled_while_it_waits_leaves_the_others_their_answers(
+    settings: Settings,
+) -> None:
+    limiter, calls = _limiter(settings)
+    check = Check("t:cancel", "2/minute", ("x",))
+    try:
+        tasks = [asyncio.create_task(_ask(limiter, check)) for _ in range(4)]
+        await asyncio.sleep(0)  # each has asked; the call is not answered yet
+        tasks[0].cancel()
+        answers = await asyncio.gather(*tasks[1:])
+        assert tasks[0].cancelled()
+        # The cancelled request was sent with the others, so it was counted: one more passes.
+        assert [a is None for a in answers] == [True, False, False]
+        assert calls == [4]
+    finally:
+        await limiter.close()
+
+
+async def test_a_batch_fails_open_without_redis(
+    settings: Settings, caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = Limiter.from_settings(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    try:
+        answers = await _turn(broken, [(Check("t:down", "1/minute", ("x",)),)] * 5)
+        assert answers == [None] * 5
+    finally:
+        await broken.close()
+    unavailable = [r for r in caplog.records if r.getMessage().startswith("rate limiter unavailable")]
+    assert len(unavailable) == 5
+
+
+async def test_a_silent_redis_lets_the_batch_through_after_the_timeout(settings: Settings) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    limiter = Limiter.from_settings(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"}))
+    limiter.timeout = 0.2
+    try:
+        answers = await asyncio.wait_for(_turn(limiter, [(Check("t:silent", "1/minute", ("x",)),)] * 3), 10)
+        assert answers == [None] * 3
+    finally:
+        await limiter.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_bug_in_the_call_reaches_the_requests_and_the_next_turn_works(
+    settings: Settings,
+) -> None:
+    """Anything but Redis or the network failing is not taken as open: every request of the
+    batch raises it (an error answer, as before batching), and the limiter keeps working."""
+    limiter, _ = _limiter(settings)
+    script = limiter._script
+
+    async def broken(**kwargs: object) -> object:
+        raise ValueError("a bug")
+
+    try:
+        limiter._script = broken
+        results = await asyncio.gather(*(limiter.hit("t:bug", "1/minute", "x") for _ in range(2)),
+                                       return_exceptions=True)
+        assert [type(r) for r in results] == [ValueError, ValueError]
+        limiter._script = script
+        assert await _ask(limiter, Check("t:bug", "1/minute", ("x",))) is None
+    finally:
+        await limiter.close()
+
+
+async def test_a_redis_error_answer_fails_open(settings: Settings) -> None:
+    limiter, _ = _limiter(settings)
+
+    async def refused(**kwargs: object) -> object:
+        raise redis.ResponseError("NOSCRIPT or worse")
+
+    limiter._script = refused
+    try:
+        assert await _turn(limiter, [(Check("t:err", "1/minute", ("x",)),)] * 2) == [None, None]
+    finally:
+        await limiter.close()
+
+
+async def test_a_burst_larger_than_a_batch_goes_in_several_calls_and_counts_exactly(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("common.ratelimit.BATCH", 4)
+    limiter, calls = _limiter(settings)
+    try:
+        answers = await _turn(limiter, [(Check("t:big", "7/minute", ("x",)),)] * 10)
+        assert [a is None for a in answers] == [True] * 7 + [False] * 3
+        assert calls == [4, 4, 2]
+    finally:
+        await limiter.close()
+
+
+async def test_requests_asking_while_a_call_is_out_go_together_in_the_next(
+    settings: Settings,
+) -> None:
+    """One call in flight at a time: what asks meanwhile waits for it, then goes in one call."""
+    limiter, calls = _limiter(settings)
+    check = Check("t:inflight", "100/minute", ("x",))
+    try:
+        first = asyncio.create_task(_ask(limiter, check))
+        while not calls and not limiter._sender:  # the first call has started
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        later = [asyncio.create_task(_ask(limiter, check)) for _ in range(5)]
+        assert await asyncio.gather(first, *later) == [None] * 6
+        assert calls == [1, 5]
+    finally:
+        await limiter.close()
+
+
+async def test_a_sender_cancelled_before_it_started_does_not_strand_the_next_requests(
+    settings: Settings,
+) -> None:
+    limiter, _ = _limiter(settings)
+    check = Check("t:stranded", "5/minute", ("x",))
+    try:
+        waiting = asyncio.create_task(_ask(limiter, check))
+        await asyncio.sleep(0)  # it has asked; the sender is created, not yet started
+        assert limiter._sender is not None
+        limiter._sender.cancel()
+        assert await asyncio.wait_for(waiting, 5) is None  # the abandoned call: let through
+        assert await asyncio.wait_for(_ask(limiter, check), 5) is None
+    finally:
+        await limiter.close()
+
+
+async def test_a_request_right_after_a_call_ends_gets_its_own(settings: Settings) -> None:
+    """Asked as soon as the previous answer arrives, while the sender that gave it is ending:
+    the request must not join a sender that will send nothing more."""
+    limiter, calls = _limiter(settings)
+    check = Check("t:next", "5/minute", ("x",))
+    try:
+        async with asyncio.timeout(5):
+            for _ in range(3):
+                await limiter.hit_all(check)  # awaited directly: no task between the two
+        assert calls == [1, 1, 1]
+    finally:
+        await limiter.close()
