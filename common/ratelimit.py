@@ -22,17 +22,22 @@ with its own time, exactly as that many calls one after the other would, and the
 atomic in Redis as each request's was; other instances' calls run before or after it.
 
 Redis failures fail open: losing the limiter must not take sign-in down with it (ARCHITECTURE.md:
-losing Redis loses nothing that matters); the failure is logged. A Redis that stops answering
-fails open too, after ``TIMEOUT``: the whole call (connect, write, read) is bounded by one
-``asyncio.timeout`` rather than by redis-py's socket timeout, whose write timeout runs every
-command's write in a task of its own (``asyncio.wait_for``) and an extra turn of the event loop;
-a call cut short drops its connection (redis-py never reuses one a command was interrupted on).
+losing Redis loses nothing that matters); the failure is logged. A Redis that stops answering, or
+answers too slowly for the queue, fails open too: each request waits at most ``TIMEOUT`` for its
+answer, its place in the queue included, then goes on uncounted (and is not sent if its call has
+not started). Each call (connect, write, read) is bounded by one ``asyncio.timeout`` rather than
+by redis-py's socket timeout, whose write timeout runs every command's write in a task of its own
+(``asyncio.wait_for``) and an extra turn of the event loop; a call cut short drops its connection
+(redis-py never reuses one a command was interrupted on) and fails the requests queued behind it
+at once, as an unreachable Redis does. An error answer (Redis up, but refusing the script) fails
+open only the requests of its own call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import functools
 import logging
 import math
@@ -51,7 +56,6 @@ TIMEOUT = 2.0  # seconds for one call to Redis, its connection included
 # Requests in one call at most: a call's script holds Redis (every instance's limits) while it
 # runs, a few microseconds per request; a burst larger than this goes in several calls.
 BATCH = 500
-_ABANDONED = ConnectionError("rate limiter call abandoned")  # the limiter shut down mid-call
 
 # Requests one after the other. KEYS: each request's moving windows, one per limit, in order;
 # ARGV per request: its number of limits, its time, then (limit, window seconds) per limit. A
@@ -149,33 +153,48 @@ class _Turn:
 
 
 class _Batch:
-    """The hits of the requests that go to Redis together, for one call of ``_HIT``."""
+    """The requests that go to Redis together, for one call of ``_HIT``: each request's keys,
+    its ``_HIT`` arguments and the future of its answer."""
 
-    __slots__ = ("args", "keys", "loop", "waiters")
+    __slots__ = ("loop", "requests")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.keys: list[str] = []
-        self.args: list[object] = []
-        self.waiters: list[asyncio.Future[Any]] = []
+        self.requests: list[tuple[list[str], list[object], asyncio.Future[Any]]] = []
 
     def add(self, keys: list[str], args: list[object]) -> asyncio.Future[Any]:
-        """Join a request (its keys, and its ``_HIT`` arguments); the future is its answer."""
+        """Join a request; the future is its answer."""
         waiter = self.loop.create_future()
-        self.keys += keys
-        self.args += args
-        self.waiters.append(waiter)
+        self.requests.append((keys, args, waiter))
         return waiter
 
-    def answer(self, answers: list[Any]) -> None:
-        for waiter, answer in zip(self.waiters, answers, strict=True):
-            if not waiter.done():  # a request cancelled meanwhile was counted all the same
-                waiter.set_result(answer)
+    def full(self) -> bool:
+        return len(self.requests) >= BATCH
+
+    def call(self) -> tuple[list[str], list[object], list[asyncio.Future[Any]]]:
+        """The call's keys and arguments, of the requests still waiting for their answer: one
+        that gave up (its wait bound passed: let through; or cancelled) is neither sent nor
+        counted."""
+        keys: list[str] = []
+        args: list[object] = []
+        waiters = []
+        for request_keys, request_args, waiter in self.requests:
+            if not waiter.done():
+                keys += request_keys
+                args += request_args
+                waiters.append(waiter)
+        return keys, args, waiters
 
     def fail(self, exc: BaseException) -> None:
-        for waiter in self.waiters:
+        for _, _, waiter in self.requests:
             if not waiter.done():
                 waiter.set_exception(exc)
+
+
+def _abandoned() -> ConnectionError:
+    """The failure of a call cut short by the limiter's shutdown (a fresh one each time: a
+    shared exception would collect the traceback of every request it was raised in)."""
+    return ConnectionError("rate limiter call abandoned")
 
 
 class Check(NamedTuple):
@@ -236,14 +255,18 @@ class Limiter:
     async def hit_all(self, *checks: Check) -> None:
         """Count one request against each check in order (one round trip, shared with the
         requests that ask at the same time); raise ``RateLimited`` for the first that is spent,
-        leaving the later ones uncounted."""
+        leaving the later ones uncounted. The request waits at most ``timeout`` for its answer,
+        whatever is queued before it, then goes on uncounted (fails open)."""
+        if not checks:
+            return
         items = [limit_item(c.limit) for c in checks]
         args: list[object] = [len(checks), time.time()]
         for item in items:
             args += (item.amount, item.get_expiry())
         try:
             keys = [self._key(item, c) for item, c in zip(items, checks, strict=True)]
-            spent = await self._batch().add(keys, args)
+            async with asyncio.timeout(self.timeout):
+                spent = await self._batch().add(keys, args)
         except (redis.RedisError, OSError):  # OSError includes TimeoutError
             log.warning("rate limiter unavailable; request allowed",
                         extra={"limit": ",".join(c.name for c in checks)})
@@ -259,43 +282,51 @@ class Limiter:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a new event loop (tests): nothing of the old one is alive
             self._loop, self._waiting, self._sender = loop, collections.deque(), None
-        if not self._waiting or len(self._waiting[-1].waiters) >= BATCH:
+        if not self._waiting or self._waiting[-1].full():
             self._waiting.append(_Batch(loop))
         if self._sender is None or self._sender.done():  # done: its callback is yet to run
-            self._sender = sender = loop.create_task(self._send())
+            # A context of its own: not the trace id of the request that happened to start it.
+            self._sender = sender = loop.create_task(self._send(), context=contextvars.Context())
             sender.add_done_callback(self._sent)
         return self._waiting[-1]
 
     async def _send(self) -> None:
         """Call the script for each waiting batch in turn, until none is left. Each call is
         bounded as a whole by ``timeout`` (a call cut short drops its connection: redis-py never
-        reuses one a command was interrupted on); each request gets its own answer, or the
-        failure, which every request takes as open. A call that failed fails the batches waiting
-        behind it too: no request waits more than one ``timeout`` for a Redis that is down."""
+        reuses one a command was interrupted on). A request gets its answer, or the failure,
+        which it takes as open. A Redis that cannot be reached or did not answer in time fails
+        the batches queued behind the call too; an error answer fails only its own batch."""
         while self._waiting:
             batch = self._waiting.popleft()
+            keys, args, waiters = batch.call()
+            if not waiters:
+                continue
             try:
                 async with asyncio.timeout(self.timeout):
-                    answers = await self._script(keys=batch.keys, args=batch.args)
+                    answers = await self._script(keys=keys, args=args)
+                for waiter, answer in zip(waiters, answers, strict=True):
+                    if not waiter.done():  # it gave up meanwhile: counted, and let through
+                        waiter.set_result(answer)
             except asyncio.CancelledError:
-                batch.fail(_ABANDONED)
+                batch.fail(_abandoned())
                 raise
-            except (redis.RedisError, OSError) as exc:
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 batch.fail(exc)
                 self._fail_waiting(exc)
-            except Exception as exc:  # noqa: BLE001  a bug: the requests' error, as before
+            except Exception as exc:  # noqa: BLE001  an error answer, or a bug: this batch's
                 batch.fail(exc)
-            else:
-                batch.answer(answers)
 
     def _sent(self, sender: asyncio.Task[None]) -> None:
-        """The sender ended: done, or cancelled (shut down, even before it started), when no
-        request may be left waiting for it; each goes on, as with Redis down."""
+        """The sender ended. Cancelled (shut down, even before it started) or failed: no request
+        may be left waiting for it; each goes on, as with Redis down."""
         if self._sender is not sender:
             return
         self._sender = None
         if sender.cancelled():
-            self._fail_waiting(_ABANDONED)
+            self._fail_waiting(_abandoned())
+        elif (exc := sender.exception()) is not None:  # a bug outside a call: said, not hidden
+            log.error("rate limiter sender failed", exc_info=exc)
+            self._fail_waiting(exc)
 
     def _fail_waiting(self, exc: BaseException) -> None:
         while self._waiting:

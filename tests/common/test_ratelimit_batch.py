@@ -135,20 +135,28 @@ async def test_two_instances_batching_at_once_never_exceed_the_limit(settings: S
         await second.close()
 
 
-async def test_a_request_cancelled_while_it_waits_leaves_the_others_their_answers(
+async def test_a_request_cancelled_before_its_call_is_not_counted_nor_disturbs_the_others(
     settings: Settings,
 ) -> None:
     limiter, calls = _limiter(settings)
     check = Check("t:cancel", "2/minute", ("x",))
     try:
         tasks = [asyncio.create_task(_ask(limiter, check)) for _ in range(4)]
-        await asyncio.sleep(0)  # each has asked; the call is not answered yet
+        await asyncio.sleep(0)  # each has asked; the sender is yet to start
         tasks[0].cancel()
         answers = await asyncio.gather(*tasks[1:])
         assert tasks[0].cancelled()
-        # The cancelled request was sent with the others, so it was counted: one more passes.
-        assert [a is None for a in answers] == [True, False, False]
-        assert calls == [4]
+        assert [a is None for a in answers] == [True, True, False]
+        assert calls == [3]
+    finally:
+        await limiter.close()
+
+
+async def test_a_request_without_limits_asks_nothing(settings: Settings) -> None:
+    limiter, calls = _limiter(settings)
+    try:
+        assert await limiter.hit_all() is None
+        assert calls == []
     finally:
         await limiter.close()
 
@@ -276,5 +284,80 @@ async def test_a_request_right_after_a_call_ends_gets_its_own(settings: Settings
             for _ in range(3):
                 await limiter.hit_all(check)  # awaited directly: no task between the two
         assert calls == [1, 1, 1]
+    finally:
+        await limiter.close()
+
+
+async def _slow_proxy(delay: float, port: int) -> asyncio.Server:
+    """A TCP proxy to Redis that holds every chunk ``delay`` seconds each way."""
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                await asyncio.sleep(delay)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def serve(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        redis_r, redis_w = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(pipe(client_r, redis_w), pipe(redis_r, client_w))
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+async def test_a_slow_redis_never_holds_a_request_longer_than_the_bound(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis answers, slowly, and the queue behind the call in flight is long: each request
+    waits at most ``timeout`` in all, then goes on uncounted; those that gave up are not sent."""
+    monkeypatch.setattr("common.ratelimit.BATCH", 10)
+    redis_port = int(settings.redis_url.split(":")[-1].split("/")[0])
+    proxy = await _slow_proxy(0.1, redis_port)
+    port = proxy.sockets[0].getsockname()[1]
+    db = settings.redis_url.rsplit("/", 1)[1]
+    limiter, calls = _limiter(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/{db}"}))
+    check = Check("t:slow", "1000/minute", ("x",))
+    loop = asyncio.get_running_loop()
+    try:
+        await limiter.hit_all(check)  # the connection made and the script loaded, unhurried
+        calls.clear()
+        limiter.timeout = 0.7
+        started = loop.time()
+        answers = await asyncio.wait_for(_turn(limiter, [(check,)] * 100), 10)
+        waited = loop.time() - started
+        assert answers == [None] * 100  # the answered passed, the rest went on uncounted
+        assert waited < 0.7 + 0.5  # the bound, and some slack for a loaded machine
+        # Answered calls of 10 came back every 0.2 s until the bound; the rest were not sent.
+        assert calls and set(calls) == {10} and sum(calls) < 100
+    finally:
+        await limiter.close()
+        proxy.close()
+
+
+async def test_an_error_answer_fails_its_own_batch_only(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An error answer means Redis is up: the batches behind it are still counted."""
+    monkeypatch.setattr("common.ratelimit.BATCH", 2)
+    limiter, calls = _limiter(settings)
+    script = limiter._script
+    failed: list[int] = []
+
+    async def once_refused(*, keys: list[str], args: list[object]) -> object:
+        if not failed:
+            failed.append(1)
+            raise redis.ResponseError("BUSY a script is running")
+        return await script(keys=keys, args=args)
+
+    limiter._script = once_refused
+    check = Check("t:busy", "1/minute", ("x",))
+    try:
+        answers = await _turn(limiter, [(check,)] * 4)
+        # The first two let through uncounted; of the next two, one passes and one is refused.
+        assert [a is None for a in answers] == [True, True, True, False]
+        assert calls == [2]
     finally:
         await limiter.close()
