@@ -5,6 +5,10 @@
   URL's ``id`` query parameter) on a raw psycopg ``AsyncConnectionPool`` and answers its rows;
 - ``postback``: a credit postback's two statements (``HOT_LOOKUP`` then ``HOT_CREDIT``) on such a
   pool, without the app's checks (no signature, no rate limit, no middlewares);
+- ``postback-checked``: the same with the two duties every postback has beyond its statements,
+  done the plain way: the signature checked (HMAC-SHA256, ``generic_signature``) and both rate
+  limits counted by the limiter's script in a Redis call of the request's own (redis-py, as the
+  app); still no middleware, envelope, parameter bounds or log fields;
 - ``click``: a click's one statement (``CLICK``: the member's rate limit counted, the offer's
   state and the conditional insert) on such a pool, with a fresh random id, answering the row; no
   token check or middlewares;
@@ -77,20 +81,39 @@ def sql_app(sql: str, pool_size: int) -> web.Application:
     return _pool_app(pool_size, "/bare", make_handler)
 
 
-def postback_app(pool_size: int) -> web.Application:
+def postback_app(pool_size: int, *, checked: bool = False) -> web.Application:
+    import hmac
+    import time
     from decimal import Decimal
 
+    import redis.asyncio as aioredis
     from psycopg.types.json import Jsonb
 
     from common.config import get_settings
+    from common.postbacks import generic_signature
+    from common.ratelimit import _HIT
     from common.services.postbacks import HOT_CREDIT, HOT_LOOKUP
     from common.services.risk_signals import credit_risk_params
 
-    risk = credit_risk_params(get_settings())
+    settings = get_settings()
+    risk = credit_risk_params(settings)
+    secret = settings.networks["bench"].secret if checked else ""
+    limiter = aioredis.from_url(settings.redis_url).register_script(_HIT) if checked else None
+    window = ["ratelimit:bare:postback:ip:127.0.0.1", "ratelimit:bare:postback:bench:127.0.0.1"]
+
+    async def check(q: object) -> web.Response | None:
+        """The signature, then both limits in one call (each 10,000,000 a minute)."""
+        if not hmac.compare_digest(generic_signature(secret, q), q.get("sig", "")):  # type: ignore[arg-type, attr-defined]
+            return web.Response(status=403)
+        if await limiter(keys=window, args=[2, time.time(), 10_000_000, 60, 10_000_000, 60]) != [0]:  # type: ignore[misc]
+            return web.Response(status=429)
+        return None
 
     def make_handler(pool: AsyncConnectionPool):  # type: ignore[no-untyped-def]
         async def handler(request: web.Request) -> web.Response:
             q = request.query
+            if checked and (refused := await check(q)) is not None:
+                return refused
             async with pool.connection() as conn:
                 found = await (await conn.execute(HOT_LOOKUP.sql, {
                     "network": "bench", "external_id": q["txn_id"], "offer": q["offer_id"],
@@ -160,14 +183,15 @@ def click_app(pool_size: int, *, limited: bool = True) -> web.Application:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["json", "sql", "postback", "click", "click-insert"],
-                        default="json")
+    parser.add_argument("--mode", default="json", choices=[
+        "json", "sql", "postback", "postback-checked", "click", "click-insert"])
     parser.add_argument("--sql", default="SELECT 1 AS one")
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     apps = {"json": json_app, "sql": lambda: sql_app(args.sql, args.pool),
-            "postback": lambda: postback_app(args.pool), "click": lambda: click_app(args.pool),
+            "postback": lambda: postback_app(args.pool),
+            "postback-checked": lambda: postback_app(args.pool, checked=True), "click": lambda: click_app(args.pool),
             "click-insert": lambda: click_app(args.pool, limited=False)}
     app = apps[args.mode]()
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None,

@@ -5,7 +5,8 @@
 2. postbacks: req/s and p50/p99 at 50 concurrent (new sales with the risk rules on and off, and
    repeats of one transaction) vs a bare aiohttp + psycopg handler running the same two
    statements on a pool of the same size, measured before, between and after the app's rounds
-   (the median of its rounds is the baseline);
+   (the median of its rounds is the baseline); and once with the signature check and both rate
+   limits added to it, done the plain way (``bench/bare.py --mode postback-checked``);
 3. GET /api/offers (page of 20 out of 10,000, category filter) vs a bare aiohttp + raw psycopg
    handler running the same SQL;
 4. postback -> ``balance:updated`` seen by a Redis subscriber, with SALE_HOLD_SECONDS=0.
@@ -255,6 +256,15 @@ def bench_postbacks(env: dict[str, str], seconds: int, connections: int) -> list
     # Every round adds sales and log rows, and the durable server's checkpoints come and go:
     # the bare handler runs before, between and after the app's rounds, and the app is compared
     # with the median of its rounds (as bench/auth.py and bench/clicks.py do).
+    def checked_round() -> Result:
+        # The bare handler with the signature and the two limits, each request its own Redis
+        # call: how much of the gap is those duties, and how much the app's own way of doing them.
+        with server([PYTHON, "bench/bare.py", "--mode", "postback-checked", "--pool", pool],
+                    env=env) as bare:
+            result = measured(bare, lambda: run(bare, True, next(offsets)))
+        result.name = f"{BARE_POSTBACKS} + signature + both limits (own Redis call)"
+        return result
+
     results = [bare_round()]
     for variant, risk in risk_rounds():
         with web_server({**env, **risk}) as web:
@@ -263,6 +273,7 @@ def bench_postbacks(env: dict[str, str], seconds: int, connections: int) -> list
                 result.name += f", {variant}"
                 results.append(result)
         results.append(bare_round())
+    results.append(checked_round())
     return [median_row(BARE_POSTBACKS, bare_rounds), *results]
 
 
