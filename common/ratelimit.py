@@ -24,9 +24,10 @@ atomic in Redis as each request's was; other instances' calls run before or afte
 Redis failures fail open: losing the limiter must not take sign-in down with it (ARCHITECTURE.md:
 losing Redis loses nothing that matters); the failure is logged. A Redis that stops answering, or
 answers too slowly for the queue, fails open too: each request waits at most ``TIMEOUT`` for its
-answer, its place in the queue included, then goes on uncounted (and is not sent if its call has
-not started). Each call (connect, write, read) is bounded by one ``asyncio.timeout`` rather than
-by redis-py's socket timeout, whose write timeout runs every command's write in a task of its own
+answer, its place in the queue included, then is let through unchecked (counted only if its call
+had started: one that had not is never sent). Each call (connect, write, read) is bounded, until
+the last of its requests gives up, by one ``asyncio.timeout_at`` rather than by redis-py's socket
+timeout, whose write timeout runs every command's write in a task of its own
 (``asyncio.wait_for``) and an extra turn of the event loop; a call cut short drops its connection
 (redis-py never reuses one a command was interrupted on) and fails the requests queued behind it
 at once, as an unreachable Redis does. An error answer (Redis up, but refusing the script) fails
@@ -52,7 +53,9 @@ from common.config import Settings
 from common.errors import RateLimited
 
 log = logging.getLogger(__name__)
-TIMEOUT = 2.0  # seconds for one call to Redis, its connection included
+# Seconds a request waits for its count, its place in the queue and its call (the connection
+# included) together; past it the request is let through.
+TIMEOUT = 2.0
 # Requests in one call at most: a call's script holds Redis (every instance's limits) while it
 # runs, a few microseconds per request; a burst larger than this goes in several calls.
 BATCH = 500
@@ -160,33 +163,36 @@ class _Batch:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.requests: list[tuple[list[str], list[object], asyncio.Future[Any]]] = []
+        self.requests: list[tuple[list[str], list[object], asyncio.Future[Any], float]] = []
 
-    def add(self, keys: list[str], args: list[object]) -> asyncio.Future[Any]:
-        """Join a request; the future is its answer."""
+    def add(self, keys: list[str], args: list[object], until: float) -> asyncio.Future[Any]:
+        """Join a request that waits for its answer until ``until`` (the loop's clock); the
+        future is its answer."""
         waiter = self.loop.create_future()
-        self.requests.append((keys, args, waiter))
+        self.requests.append((keys, args, waiter, until))
         return waiter
 
     def full(self) -> bool:
         return len(self.requests) >= BATCH
 
-    def call(self) -> tuple[list[str], list[object], list[asyncio.Future[Any]]]:
-        """The call's keys and arguments, of the requests still waiting for their answer: one
-        that gave up (its wait bound passed: let through; or cancelled) is neither sent nor
-        counted."""
+    def call(self) -> tuple[list[str], list[object], list[asyncio.Future[Any]], float]:
+        """The call's keys and arguments, of the requests still waiting for their answer (one
+        that gave up, its wait bound passed or cancelled, is neither sent nor counted), their
+        futures, and when the last of them gives up."""
         keys: list[str] = []
         args: list[object] = []
         waiters = []
-        for request_keys, request_args, waiter in self.requests:
+        last = 0.0
+        for request_keys, request_args, waiter, until in self.requests:
             if not waiter.done():
                 keys += request_keys
                 args += request_args
                 waiters.append(waiter)
-        return keys, args, waiters
+                last = max(last, until)
+        return keys, args, waiters, last
 
     def fail(self, exc: BaseException) -> None:
-        for _, _, waiter in self.requests:
+        for _, _, waiter, _ in self.requests:
             if not waiter.done():
                 waiter.set_exception(exc)
 
@@ -265,11 +271,14 @@ class Limiter:
             args += (item.amount, item.get_expiry())
         try:
             keys = [self._key(item, c) for item, c in zip(items, checks, strict=True)]
-            async with asyncio.timeout(self.timeout):
-                spent = await self._batch().add(keys, args)
-        except (redis.RedisError, OSError):  # OSError includes TimeoutError
+            batch = self._batch()
+            until = batch.loop.time() + self.timeout
+            async with asyncio.timeout_at(until):
+                spent = await batch.add(keys, args, until)
+        except (redis.RedisError, OSError) as exc:  # OSError includes TimeoutError
             log.warning("rate limiter unavailable; request allowed",
-                        extra={"limit": ",".join(c.name for c in checks)})
+                        extra={"limit": ",".join(c.name for c in checks),
+                               "error": type(exc).__name__})
             return
         if not spent:
             return
@@ -287,7 +296,7 @@ class Limiter:
         if self._sender is None or self._sender.done():  # done: its callback is yet to run
             # A context of its own: not the trace id of the request that happened to start it.
             self._sender = sender = loop.create_task(self._send(), context=contextvars.Context())
-            sender.add_done_callback(self._sent)
+            sender.add_done_callback(self._sent, context=contextvars.Context())
         return self._waiting[-1]
 
     async def _send(self) -> None:
@@ -298,11 +307,13 @@ class Limiter:
         the batches queued behind the call too; an error answer fails only its own batch."""
         while self._waiting:
             batch = self._waiting.popleft()
-            keys, args, waiters = batch.call()
-            if not waiters:
-                continue
             try:
-                async with asyncio.timeout(self.timeout):
+                keys, args, waiters, until = batch.call()
+                if not waiters:
+                    continue
+                # Nobody waits past ``until``: a call still out then is dropped, and the queue
+                # behind it fails open at once rather than each request in turn.
+                async with asyncio.timeout_at(until):
                     answers = await self._script(keys=keys, args=args)
                 for waiter, answer in zip(waiters, answers, strict=True):
                     if not waiter.done():  # it gave up meanwhile: counted, and let through

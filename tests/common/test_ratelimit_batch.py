@@ -361,3 +361,52 @@ async def test_an_error_answer_fails_its_own_batch_only(
         assert calls == [2]
     finally:
         await limiter.close()
+
+
+async def test_a_bug_while_a_call_is_made_reaches_its_requests_at_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not taken for an outage: the requests of the batch raise the bug, without waiting for
+    their bound, and the limiter keeps working."""
+    limiter, _ = _limiter(settings)
+    limiter.timeout = 30  # a request left waiting would show as a hang, cut by wait_for below
+
+    def broken(self: object) -> object:
+        raise KeyError("a bug")
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr("common.ratelimit._Batch.call", broken)
+            results = await asyncio.wait_for(asyncio.gather(
+                *(limiter.hit("t:callbug", "1/minute", "x") for _ in range(2)),
+                return_exceptions=True), 5)
+        assert [type(r) for r in results] == [KeyError, KeyError]
+        assert await _ask(limiter, Check("t:callbug", "1/minute", ("x",))) is None
+    finally:
+        await limiter.close()
+
+
+async def test_a_request_that_gives_up_while_its_call_is_out_is_let_through_and_counted(
+    settings: Settings,
+) -> None:
+    redis_port = int(settings.redis_url.split(":")[-1].split("/")[0])
+    proxy = await _slow_proxy(0.15, redis_port)
+    port = proxy.sockets[0].getsockname()[1]
+    db = settings.redis_url.rsplit("/", 1)[1]
+    limiter, calls = _limiter(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/{db}"}))
+    check = Check("t:gaveup", "2/minute", ("x",))
+    try:
+        await limiter.hit_all(Check("t:warm", "5/minute", ("x",)))  # connection and script
+        calls.clear()
+        tasks = [asyncio.create_task(_ask(limiter, check)) for _ in range(3)]
+        while limiter._waiting or limiter._sender is None or limiter._sender.done():
+            # until the call with all three is out (the warm-up's sender may not have ended)
+            await asyncio.sleep(0.01)
+        tasks[0].cancel()
+        answers = await asyncio.gather(*tasks[1:])
+        # The first was counted (its call had started): of the other two, one passes.
+        assert [a is None for a in answers] == [True, False]
+        assert calls == [3]
+    finally:
+        await limiter.close()
+        proxy.close()
