@@ -18,6 +18,7 @@ from tests.fixtures.auth import (
     new_email,
     register,
 )
+from tests.fixtures.redis_peers import silent_redis
 
 
 async def _login(client, email: str, password: str = "wrong password"):  # type: ignore[no-untyped-def]
@@ -168,20 +169,13 @@ async def test_a_redis_that_never_answers_fails_open_after_the_timeout(
 ) -> None:
     """The call is bounded as a whole, the write and the read included: a Redis that takes the
     connection and then says nothing lets the request through, and the next call starts afresh."""
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(-1)  # takes every command, answers none, until the client hangs up
-        writer.close()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    limiter = Limiter.from_settings(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"}))
-    limiter.timeout = 0.2
-    try:
-        for _ in range(2):
-            assert await asyncio.wait_for(limiter.hit("click:user", "1/minute", "silent"), 10) is None
-    finally:
-        await limiter.close()
-        server.close()
-        await server.wait_closed()
+    async with silent_redis() as port:
+        limiter = Limiter.from_settings(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"}))
+        limiter.timeout = 0.2
+        try:
+            for _ in range(2):
+                assert await asyncio.wait_for(limiter.hit("click:user", "1/minute", "silent"), 10) is None
+        finally:
+            await limiter.close()
     unavailable = [r for r in caplog.records if r.getMessage().startswith("rate limiter unavailable")]
     assert len(unavailable) == 2

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from common.config import Settings
 from common.errors import RateLimited
 from common.ratelimit import Check, Limiter
+from tests.fixtures.redis_peers import silent_redis, slow_proxy
 
 # Limits told apart by their amount, so that a refusal names which one was spent.
 LIMITS = {"one": ("1/minute", 1, 60), "two": ("2/minute", 2, 60), "three": ("3/10second", 3, 10)}
@@ -175,21 +176,15 @@ async def test_a_batch_fails_open_without_redis(
 
 
 async def test_a_silent_redis_lets_the_batch_through_after_the_timeout(settings: Settings) -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(-1)
-        writer.close()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    limiter = Limiter.from_settings(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"}))
-    limiter.timeout = 0.2
-    try:
-        answers = await asyncio.wait_for(_turn(limiter, [(Check("t:silent", "1/minute", ("x",)),)] * 3), 10)
-        assert answers == [None] * 3
-    finally:
-        await limiter.close()
-        server.close()
-        await server.wait_closed()
+    async with silent_redis() as port:
+        limiter = Limiter.from_settings(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"}))
+        limiter.timeout = 0.2
+        try:
+            answers = await asyncio.wait_for(
+                _turn(limiter, [(Check("t:silent", "1/minute", ("x",)),)] * 3), 10)
+            assert answers == [None] * 3
+        finally:
+            await limiter.close()
 
 
 async def test_a_bug_in_the_call_reaches_the_requests_and_the_next_turn_works(
@@ -288,26 +283,6 @@ async def test_a_request_right_after_a_call_ends_gets_its_own(settings: Settings
         await limiter.close()
 
 
-async def _slow_proxy(delay: float, port: int) -> asyncio.Server:
-    """A TCP proxy to Redis that holds every chunk ``delay`` seconds each way."""
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                await asyncio.sleep(delay)
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    async def serve(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        redis_r, redis_w = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.gather(pipe(client_r, redis_w), pipe(redis_r, client_w))
-
-    return await asyncio.start_server(serve, "127.0.0.1", 0)
-
-
 async def test_a_slow_redis_never_holds_a_request_longer_than_the_bound(
     settings: Settings, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -315,8 +290,11 @@ async def test_a_slow_redis_never_holds_a_request_longer_than_the_bound(
     waits at most ``timeout`` in all, then goes on uncounted; those that gave up are not sent."""
     monkeypatch.setattr("common.ratelimit.BATCH", 10)
     redis_port = int(settings.redis_url.split(":")[-1].split("/")[0])
-    proxy = await _slow_proxy(0.1, redis_port)
-    port = proxy.sockets[0].getsockname()[1]
+    async with slow_proxy(0.1, redis_port) as port:
+        await _slow_redis_bounds_each_request(settings, port)
+
+
+async def _slow_redis_bounds_each_request(settings: Settings, port: int) -> None:
     db = settings.redis_url.rsplit("/", 1)[1]
     limiter, calls = _limiter(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/{db}"}))
     check = Check("t:slow", "1000/minute", ("x",))
@@ -334,7 +312,6 @@ async def test_a_slow_redis_never_holds_a_request_longer_than_the_bound(
         assert calls and set(calls) == {10} and sum(calls) < 100
     finally:
         await limiter.close()
-        proxy.close()
 
 
 async def test_an_error_answer_fails_its_own_batch_only(
@@ -390,8 +367,11 @@ async def test_a_request_that_gives_up_while_its_call_is_out_is_let_through_and_
     settings: Settings,
 ) -> None:
     redis_port = int(settings.redis_url.split(":")[-1].split("/")[0])
-    proxy = await _slow_proxy(0.15, redis_port)
-    port = proxy.sockets[0].getsockname()[1]
+    async with slow_proxy(0.15, redis_port) as port:
+        await _giving_up_mid_call(settings, port)
+
+
+async def _giving_up_mid_call(settings: Settings, port: int) -> None:
     db = settings.redis_url.rsplit("/", 1)[1]
     limiter, calls = _limiter(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/{db}"}))
     check = Check("t:gaveup", "2/minute", ("x",))
@@ -409,4 +389,3 @@ async def test_a_request_that_gives_up_while_its_call_is_out_is_let_through_and_
         assert calls == [3]
     finally:
         await limiter.close()
-        proxy.close()
