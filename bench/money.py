@@ -245,26 +245,26 @@ def bench_postbacks(env: dict[str, str], seconds: int, connections: int) -> list
     offsets = itertools.count(0, COUNT)
     bare_rounds: list[Result] = []
 
+    def bare_result(mode: str) -> Result:
+        with server([PYTHON, "bench/bare.py", "--mode", mode, "--pool", pool], env=env) as bare:
+            return measured(bare, lambda: run(bare, True, next(offsets)))
+
     def bare_round() -> Result:
-        with server([PYTHON, "bench/bare.py", "--mode", "postback", "--pool", pool],
-                    env=env) as bare:
-            result = measured(bare, lambda: run(bare, True, next(offsets)))
+        result = bare_result("postback")
         result.name = f"{BARE_POSTBACKS} ({len(bare_rounds) + 1})"
         bare_rounds.append(result)
+        return result
+
+    def checked_round() -> Result:
+        # The bare handler with the signature and the two limits, each request its own Redis
+        # call: how much of the gap is those duties, and how much the app's own way of doing them.
+        result = bare_result("postback-checked")
+        result.name = f"{BARE_POSTBACKS} + signature + both limits (own Redis call)"
         return result
 
     # Every round adds sales and log rows, and the durable server's checkpoints come and go:
     # the bare handler runs before, between and after the app's rounds, and the app is compared
     # with the median of its rounds (as bench/auth.py and bench/clicks.py do).
-    def checked_round() -> Result:
-        # The bare handler with the signature and the two limits, each request its own Redis
-        # call: how much of the gap is those duties, and how much the app's own way of doing them.
-        with server([PYTHON, "bench/bare.py", "--mode", "postback-checked", "--pool", pool],
-                    env=env) as bare:
-            result = measured(bare, lambda: run(bare, True, next(offsets)))
-        result.name = f"{BARE_POSTBACKS} + signature + both limits (own Redis call)"
-        return result
-
     results = [bare_round()]
     for variant, risk in risk_rounds():
         with web_server({**env, **risk}) as web:

@@ -262,15 +262,15 @@ class Limiter:
         """Count one request against each check in order (one round trip, shared with the
         requests that ask at the same time); raise ``RateLimited`` for the first that is spent,
         leaving the later ones uncounted. The request waits at most ``timeout`` for its answer,
-        whatever is queued before it, then goes on uncounted (fails open)."""
+        whatever is queued before it, then is let through (fails open)."""
         if not checks:
             return
         items = [limit_item(c.limit) for c in checks]
+        keys = [self._key(item, c) for item, c in zip(items, checks, strict=True)]
         args: list[object] = [len(checks), time.time()]
         for item in items:
             args += (item.amount, item.get_expiry())
         try:
-            keys = [self._key(item, c) for item, c in zip(items, checks, strict=True)]
             batch = self._batch()
             until = batch.loop.time() + self.timeout
             async with asyncio.timeout_at(until):
@@ -301,9 +301,9 @@ class Limiter:
 
     async def _send(self) -> None:
         """Call the script for each waiting batch in turn, until none is left. Each call is
-        bounded as a whole by ``timeout`` (a call cut short drops its connection: redis-py never
-        reuses one a command was interrupted on). A request gets its answer, or the failure,
-        which it takes as open. A Redis that cannot be reached or did not answer in time fails
+        bounded as a whole, until the last of its requests gives up (a call cut short drops its
+        connection: redis-py never reuses one a command was interrupted on). A request gets its
+        answer, or the failure, which it takes as open. A Redis that cannot be reached or did not answer in time fails
         the batches queued behind the call too; an error answer fails only its own batch."""
         while self._waiting:
             batch = self._waiting.popleft()
